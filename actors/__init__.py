@@ -1,0 +1,1 @@
+"""Ray actors: thin shells that host raykernel's plain classes in their own processes."""

@@ -1,0 +1,109 @@
+"""The session actor: one Ray actor process per session, a thin shell over ``Interpreter``.
+
+It must stay a plain synchronous actor (no ``max_concurrency``, no concurrency groups): then Ray
+runs every method on the worker's main thread, which is where SIGINT is delivered, so a run can be
+interrupted. It imports nothing of the front end (fastmcp, the router) to stay small.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import ray
+
+from raykernel.interpreter import Interpreter
+from raykernel.interrupts import install_handler
+from raykernel.pluginmanager import load_session_plugins
+
+
+class SessionActor:
+    def __init__(
+        self,
+        session_id: str,
+        workspace: str,
+        *,
+        description: str = "",
+        created_at: float | None = None,
+        max_output_bytes: int = 100_000,
+        plugin_specs: list[str] | None = None,
+        site_dir: str | None = None,
+    ) -> None:
+        # Before any user import: figures must render off-screen.
+        os.environ["MPLBACKEND"] = "Agg"
+        os.chdir(workspace)
+        scripts = str(Path(workspace) / "scripts")
+        if scripts not in sys.path:
+            sys.path.insert(0, scripts)
+        # input() must fail at once rather than wait forever on the worker's stdin.
+        sys.stdin = io.StringIO("")
+        hooks = load_session_plugins(plugin_specs).hook if plugin_specs else None
+        self.interpreter = Interpreter(
+            session_id,
+            Path(workspace),
+            max_output_bytes=max_output_bytes,
+            hooks=hooks,
+            site_dir=Path(site_dir) if site_dir else None,
+        )
+        self.session_id = session_id
+        self.description = description
+        self.created_at = created_at if created_at is not None else time.time()
+        self.started_at = time.time()
+        self.process = psutil.Process()
+        self.process.cpu_percent(None)
+        install_handler(self.interpreter.current_token)
+
+    def info(self) -> dict[str, Any]:
+        context = ray.get_runtime_context()
+        return {
+            "session_id": self.session_id,
+            "description": self.description,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "pid": os.getpid(),
+            "node_id": context.get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),
+            "execution_count": self.interpreter.execution_count,
+        }
+
+    def execute(self, code: str, token: str) -> dict[str, Any]:
+        return self.interpreter.execute(code, token)
+
+    def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
+        return self.interpreter.run_script(Path(path), args, token)
+
+    def install(
+        self, specs: list[str], allow_urls: bool, timeout: float, token: str
+    ) -> dict[str, Any]:
+        return self.interpreter.install(specs, allow_urls=allow_urls, timeout=timeout, token=token)
+
+    def variables(self) -> list[dict[str, Any]]:
+        return self.interpreter.variables()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.interpreter.snapshot()
+
+    def restore(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """Load a ``snapshot()`` (passed by reference through the object store)."""
+        report = self.interpreter.restore(snapshot["blobs"])
+        report["not_preserved"].update(snapshot["not_preserved"])
+        return report
+
+    def ping(self) -> float:
+        return time.time()
+
+    def health(self) -> dict[str, Any]:
+        with self.process.oneshot():
+            return {
+                "memory_usage": self.process.memory_info().rss,
+                "cpu_percent": self.process.cpu_percent(None),
+                "num_children": len(self.process.children(recursive=True)),
+            }
+
+
+RemoteSessionActor = ray.remote(SessionActor)

@@ -1,0 +1,61 @@
+"""Which session a call without ``session_id`` goes to: the caller's active session.
+
+The caller is the MCP session when the protocol keeps one (2025-11-25 and older: stdio, legacy
+HTTP, the SDK's ClientSession), else the authenticated identity, else the whole server. fastmcp's
+default client speaks the stateless 2026-07-28 protocol, where every request is its own
+connection, so its calls share the server-wide (or per-identity) active session.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+SERVER_KEY = "server"
+MAX_CALLERS = 10_000
+
+
+def caller_key() -> str:
+    """A stable key for whoever is making the current tool call."""
+    from fastmcp.server.dependencies import get_access_token, get_context
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    try:
+        ctx = get_context()
+    except RuntimeError:
+        return SERVER_KEY
+    request = ctx.request_context
+    if request is not None and request.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return "mcp:" + ctx.session_id
+    token = get_access_token()
+    if token is not None:
+        subject = token.claims.get("sub") if token.claims else None
+        return f"user:{subject or token.client_id}"
+    return SERVER_KEY
+
+
+class ActiveSessions:
+    """caller key -> active session id, bounded (oldest callers are forgotten first)."""
+
+    def __init__(self, default: str) -> None:
+        self.default = default
+        self._by_caller: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str:
+        session_id = self._by_caller.get(key)
+        if session_id is None:
+            return self.default
+        self._by_caller.move_to_end(key)
+        return session_id
+
+    def set(self, key: str, session_id: str) -> str:
+        previous = self.get(key)
+        self._by_caller[key] = session_id
+        self._by_caller.move_to_end(key)
+        while len(self._by_caller) > MAX_CALLERS:
+            self._by_caller.popitem(last=False)
+        return previous
+
+    def forget_session(self, session_id: str) -> None:
+        """A deleted session is nobody's active session any more: they fall back to default."""
+        for key in [k for k, v in self._by_caller.items() if v == session_id]:
+            del self._by_caller[key]

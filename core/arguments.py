@@ -1,0 +1,30 @@
+"""Argument types shared by the built-in tools: limits live in the schema a client sees."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+SESSION_ID_REGEX = r"^[A-Za-z0-9_.-]{1,64}$"
+
+SessionId = Annotated[
+    str,
+    Field(
+        description="Session id: 1-64 letters, digits, '_', '.', '-'.",
+        pattern=SESSION_ID_REGEX,
+    ),
+]
+OptionalSessionId = Annotated[
+    str | None,
+    Field(
+        description="Session to use; omit for your active session (see switch_session).",
+        pattern=SESSION_ID_REGEX,
+    ),
+]
+WorkspacePath = Annotated[
+    str,
+    Field(
+        description="Path relative to the workspace root, e.g. 'outputs/data.csv'.",
+        min_length=1,
+        max_length=1024,
+    ),
+]

@@ -1,0 +1,73 @@
+"""``raykernel`` command line: parse flags, protect stdout in stdio mode, serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+
+
+def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="raykernel",
+        description="MCP server with stateful Python sessions, one Ray actor per session.",
+        argument_default=argparse.SUPPRESS,  # unset flags must not override env or config
+    )
+    parser.add_argument("--transport", choices=["stdio", "http"], help="default: stdio")
+    parser.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    parser.add_argument("--path", help="HTTP endpoint path (default /mcp)")
+    parser.add_argument("--workspace", help="workspace folder (default: current directory)")
+    parser.add_argument("--config", help="TOML settings file (default: configs/raykernel.toml)")
+    parser.add_argument("--ray-address", dest="ray_address", help="join this Ray cluster")
+    parser.add_argument("--log-level", dest="log_level", help="default INFO")
+    parser.add_argument("--version", action="version", version=f"raykernel {__version__}")
+    return vars(parser.parse_args(argv))
+
+
+def _divert_stdout() -> None:
+    """In stdio mode fd 1 is the protocol. Keep a private copy of it for the protocol and point
+    fd 1 at stderr, so nothing else (Ray's processes, C libraries, children) can write to it."""
+    wire = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(wire, "w", encoding="utf-8", closefd=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .settings import load_settings
+
+    flags = parse_args(argv)
+    try:
+        settings = load_settings(**flags)
+    except Exception as exc:  # a bad flag, env var or config file: say which, exit non-zero
+        print(f"raykernel: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if settings.transport == "stdio":
+        _divert_stdout()
+
+    from .server import build_server
+
+    mcp, _app = build_server(settings)
+    if settings.transport == "stdio":
+        mcp.run(transport="stdio", show_banner=False)
+    else:
+        mcp.run(
+            transport="http",
+            show_banner=False,
+            host=settings.host,
+            port=settings.port,
+            path=settings.path,
+            # DNS-rebinding protection: Host and Origin are checked (403 on a bad Origin).
+            host_origin_protection=True,
+        )
+    return 0

@@ -1,0 +1,77 @@
+"""The one error hierarchy of raykernel.
+
+Every refusal a client can see is a ``RaykernelError``: the MCP boundary turns it into a tool
+error whose text starts with the class name (``SessionNotFound: ...``), so a model can act on the
+type. Anything else that escapes a tool is an internal fault: it is logged and masked.
+
+This module imports nothing heavy: session actors import it too.
+"""
+
+from __future__ import annotations
+
+
+class RaykernelError(Exception):
+    """Base of every error raykernel reports to a client on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class InvalidArgument(RaykernelError):
+    """An argument is malformed or out of range; nothing was changed."""
+
+
+class InvalidSessionId(InvalidArgument):
+    """A session id does not match the allowed pattern."""
+
+
+class SessionNotFound(RaykernelError):
+    """No session has this id (sessions are never created implicitly)."""
+
+
+class SessionLimitReached(RaykernelError):
+    """Creating one more session would pass ``max_sessions``."""
+
+
+class ProtectedSession(RaykernelError):
+    """The operation is not allowed on this session (``default`` cannot be deleted)."""
+
+
+class SessionUnavailable(RaykernelError):
+    """The session exists but cannot take the call now (dead, being restarted, lost)."""
+
+
+class KernelDied(SessionUnavailable):
+    """The session's process died while (or before) serving the call; its state is gone."""
+
+
+class PathOutsideWorkspace(InvalidArgument):
+    """A path resolves outside the workspace, or is otherwise not a safe workspace path."""
+
+
+class FileTooLarge(InvalidArgument):
+    """A file write or read is above the configured size limit."""
+
+
+class InvalidPackageSpec(InvalidArgument):
+    """A package requirement is not a plain name/version requirement."""
+
+
+class PluginError(RaykernelError):
+    """A plugin could not be loaded or registered (tool name clash, bad hook, blocked core)."""
+
+
+class RayUnavailable(RaykernelError):
+    """Ray could not be started or reached, so no session can run."""
+
+
+class ExecutionRefused(RaykernelError):
+    """A plugin's ``before_execute`` hook refused to run the code."""

@@ -1,0 +1,97 @@
+"""Every hook a raykernel plugin can implement.
+
+A plugin is a module (or any object) with functions marked ``@hookimpl`` whose names are the
+hook names below. Built-in tools are plugins too (``raykernel.plugins.DEFAULT_PLUGINS``);
+third-party plugins are found through the ``raykernel`` entry-point group::
+
+    [project.entry-points.raykernel]
+    my_plugin = "my_package.my_plugin"
+
+Where hooks run:
+
+* front end (the MCP server process): ``register_tools``, ``session_created``,
+  ``session_deleted``, ``health_info``.
+* inside each session's actor process: ``before_execute``, ``after_execute``. A plugin that
+  implements these must be importable on every node that runs sessions.
+
+Only the arguments a hook implementation names are passed to it (pluggy), so a plugin may
+accept a subset of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "raykernel"
+ENTRY_POINT_GROUP = "raykernel"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+FRONT_END_HOOKS = frozenset({"register_tools", "session_created", "session_deleted", "health_info"})
+SESSION_HOOKS = frozenset({"before_execute", "after_execute"})
+
+
+@hookspec
+def register_tools(register: Callable[..., Any], app: Any) -> None:
+    """Add MCP tools. Called once, in the front end, when the server is built.
+
+    :param register: ``register(fn, *, name=None, title=None, description=None,
+        annotations=None)``. ``fn`` is a plain or async function whose type hints become the
+        tool's input schema (use ``typing.Annotated`` with ``pydantic.Field`` for limits and
+        descriptions). A name already taken by another plugin is refused with ``PluginError``.
+    :param app: the ``raykernel.app.App``: ``app.router`` (the only road to sessions),
+        ``app.settings``, ``app.workspace``, ``app.resolve_session(session_id)`` (the caller's
+        active session when ``session_id`` is None).
+
+    A tool signals a refusal by raising a ``raykernel.errors.RaykernelError``; its message
+    reaches the client. Any other exception is logged and masked as an internal error.
+    """
+
+
+@hookspec
+def session_created(session_id: str, info: dict[str, Any]) -> None:
+    """A session actor is up and ready. Called in the front end after creation or restart.
+
+    :param session_id: the session's id.
+    :param info: ``{session_id, description, created_at, pid, node_id, restarted}``.
+    """
+
+
+@hookspec
+def session_deleted(session_id: str) -> None:
+    """A session was deleted and its actor killed. Called in the front end."""
+
+
+@hookspec
+def before_execute(session_id: str, code: str) -> None:
+    """Code is about to run. Called inside the session's actor, before parsing.
+
+    Raise any exception to refuse the run: the client gets ``success: false`` with
+    ``error.ename == "ExecutionRefused"`` and the exception text; no code runs.
+
+    :param session_id: the session's id.
+    :param code: the code as received (for ``run_script``, not called).
+    """
+
+
+@hookspec
+def after_execute(session_id: str, code: str, reply: dict[str, Any]) -> dict[str, Any] | None:
+    """Code has run (successfully or not). Called inside the session's actor.
+
+    :param reply: the reply that will be sent (``success``, ``stdout``, ``result``, ``error``,
+        ...). Treat it as read-only.
+    :returns: a dict merged into the reply's ``extras`` field, or None.
+    """
+
+
+@hookspec
+def health_info(session_id: str, health: dict[str, Any]) -> dict[str, Any] | None:
+    """Contribute to ``get_kernel_health``. Called in the front end.
+
+    :param health: the health report so far (``status``, ``pid``, ``memory_usage``, ...).
+    :returns: a dict merged into the report's ``extra`` field, or None.
+    """

@@ -1,0 +1,427 @@
+"""A plain Python interpreter: one namespace, Jupyter-style execution, capped capture.
+
+No Ray here: the session actor is a thin shell over this class, and tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import contextlib
+import importlib
+import io
+import linecache
+import os
+import subprocess
+import sys
+import time
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from . import interrupts
+from .capture import CappedStream, truncate_text
+from .packages import install_command, parse_requirements
+
+_OWN_FILES = frozenset({__file__, interrupts.__file__})
+
+
+class _WriteWatcher:
+    """Collects files opened for writing under one folder while a run is in progress.
+
+    An audit hook sees every ``open``/``os.rename`` in the process for the price of a comparison,
+    which is far cheaper than walking outputs/ before and after every run.
+    """
+
+    _active: _WriteWatcher | None = None
+    _installed = False
+
+    def __init__(self, folder: Path) -> None:
+        self.prefix = str(folder) + os.sep
+        self.created: dict[str, None] = {}
+
+    def __enter__(self) -> _WriteWatcher:
+        if not _WriteWatcher._installed:
+            sys.addaudithook(_WriteWatcher._hook)
+            _WriteWatcher._installed = True
+        _WriteWatcher._active = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _WriteWatcher._active = None
+
+    @staticmethod
+    def _hook(event: str, args: tuple[Any, ...]) -> None:
+        watcher = _WriteWatcher._active
+        if watcher is None:
+            return
+        if event == "open":
+            path, mode, flags = args
+            writing = (mode and any(c in mode for c in "wax+")) or (
+                flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            )
+            if writing:
+                watcher._note(path)
+        elif event in ("os.rename", "shutil.copyfile", "shutil.copytree"):
+            watcher._note(args[1])
+
+    def _note(self, path: object) -> None:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str | os.PathLike):
+            return
+        full = os.path.abspath(path)
+        if full.startswith(self.prefix) and full not in self.created:
+            if not os.path.exists(full):
+                self.created[full] = None
+
+    def files(self, root: Path) -> list[str]:
+        return [os.path.relpath(p, root) for p in self.created if os.path.isfile(p)]
+
+
+class Interpreter:
+    """One session's interpreter state and the ways to run code in it."""
+
+    def __init__(
+        self,
+        session_id: str,
+        workspace: Path,
+        *,
+        max_output_bytes: int = 100_000,
+        hooks: Any = None,
+        site_dir: Path | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.workspace = Path(workspace)
+        self.outputs = self.workspace / "outputs"
+        self.scripts = self.workspace / "scripts"
+        self.max_output_bytes = max_output_bytes
+        self.hooks = hooks
+        self.site_dir = site_dir
+        self.namespace: dict[str, Any] = {}
+        self.execution_count = 0
+        self.last_execution_time: float | None = None
+        self._token: str | None = None
+        self.reset_namespace()
+        if site_dir is not None and site_dir.is_dir():
+            self._activate_site_dir()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def reset_namespace(self) -> None:
+        self.namespace.clear()
+        self.namespace.update({"__name__": "__main__", "__builtins__": builtins})
+
+    def current_token(self) -> str | None:
+        """The token of the run in progress, or None when no user code runs."""
+        return self._token
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def execute(self, code: str, token: str | None = None) -> dict[str, Any]:
+        """Run ``code`` like a Jupyter cell and return the reply dict."""
+        self.execution_count += 1
+        count = self.execution_count
+        if self.hooks is not None:
+            try:
+                self.hooks.before_execute(session_id=self.session_id, code=code)
+            except Exception as exc:
+                return self._reply(
+                    count, 0.0, "", "", None, _error("ExecutionRefused", str(exc), ""), [], [], []
+                )
+        filename = f"<cell-{count}>"
+        try:
+            body, last = _compile_cell(code, filename)
+        except SyntaxError as exc:
+            tb = "".join(traceback.format_exception_only(type(exc), exc))
+            return self._finish(count, code, 0.0, "", "", None, _error_from(exc, tb), [])
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        return self._run(count, code, token, body, last, self.namespace)
+
+    def run_script(self, path: Path, args: list[str], token: str | None = None) -> dict[str, Any]:
+        """Run a script file in this session like IPython's ``%run``: as ``__main__``, with
+        ``sys.argv`` set, and its top-level names merged into the namespace afterwards."""
+        self.execution_count += 1
+        count = self.execution_count
+        source = Path(path).read_text(encoding="utf-8")
+        filename = str(path)
+        try:
+            body = compile(source, filename, "exec")
+        except SyntaxError as exc:
+            tb = "".join(traceback.format_exception_only(type(exc), exc))
+            return self._finish(count, source, 0.0, "", "", None, _error_from(exc, tb), [])
+        script_ns: dict[str, Any] = {
+            "__name__": "__main__",
+            "__file__": filename,
+            "__builtins__": builtins,
+        }
+        saved_argv = sys.argv
+        sys.argv = [filename, *args]
+        try:
+            reply = self._run(count, source, token, body, None, script_ns)
+        finally:
+            sys.argv = saved_argv
+        self.namespace.update(
+            {k: v for k, v in script_ns.items() if not (k.startswith("__") and k.endswith("__"))}
+        )
+        return reply
+
+    def _run(
+        self,
+        count: int,
+        code: str,
+        token: str | None,
+        body: types.CodeType | None,
+        last: types.CodeType | None,
+        namespace: dict[str, Any],
+    ) -> dict[str, Any]:
+        out = CappedStream(self.max_output_bytes, "<stdout>")
+        err = CappedStream(self.max_output_bytes, "<stderr>")
+        value: Any = None
+        error: dict[str, Any] | None = None
+        interrupted = False
+        started = time.perf_counter()
+        with _WriteWatcher(self.outputs) as watcher:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                self._token = token
+                try:
+                    if body is not None:
+                        exec(body, namespace)
+                    if last is not None:
+                        value = eval(last, namespace)
+                except KeyboardInterrupt as exc:
+                    interrupted = True
+                    error = _error_from(exc, _format_user_traceback(exc))
+                except BaseException as exc:
+                    error = _error_from(exc, _format_user_traceback(exc))
+                finally:
+                    self._token = None
+        elapsed = time.perf_counter() - started
+        result = None
+        if value is not None:
+            namespace["_"] = value
+            result = truncate_text(_safe_repr(value), self.max_output_bytes)
+        new_files = watcher.files(self.workspace)
+        reply = self._finish(
+            count, code, elapsed, out.getvalue(), err.getvalue(), result, error, new_files
+        )
+        if interrupted:
+            reply["interrupted"] = True
+        return reply
+
+    def _finish(
+        self,
+        count: int,
+        code: str,
+        elapsed: float,
+        stdout: str,
+        stderr: str,
+        result: str | None,
+        error: dict[str, Any] | None,
+        new_files: list[str],
+    ) -> dict[str, Any]:
+        self.last_execution_time = time.time()
+        outputs, images = self._save_figures(count)
+        reply = self._reply(
+            count, elapsed, stdout, stderr, result, error, outputs, images, new_files
+        )
+        if self.hooks is not None:
+            extras: dict[str, Any] = {}
+            for contribution in self.hooks.after_execute(
+                session_id=self.session_id, code=code, reply=reply
+            ):
+                if contribution:
+                    extras.update(contribution)
+            if extras:
+                reply["extras"] = extras
+        return reply
+
+    def _reply(
+        self,
+        count: int,
+        elapsed: float,
+        stdout: str,
+        stderr: str,
+        result: str | None,
+        error: dict[str, Any] | None,
+        outputs: list[str],
+        images: list[dict[str, str]],
+        new_files: list[str],
+    ) -> dict[str, Any]:
+        return {
+            "success": error is None,
+            "stdout": stdout,
+            "stderr": stderr,
+            "result": result,
+            "error": error,
+            "execution_count": count,
+            "execution_time": round(elapsed, 6),
+            "session_id": self.session_id,
+            "outputs": outputs,
+            "new_files": new_files,
+            "images": images,
+        }
+
+    def _save_figures(self, count: int) -> tuple[list[str], list[dict[str, str]]]:
+        # Only when the user already loaded pyplot: importing matplotlib costs ~0.5 s.
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is None:
+            return [], []
+        outputs: list[str] = []
+        images: list[dict[str, str]] = []
+        try:
+            numbers = plt.get_fignums()
+            if numbers:
+                self.outputs.mkdir(parents=True, exist_ok=True)
+            for index, number in enumerate(numbers, 1):
+                figure = plt.figure(number)
+                path = self.outputs / f"figure_{self.session_id}_{count}_{index}.png"
+                buffer = io.BytesIO()
+                figure.savefig(buffer, format="png", bbox_inches="tight")
+                data = buffer.getvalue()
+                path.write_bytes(data)
+                outputs.append(os.path.relpath(path, self.workspace))
+                images.append(
+                    {"mime_type": "image/png", "data": base64.b64encode(data).decode("ascii")}
+                )
+        finally:
+            plt.close("all")
+        return outputs, images
+
+    # -- namespace ------------------------------------------------------------------------------
+
+    def variables(self) -> list[dict[str, Any]]:
+        """User-defined names with their type and a short repr."""
+        rows = []
+        for name, value in self.namespace.items():
+            if name.startswith("_") or isinstance(value, types.ModuleType):
+                continue
+            row: dict[str, Any] = {
+                "name": name,
+                "type": type(value).__name__,
+                "repr": truncate_text(_safe_repr(value), 200),
+            }
+            shape = getattr(value, "shape", None)
+            if isinstance(shape, tuple):
+                row["shape"] = list(shape)
+            rows.append(row)
+        return rows
+
+    def snapshot(self) -> dict[str, Any]:
+        """Pickle every name that cloudpickle can carry; name the ones it cannot."""
+        blobs: dict[str, bytes] = {}
+        failed: dict[str, str] = {}
+        for name, value in self.namespace.items():
+            if name.startswith("__") and name.endswith("__"):
+                continue
+            try:
+                blobs[name] = cloudpickle.dumps(value)
+            except Exception as exc:
+                failed[name] = f"{type(exc).__name__}: {truncate_text(str(exc), 200)}"
+        return {"blobs": blobs, "not_preserved": failed}
+
+    def restore(self, blobs: dict[str, bytes]) -> dict[str, Any]:
+        restored, failed = [], {}
+        for name, blob in blobs.items():
+            try:
+                self.namespace[name] = cloudpickle.loads(blob)
+                restored.append(name)
+            except Exception as exc:
+                failed[name] = f"{type(exc).__name__}: {truncate_text(str(exc), 200)}"
+        return {"restored": sorted(restored), "not_preserved": failed}
+
+    # -- packages -------------------------------------------------------------------------------
+
+    def install(
+        self,
+        specs: list[str],
+        *,
+        allow_urls: bool = False,
+        timeout: float = 600.0,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """Install packages into this session's own directory, importable at once."""
+        if self.site_dir is None:
+            raise RuntimeError("this interpreter has no package directory")
+        requirements = parse_requirements(specs, allow_urls=allow_urls)
+        self.site_dir.mkdir(parents=True, exist_ok=True)
+        command = install_command(requirements, self.site_dir)
+        self._token = token
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+            stdout, stderr, ok = done.stdout, done.stderr, done.returncode == 0
+        except subprocess.TimeoutExpired as exc:
+            stdout = _text(exc.stdout)
+            stderr = _text(exc.stderr) + f"\ninstall timed out after {timeout:g} s"
+            ok = False
+        except KeyboardInterrupt:
+            stdout, stderr, ok = "", "install interrupted", False
+        finally:
+            self._token = None
+        if ok:
+            self._activate_site_dir()
+        return {
+            "success": ok,
+            "installed": [r.name for r in requirements] if ok else [],
+            "stdout": truncate_text(stdout, self.max_output_bytes),
+            "stderr": truncate_text(stderr, self.max_output_bytes),
+        }
+
+    def _activate_site_dir(self) -> None:
+        path = str(self.site_dir)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+        importlib.invalidate_caches()
+
+
+def _compile_cell(code: str, filename: str) -> tuple[types.CodeType | None, types.CodeType | None]:
+    """Split a cell: every statement but a trailing expression is exec'd; that one is eval'd."""
+    tree = ast.parse(code, filename, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        expression = ast.Expression(tree.body.pop().value)
+        last = compile(expression, filename, "eval")
+    body = compile(tree, filename, "exec") if tree.body else None
+    return body, last
+
+
+def _format_user_traceback(exc: BaseException) -> str:
+    """The traceback without raykernel's own frames: the user should see only their code."""
+    summary = traceback.extract_tb(exc.__traceback__)
+    frames = [f for f in summary if f.filename not in _OWN_FILES]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def _error(ename: str, evalue: str, tb: str) -> dict[str, Any]:
+    return {"ename": ename, "evalue": evalue, "traceback": tb}
+
+
+def _error_from(exc: BaseException, tb: str) -> dict[str, Any]:
+    return _error(type(exc).__name__, truncate_text(str(exc), 10_000), truncate_text(tb, 50_000))
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<repr failed: {type(exc).__name__}: {exc}>"
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")

@@ -1,0 +1,73 @@
+"""Starting or joining Ray in the background, so the MCP handshake never waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from .errors import RayUnavailable
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class RayRuntime:
+    """Owns this process's connection to Ray: started once, shut down once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node_id: str | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._started_here = False
+
+    def start(self) -> None:
+        """Begin connecting in a worker thread; ``ready()`` waits for it."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(asyncio.to_thread(self._connect))
+
+    async def ready(self) -> None:
+        if self._task is None:
+            self.start()
+        assert self._task is not None
+        try:
+            await asyncio.shield(self._task)
+        except RayUnavailable:
+            raise
+        except Exception as exc:  # ray.init raises many types; the client needs one
+            raise RayUnavailable(f"Ray could not be started or reached: {exc}") from exc
+
+    def _connect(self) -> None:
+        import ray
+
+        kwargs: dict[str, Any] = {
+            "namespace": self.settings.namespace,
+            "include_dashboard": False,
+            # Worker output must never reach this process's stdout (the stdio protocol).
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+        }
+        address = self.settings.ray_address
+        if address:
+            kwargs["address"] = address
+        elif not os.environ.get("RAY_ADDRESS"):
+            kwargs["num_cpus"] = os.cpu_count() or 1
+        if ray.is_initialized():
+            log.info("Ray already initialized in this process; reusing it")
+        else:
+            log.info("connecting to Ray at %s", address or os.environ.get("RAY_ADDRESS") or "local")
+            ray.init(**kwargs)
+            self._started_here = True
+        self.node_id = ray.get_runtime_context().get_node_id()
+        log.info("Ray ready (node %s)", self.node_id)
+
+    def shutdown(self) -> None:
+        """Disconnect (and stop the local Ray if this runtime started it)."""
+        if not self._started_here:
+            return
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        self._started_here = False

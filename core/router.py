@@ -1,0 +1,636 @@
+"""SessionRouter: the only road from tools to session actors.
+
+It owns the id -> actor table and the bookkeeping that must not depend on a session answering:
+whether it is busy, since when, its PID and node. A session runs one call at a time: callers
+queue in order on the session's lock, never interleave. A run that passes its timeout (or whose
+caller goes away) is interrupted with SIGINT and keeps the session's state; if it does not stop
+within the grace period, the actor is killed and restarted and the reply says the state is lost.
+User code is never run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .errors import (
+    InvalidSessionId,
+    KernelDied,
+    ProtectedSession,
+    SessionLimitReached,
+    SessionNotFound,
+    SessionUnavailable,
+)
+from .interrupts import clear_token_file, request_interrupt
+from .ray_runtime import RayRuntime
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SESSION = "default"
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+ACTOR_NAME_PREFIX = "raykernel-session:"
+# Creating an actor includes starting a Python worker; on a loaded 2-core machine that can take
+# several seconds, and on a cluster scaling up much longer.
+CREATE_TIMEOUT = 120.0
+CONTROL_TIMEOUT = 30.0
+
+
+def validate_session_id(session_id: object) -> str:
+    if not isinstance(session_id, str) or not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise InvalidSessionId(
+            f"invalid session id {str(session_id)[:80]!r}: use 1-64 letters, digits, '_', '.', '-'"
+        )
+    if session_id in {".", ".."}:
+        raise InvalidSessionId(f"invalid session id {session_id!r}")
+    return session_id
+
+
+@dataclass
+class SessionRecord:
+    session_id: str
+    description: str
+    created_at: float
+    handle: Any = None
+    pid: int | None = None
+    node_id: str | None = None
+    node_ip: str | None = None
+    started_at: float = field(default_factory=time.time)
+    status: str = "starting"  # starting | healthy | busy | dead
+    execution_count: int = 0
+    last_execution_time: float | None = None
+    restart_count: int = 0
+    death_reason: str | None = None
+    deleted: bool = False
+    process: psutil.Process | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Set while a run whose caller went away is being stopped: the next caller waits for it.
+    pending_stop: asyncio.Future[Any] | None = None
+    run_token: str | None = None
+
+    def summary(self, active: bool) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "created_at": _iso(self.created_at),
+            "execution_count": self.execution_count,
+            "status": self.status,
+            "active": active,
+            "node_id": self.node_id,
+        }
+
+
+class SessionRouter:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: RayRuntime,
+        *,
+        session_plugin_specs: list[str] | None = None,
+        hooks: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.session_plugin_specs = session_plugin_specs or []
+        self.hooks = hooks
+        self.sessions: dict[str, SessionRecord] = {}
+        self._table_lock = asyncio.Lock()
+        self._startup: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start Ray and the default session in the background."""
+        if self._startup is None:
+            self.runtime.start()
+            self._startup = asyncio.ensure_future(self._start_default())
+
+    async def _start_default(self) -> None:
+        await self.runtime.ready()
+        await self.create(DEFAULT_SESSION, "Default session")
+
+    async def ready(self) -> None:
+        if self._startup is None:
+            self.start()
+        assert self._startup is not None
+        await asyncio.shield(self._startup)
+
+    async def shutdown(self) -> None:
+        """Kill every session actor this router started, then let go of Ray."""
+        for record in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await self._kill(record)
+        self.sessions.clear()
+        for task in list(self._background):
+            task.cancel()
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def get(self, session_id: str) -> SessionRecord:
+        validate_session_id(session_id)
+        record = self.sessions.get(session_id)
+        if record is None:
+            raise SessionNotFound(f"session {session_id!r} does not exist")
+        return record
+
+    async def lookup(self, session_id: str) -> SessionRecord:
+        await self.ready()
+        return self.get(session_id)
+
+    def is_local(self, record: SessionRecord) -> bool:
+        return record.node_id is not None and record.node_id == self.runtime.node_id
+
+    # -- create / delete ----------------------------------------------------------------------
+
+    async def create(self, session_id: str, description: str = "") -> tuple[SessionRecord, bool]:
+        """Create a session; an existing id returns ``(record, False)`` unchanged."""
+        validate_session_id(session_id)
+        await self.runtime.ready()
+        async with self._table_lock:
+            existing = self.sessions.get(session_id)
+            if existing is not None:
+                return existing, False
+            if len(self.sessions) >= self.settings.max_sessions:
+                raise SessionLimitReached(
+                    f"{len(self.sessions)} sessions exist, the maximum is "
+                    f"{self.settings.max_sessions}; delete one first"
+                )
+            record = SessionRecord(session_id, description, time.time())
+            self.sessions[session_id] = record
+        try:
+            await self._spawn(record)
+        except BaseException:
+            self.sessions.pop(session_id, None)
+            raise
+        self._notify("session_created", session_id=session_id, info=self._info(record, False))
+        return record, True
+
+    async def delete(self, session_id: str) -> SessionRecord:
+        if validate_session_id(session_id) == DEFAULT_SESSION:
+            raise ProtectedSession("the 'default' session cannot be deleted")
+        await self.ready()
+        async with self._table_lock:
+            record = self.get(session_id)
+            record.deleted = True
+            del self.sessions[session_id]
+        await self._kill(record)
+        shutil.rmtree(self._site_dir(session_id), ignore_errors=True)
+        self._notify("session_deleted", session_id=session_id)
+        return record
+
+    # -- running code -------------------------------------------------------------------------
+
+    async def execute(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
+        record = await self.lookup(session_id)
+        return await self._run(record, "execute", (code,), timeout)
+
+    async def run_script(
+        self, session_id: str, path: Path, args: list[str], timeout: float
+    ) -> dict[str, Any]:
+        record = await self.lookup(session_id)
+        return await self._run(record, "run_script", (str(path), args), timeout)
+
+    async def install(self, session_id: str, specs: list[str]) -> dict[str, Any]:
+        record = await self.lookup(session_id)
+        args = (specs, self.settings.allow_package_urls, self.settings.install_timeout)
+        # The actor enforces the install timeout on its subprocess; the router's is a backstop.
+        return await self._run(record, "install", args, self.settings.install_timeout + 30)
+
+    async def _run(
+        self, record: SessionRecord, method: str, args: tuple[Any, ...], timeout: float
+    ) -> dict[str, Any]:
+        async with self._slot(record):
+            notice = await self._revive_if_dead(record)
+            token = uuid.uuid4().hex
+            ref = getattr(record.handle, method).remote(*args, token)
+            future = asyncio.wrap_future(ref.future())
+            record.status = "busy"
+            record.run_token = token
+            try:
+                done, _ = await asyncio.wait({future}, timeout=timeout)
+                if done:
+                    reply = self._collect(record, future)
+                else:
+                    reply = await self._stop(record, future, token, timeout)
+            except asyncio.CancelledError:
+                # The caller went away: stop its code, and make the next caller wait for that.
+                stop = asyncio.ensure_future(self._stop(record, future, token, None))
+                record.pending_stop = stop
+                self._keep(stop)
+                raise
+            finally:
+                record.run_token = None
+                if record.status == "busy":
+                    record.status = "healthy"
+            reply.setdefault("interrupted", False)
+            reply.setdefault("restarted", False)
+            reply.setdefault("state_preserved", not reply["restarted"])
+            if not reply["restarted"] and reply.get("execution_count") is not None:
+                record.execution_count = reply["execution_count"]
+                record.last_execution_time = time.time()
+            if notice:
+                reply.update(notice)
+            return reply
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, record: SessionRecord) -> AsyncIterator[None]:
+        async with record.lock:
+            if record.pending_stop is not None:
+                with contextlib.suppress(Exception):
+                    await record.pending_stop
+                record.pending_stop = None
+            if record.deleted:
+                raise SessionNotFound(f"session {record.session_id!r} was deleted")
+            yield
+
+    def _collect(self, record: SessionRecord, future: asyncio.Future[Any]) -> dict[str, Any]:
+        import ray
+
+        try:
+            return future.result()
+        except ray.exceptions.RayActorError as exc:
+            return self._died_reply(record, exc)
+
+    async def _stop(
+        self,
+        record: SessionRecord,
+        future: asyncio.Future[Any],
+        token: str,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        """Interrupt the run ``token``; escalate to kill-and-restart if it will not stop."""
+        why = f"timed out after {timeout:g} s" if timeout is not None else "was cancelled"
+        if self.is_local(record) and record.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                request_interrupt(record.pid, token)
+        done, _ = await asyncio.wait({future}, timeout=self.settings.interrupt_grace)
+        if done:
+            reply = self._collect(record, future)
+            if reply.get("interrupted"):
+                reply["error"] = {
+                    "ename": "TimeoutError" if timeout is not None else "Cancelled",
+                    "evalue": f"execution {why} and was interrupted; "
+                    "the session and its variables are kept",
+                    "traceback": (reply.get("error") or {}).get("traceback", ""),
+                }
+                reply["success"] = False
+                reply["state_preserved"] = True
+            return reply
+        log.warning("session %s ignored the interrupt; restarting it", record.session_id)
+        await self._respawn(record, "ignored an interrupt")
+        return self._synthetic_reply(
+            record,
+            "TimeoutError" if timeout is not None else "Cancelled",
+            f"execution {why} and did not stop when interrupted; the session was restarted "
+            "and its state is lost (workspace files are kept)",
+            interrupted=True,
+            restarted=True,
+        )
+
+    def _died_reply(self, record: SessionRecord, exc: BaseException) -> dict[str, Any]:
+        if record.deleted:
+            raise SessionNotFound(f"session {record.session_id!r} was deleted while it ran")
+        record.status = "dead"
+        record.death_reason = _first_line(str(exc))
+        log.warning("session %s died: %s", record.session_id, record.death_reason)
+        return self._synthetic_reply(
+            record,
+            "KernelDied",
+            "the session's process died while running this code; its state is lost. "
+            f"The next call restarts it. Cause: {record.death_reason}",
+            interrupted=False,
+            restarted=False,
+            state_preserved=False,
+        )
+
+    def _synthetic_reply(
+        self,
+        record: SessionRecord,
+        ename: str,
+        evalue: str,
+        *,
+        interrupted: bool,
+        restarted: bool,
+        state_preserved: bool = False,
+    ) -> dict[str, Any]:
+        return {
+            "success": False,
+            "stdout": "",
+            "stderr": "",
+            "result": None,
+            "error": {"ename": ename, "evalue": evalue, "traceback": ""},
+            "execution_count": record.execution_count,
+            "execution_time": None,
+            "session_id": record.session_id,
+            "outputs": [],
+            "new_files": [],
+            "images": [],
+            "interrupted": interrupted,
+            "restarted": restarted,
+            "state_preserved": state_preserved,
+        }
+
+    async def _revive_if_dead(self, record: SessionRecord) -> dict[str, Any] | None:
+        if record.status != "dead":
+            return None
+        reason = record.death_reason or "unknown cause"
+        await self._respawn(record, reason)
+        return {
+            "restarted": True,
+            "state_preserved": False,
+            "notice": f"session {record.session_id!r} had died ({reason}); it was restarted "
+            "before this call, and its earlier state is lost",
+        }
+
+    # -- session control ----------------------------------------------------------------------
+
+    async def call(self, session_id: str, method: str, *args: Any) -> Any:
+        """A short control call (variables, ...), queued behind any run in the session."""
+        record = await self.lookup(session_id)
+        async with self._slot(record):
+            if record.status == "dead":
+                raise KernelDied(f"session {session_id!r} is dead ({record.death_reason})")
+            return await self._control(record, getattr(record.handle, method).remote(*args))
+
+    async def _control(self, record: SessionRecord, ref: Any) -> Any:
+        import ray
+
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), CONTROL_TIMEOUT)
+        except ray.exceptions.RayActorError as exc:
+            self._died_reply(record, exc)
+            raise KernelDied(
+                f"session {record.session_id!r} died ({record.death_reason})"
+            ) from None
+        except TimeoutError:
+            raise SessionUnavailable(
+                f"session {record.session_id!r} did not answer within {CONTROL_TIMEOUT:g} s"
+            ) from None
+
+    async def restart(self, session_id: str, preserve_state: bool) -> dict[str, Any]:
+        import ray
+
+        record = await self.lookup(session_id)
+        async with self._slot(record):
+            snapshot_ref = None
+            if preserve_state and record.status != "dead":
+                snapshot_ref = record.handle.snapshot.remote()
+                # Wait without pulling the (possibly large) snapshot into this process.
+                ready, _ = await asyncio.to_thread(
+                    ray.wait, [snapshot_ref], timeout=CONTROL_TIMEOUT
+                )
+                if not ready:
+                    raise SessionUnavailable("the session did not answer the snapshot request")
+            await self._respawn(record, "restart requested")
+            report: dict[str, Any] = {"restored": [], "not_preserved": {}}
+            if snapshot_ref is not None:
+                try:
+                    report = await self._control(record, record.handle.restore.remote(snapshot_ref))
+                except KernelDied:
+                    raise
+                except Exception as exc:
+                    report = {"restored": [], "not_preserved": {"*": f"snapshot failed: {exc}"}}
+            return {
+                "session_id": session_id,
+                "status": "restarted",
+                "preserve_state": preserve_state,
+                "preserved": report["restored"],
+                "not_preserved": report["not_preserved"],
+                "state_preserved": bool(preserve_state and not report["not_preserved"]),
+                "restart_count": record.restart_count,
+            }
+
+    async def interrupt(self, session_id: str) -> dict[str, Any]:
+        """Interrupt the run in progress, if any; does not wait behind it."""
+        record = await self.lookup(session_id)
+        token = record.run_token
+        if token is None or record.pid is None:
+            return {"session_id": session_id, "interrupted": False, "status": record.status}
+        if not self.is_local(record):
+            raise SessionUnavailable("interrupting a session on another node is not supported yet")
+        with contextlib.suppress(ProcessLookupError):
+            request_interrupt(record.pid, token)
+        return {"session_id": session_id, "interrupted": True, "status": record.status}
+
+    # -- health -------------------------------------------------------------------------------
+
+    async def health(self, session_id: str) -> dict[str, Any]:
+        record = await self.lookup(session_id)
+        self._check_alive(record)
+        report: dict[str, Any] = {
+            "session_id": session_id,
+            "status": record.status,
+            "memory_usage": None,
+            "cpu_percent": None,
+            "uptime": round(time.time() - record.started_at, 3),
+            "execution_count": record.execution_count,
+            "last_execution_time": _iso(record.last_execution_time),
+            "pid": record.pid,
+            "node_id": record.node_id,
+            "node_ip": record.node_ip,
+            "restart_count": record.restart_count,
+        }
+        if record.status == "dead":
+            report["death_reason"] = record.death_reason
+        elif self.is_local(record) and record.process is not None:
+            # Read by PID: a busy session cannot answer a call, but its process can be measured.
+            with contextlib.suppress(psutil.Error), record.process.oneshot():
+                report["memory_usage"] = record.process.memory_info().rss
+                report["cpu_percent"] = record.process.cpu_percent(None)
+        elif record.status != "busy":
+            with contextlib.suppress(SessionUnavailable):
+                report.update(await self._control(record, record.handle.health.remote()))
+        extra: dict[str, Any] = {}
+        if self.hooks is not None:
+            for contribution in self.hooks.health_info(session_id=session_id, health=report):
+                if contribution:
+                    extra.update(contribution)
+        if extra:
+            report["extra"] = extra
+        return report
+
+    async def responsiveness(self, session_id: str, timeout: float) -> dict[str, Any]:
+        record = await self.lookup(session_id)
+        self._check_alive(record)
+        reply: dict[str, Any] = {"session_id": session_id, "status": record.status}
+        if record.status == "dead":
+            return {**reply, "responsive": False, "response_time": None}
+        if record.status == "busy":
+            # A busy session answers nothing until its run ends (one thread); its process
+            # being alive is what "responsive" can mean then, as with Jupyter's heartbeat.
+            return {**reply, "responsive": True, "response_time": None, "busy": True}
+        import ray
+
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(
+                asyncio.wrap_future(record.handle.ping.remote().future()), timeout
+            )
+        except TimeoutError:
+            return {**reply, "responsive": False, "response_time": None}
+        except ray.exceptions.RayActorError as exc:
+            self._died_reply(record, exc)
+            return {**reply, "status": "dead", "responsive": False, "response_time": None}
+        return {
+            **reply,
+            "responsive": True,
+            "response_time": round(time.perf_counter() - started, 6),
+        }
+
+    def _check_alive(self, record: SessionRecord) -> None:
+        """Notice a session killed from outside between calls (local sessions, by PID)."""
+        if record.status == "dead" or not self.is_local(record) or record.process is None:
+            return
+        try:
+            alive = record.process.is_running() and record.process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            alive = False
+        if not alive:
+            record.status = "dead"
+            record.death_reason = "its process exited or was killed"
+
+    def info(self, session_id: str) -> dict[str, Any]:
+        return self._info(self.get(session_id), False)
+
+    def _info(self, record: SessionRecord, restarted: bool) -> dict[str, Any]:
+        return {
+            "session_id": record.session_id,
+            "description": record.description,
+            "created_at": _iso(record.created_at),
+            "pid": record.pid,
+            "node_id": record.node_id,
+            "restarted": restarted,
+        }
+
+    # -- actors -------------------------------------------------------------------------------
+
+    def _site_dir(self, session_id: str) -> Path:
+        return self.settings.workspace / ".raykernel" / "site" / session_id
+
+    async def _spawn(self, record: SessionRecord) -> None:
+        from raykernel.actors.session_actor import RemoteSessionActor
+
+        options: dict[str, Any] = {
+            "name": ACTOR_NAME_PREFIX + record.session_id,
+            "namespace": self.settings.namespace,
+            "num_cpus": self.settings.session_num_cpus,
+            "max_restarts": 0,
+            "max_task_retries": 0,  # never re-run user code
+        }
+        if self.settings.session_memory:
+            options["memory"] = self.settings.session_memory
+        handle = RemoteSessionActor.options(**options).remote(
+            record.session_id,
+            str(self.settings.workspace),
+            description=record.description,
+            created_at=record.created_at,
+            max_output_bytes=self.settings.max_output_bytes,
+            plugin_specs=self.session_plugin_specs,
+            site_dir=str(self._site_dir(record.session_id)),
+        )
+        try:
+            info = await asyncio.wait_for(
+                asyncio.wrap_future(handle.info.remote().future()), CREATE_TIMEOUT
+            )
+        except BaseException as exc:
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+            if isinstance(exc, TimeoutError):
+                raise SessionUnavailable(
+                    f"session {record.session_id!r} did not start within {CREATE_TIMEOUT:g} s"
+                ) from None
+            if isinstance(exc, Exception):
+                raise SessionUnavailable(
+                    f"session {record.session_id!r} failed to start: {_first_line(str(exc))}"
+                ) from exc
+            raise
+        record.handle = handle
+        record.pid = info["pid"]
+        record.node_id = info["node_id"]
+        record.node_ip = info["node_ip"]
+        record.started_at = info["started_at"]
+        record.status = "healthy"
+        record.execution_count = 0
+        record.death_reason = None
+        record.process = None
+        if self.is_local(record):
+            with contextlib.suppress(psutil.Error):
+                record.process = psutil.Process(record.pid)
+                record.process.cpu_percent(None)
+
+    async def _respawn(self, record: SessionRecord, reason: str) -> None:
+        log.info("restarting session %s: %s", record.session_id, reason)
+        await self._kill(record)
+        record.restart_count += 1
+        record.status = "starting"
+        await self._spawn(record)
+        self._notify("session_created", session_id=record.session_id, info=self._info(record, True))
+
+    async def _kill(self, record: SessionRecord) -> None:
+        """Kill the actor and everything it started; return once its process is gone."""
+        import ray
+
+        if record.handle is None:
+            return
+        children: list[psutil.Process] = []
+        if record.process is not None:
+            with contextlib.suppress(psutil.Error):
+                children = record.process.children(recursive=True)
+        with contextlib.suppress(Exception):
+            ray.kill(record.handle, no_restart=True)
+        record.handle = None
+        if record.process is not None:
+            await asyncio.to_thread(_wait_gone, record.process, children)
+        if record.pid is not None and self.is_local(record):
+            clear_token_file(record.pid)
+        record.status = "dead"
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        if self.hooks is None:
+            return
+        try:
+            getattr(self.hooks, hook)(**kwargs)
+        except Exception:
+            log.exception("plugin hook %s failed", hook)
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _wait_gone(
+    process: psutil.Process, children: list[psutil.Process], timeout: float = 10.0
+) -> None:
+    """Wait for the actor's process to exit, then kill what it left behind (user children)."""
+    psutil.wait_procs([process], timeout=timeout)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=timeout)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:500] if text.strip() else "unknown"

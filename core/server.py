@@ -1,0 +1,129 @@
+"""Building the fastmcp server from plugins."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+
+from . import __version__
+from .active import ActiveSessions
+from .app import App
+from .errors import PluginError, RaykernelError
+from .pluginmanager import load_front_end_plugins, session_plugin_specs
+from .ray_runtime import RayRuntime
+from .router import DEFAULT_SESSION, SessionRouter
+from .settings import Settings
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Stateful Python sessions. Each session is its own process with its own variables; a session
+called "default" always exists. Run code with run_python_code (a trailing expression's value is
+returned as `result`); pass session_id to pick a session, or switch_session to change the one
+used when session_id is omitted. Files live in the workspace: outputs/ is shared by every session,
+scripts saved with save_script are importable as modules from any session.
+"""
+
+
+class ToolRegistry:
+    """The ``register`` callback handed to ``register_tools`` hooks."""
+
+    def __init__(self, mcp: FastMCP) -> None:
+        self.mcp = mcp
+        self.owners: dict[str, str] = {}
+
+    def for_plugin(self, plugin_name: str) -> Callable[..., Any]:
+        def register(
+            fn: Callable[..., Any],
+            *,
+            name: str | None = None,
+            title: str | None = None,
+            description: str | None = None,
+            annotations: dict[str, Any] | None = None,
+        ) -> None:
+            tool_name = name or fn.__name__
+            owner = self.owners.get(tool_name)
+            if owner is not None:
+                raise PluginError(
+                    f"plugin {plugin_name!r} registers tool {tool_name!r}, "
+                    f"which plugin {owner!r} already registered"
+                )
+            self.owners[tool_name] = plugin_name
+            self.mcp.tool(
+                _typed_errors(fn),
+                name=tool_name,
+                title=title,
+                description=description,
+                annotations=annotations,
+                meta={"plugin": plugin_name},
+            )
+
+        return register
+
+
+def _typed_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a RaykernelError reach the client as ``Kind: message``; fastmcp masks the rest."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except RaykernelError as exc:
+                raise ToolError(str(exc)) from None
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RaykernelError as exc:
+            raise ToolError(str(exc)) from None
+
+    return wrapper
+
+
+def build_server(settings: Settings) -> tuple[FastMCP, App]:
+    """The MCP server with every enabled plugin's tools; Ray starts when it starts."""
+    pm, specs = load_front_end_plugins(settings.blocked_plugins, settings.allowed_plugins)
+    workspace = Workspace(settings.workspace, settings.max_file_bytes)
+    runtime = RayRuntime(settings)
+    router = SessionRouter(
+        settings,
+        runtime,
+        session_plugin_specs=session_plugin_specs(pm, specs),
+        hooks=pm.hook,
+    )
+    app = App(settings, router, workspace, ActiveSessions(DEFAULT_SESSION), pm.hook)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
+        workspace.ensure()
+        router.start()
+        try:
+            yield {"app": app}
+        finally:
+            await router.shutdown()
+            runtime.shutdown()
+
+    mcp = FastMCP(
+        name="raykernel",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        mask_error_details=True,
+        on_duplicate="error",
+    )
+    registry = ToolRegistry(mcp)
+    for impl in pm.hook.register_tools.get_hookimpls():
+        impl.function(register=registry.for_plugin(impl.plugin_name), app=app)
+    return mcp, app

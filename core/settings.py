@@ -1,0 +1,94 @@
+"""Settings: a TOML file, then ``RAYKERNEL_*`` environment variables, then CLI flags (flags win)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# Read when neither --config nor RAYKERNEL_CONFIG names a file: a checkout's own configs/.
+DEFAULT_CONFIG_FILE = Path("configs") / "raykernel.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAYKERNEL_", extra="forbid")
+
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    path: str = "/mcp"
+    workspace: Path = Field(default_factory=Path.cwd)
+    config: Path | None = None
+
+    # Ray. No address: start a local Ray that lives and dies with this process.
+    ray_address: str | None = None
+    namespace: str = "raykernel"
+    # A Ray actor asks 1 CPU by default, which would cap a 2-core laptop at 2 sessions.
+    session_num_cpus: float = Field(default=0.0, ge=0)
+    session_memory: int | None = Field(default=None, ge=0)
+
+    # Sessions.
+    max_sessions: int = Field(default=32, ge=1, le=10_000)
+    default_timeout: float = Field(default=300.0, gt=0)
+    max_timeout: float = Field(default=3600.0, gt=0)
+    # How long an interrupted run may take to stop before its actor is killed and restarted.
+    interrupt_grace: float = Field(default=3.0, gt=0)
+    max_output_bytes: int = Field(default=100_000, ge=1_000)
+    max_code_bytes: int = Field(default=1_000_000, ge=1_000)
+    max_file_bytes: int = Field(default=10_000_000, ge=1_000)
+    install_timeout: float = Field(default=600.0, gt=0)
+    allow_package_urls: bool = False
+
+    # Plugins: entry points in group "raykernel" load unless blocked; an allow-list narrows them.
+    blocked_plugins: list[str] = Field(default_factory=list)
+    allowed_plugins: list[str] | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("workspace")
+    @classmethod
+    def _absolute_workspace(cls, value: Path) -> Path:
+        return Path(os.path.realpath(value.expanduser()))
+
+    @field_validator("path")
+    @classmethod
+    def _leading_slash(cls, value: str) -> str:
+        return value if value.startswith("/") else "/" + value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = _config_file(init_settings())
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def _config_file(init_values: dict[str, Any]) -> Path | None:
+    named = init_values.get("config") or os.environ.get("RAYKERNEL_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; ``overrides`` (CLI flags) win over env vars, which win over the file."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,164 @@
+"""The workspace folder: path containment and the file operations the file tools offer.
+
+Containment is checked on resolved paths, component by component (``Path.is_relative_to`` after
+``realpath``), never by string prefix: ``/work/space2`` must not pass for ``/work/space``, and a
+symlink planted inside that points outside must not lead out.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import FileTooLarge, InvalidArgument, PathOutsideWorkspace
+
+MAX_PATH_LENGTH = 1024
+MAX_NAME_LENGTH = 255
+MAX_LIST_ENTRIES = 1000
+
+
+class Workspace:
+    def __init__(self, root: Path, max_file_bytes: int = 10_000_000) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.max_file_bytes = max_file_bytes
+        self.outputs = self.root / "outputs"
+        self.scripts = self.root / "scripts"
+
+    def ensure(self) -> None:
+        for folder in (self.root, self.outputs, self.scripts):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def resolve(self, path: str) -> Path:
+        """The real absolute path for ``path`` (relative to the root, or absolute inside it)."""
+        if not isinstance(path, str) or not path:
+            raise InvalidArgument("path must be a non-empty string")
+        if "\x00" in path:
+            raise PathOutsideWorkspace("path contains a NUL byte")
+        if len(path) > MAX_PATH_LENGTH:
+            raise PathOutsideWorkspace(f"path longer than {MAX_PATH_LENGTH} characters")
+        if any(len(part) > MAX_NAME_LENGTH for part in Path(path).parts):
+            raise PathOutsideWorkspace(f"a path component is longer than {MAX_NAME_LENGTH}")
+        candidate = Path(path) if os.path.isabs(path) else self.root / path
+        real = Path(os.path.realpath(candidate))
+        if not real.is_relative_to(self.root):
+            raise PathOutsideWorkspace(f"path {path!r} is outside the workspace")
+        return real
+
+    def relative(self, real: Path) -> str:
+        rel = real.relative_to(self.root).as_posix()
+        return rel or "."
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def list(self, path: str = ".", recursive: bool = False) -> dict[str, Any]:
+        folder = self.resolve(path)
+        if not folder.is_dir():
+            raise InvalidArgument(f"{path!r} is not a folder in the workspace")
+        entries = []
+        walker = folder.rglob("*") if recursive else folder.iterdir()
+        truncated = False
+        for entry in walker:
+            if len(entries) >= MAX_LIST_ENTRIES:
+                truncated = True
+                break
+            try:
+                stat = entry.lstat()
+            except OSError:
+                continue
+            entries.append(
+                {
+                    "path": entry.relative_to(self.root).as_posix(),
+                    "type": "dir" if entry.is_dir() and not entry.is_symlink() else "file",
+                    "size": stat.st_size,
+                    "modified": _iso(stat.st_mtime),
+                }
+            )
+        entries.sort(key=lambda e: e["path"])
+        return {"path": self.relative(folder), "entries": entries, "truncated": truncated}
+
+    def read(self, path: str) -> dict[str, Any]:
+        real = self.resolve(path)
+        if not real.is_file():
+            raise InvalidArgument(f"{path!r} is not a file in the workspace")
+        size = real.stat().st_size
+        if size > self.max_file_bytes:
+            raise FileTooLarge(f"{path!r} is {size} bytes; the limit is {self.max_file_bytes}")
+        data = real.read_bytes()
+        try:
+            return {
+                "path": self.relative(real),
+                "content": data.decode("utf-8"),
+                "encoding": "utf-8",
+                "size": size,
+            }
+        except UnicodeDecodeError:
+            return {
+                "path": self.relative(real),
+                "content": base64.b64encode(data).decode("ascii"),
+                "encoding": "base64",
+                "size": size,
+            }
+
+    def write(self, path: str, content: str, encoding: str = "utf-8") -> dict[str, Any]:
+        if encoding not in ("utf-8", "base64"):
+            raise InvalidArgument("encoding must be 'utf-8' or 'base64'")
+        try:
+            data = (
+                content.encode("utf-8")
+                if encoding == "utf-8"
+                else base64.b64decode(content, validate=True)
+            )
+        except ValueError as exc:
+            raise InvalidArgument(f"content is not valid base64: {exc}") from None
+        if len(data) > self.max_file_bytes:
+            raise FileTooLarge(f"{len(data)} bytes is above the limit of {self.max_file_bytes}")
+        real = self.resolve(path)
+        if real == self.root or real.is_dir():
+            raise InvalidArgument(f"{path!r} is a folder")
+        real.parent.mkdir(parents=True, exist_ok=True)
+        # O_NOFOLLOW: a symlink swapped in after resolve() must not be written through.
+        fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return {"path": self.relative(real), "size": len(data)}
+
+    def delete(self, path: str) -> dict[str, Any]:
+        real = self.resolve(path)
+        if real in (self.root, self.outputs, self.scripts):
+            raise InvalidArgument(f"{path!r} is a workspace folder and cannot be deleted")
+        if real.is_dir():
+            shutil.rmtree(real)
+        elif real.exists():
+            real.unlink()
+        else:
+            raise InvalidArgument(f"{path!r} does not exist")
+        return {"path": self.relative(real), "deleted": True}
+
+    def info(self) -> dict[str, Any]:
+        files = 0
+        size = 0
+        for _dirpath, _dirs, names in os.walk(self.root):
+            for name in names:
+                files += 1
+                try:
+                    size += os.lstat(os.path.join(_dirpath, name)).st_size
+                except OSError:
+                    pass
+        usage = shutil.disk_usage(self.root)
+        return {
+            "workspace": str(self.root),
+            "outputs_dir": str(self.outputs),
+            "scripts_dir": str(self.scripts),
+            "file_count": files,
+            "total_size": size,
+            "disk_free": usage.free,
+            "max_file_bytes": self.max_file_bytes,
+        }
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

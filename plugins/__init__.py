@@ -1,0 +1,11 @@
+"""Built-in plugins: each module is a plugin, registered exactly like a third-party one."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "raykernel.plugins.sessions",
+    "raykernel.plugins.execution",
+    "raykernel.plugins.dependencies",
+    "raykernel.plugins.scripts",
+    "raykernel.plugins.health",
+    "raykernel.plugins.files",
+    "raykernel.plugins.variables",
+)

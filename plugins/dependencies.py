@@ -1,0 +1,32 @@
+"""install_dependencies: pip/uv packages into one session's own directory."""
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from raykernel.arguments import OptionalSessionId
+from raykernel.hookspecs import hookimpl
+from raykernel.packages import MAX_PACKAGES, parse_requirements
+
+Packages = Annotated[
+    list[Annotated[str, Field(max_length=200)]],
+    Field(
+        description="Requirements such as 'requests' or 'pandas>=2.2'. No options, URLs or paths.",
+        min_length=1,
+        max_length=MAX_PACKAGES,
+    ),
+]
+
+
+@hookimpl
+def register_tools(register, app):
+    async def install_dependencies(
+        packages: Packages, session_id: OptionalSessionId = None
+    ) -> dict[str, Any]:
+        """Install packages for one session only: importable at once there, invisible to the
+        other sessions. Uses uv when available, pip otherwise; never a shell."""
+        # Refuse bad specs here, before anything reaches a session.
+        parse_requirements(packages, allow_urls=app.settings.allow_package_urls)
+        return await app.router.install(app.resolve_session(session_id), packages)
+
+    register(install_dependencies, annotations={"destructiveHint": False, "openWorldHint": True})

@@ -1,0 +1,46 @@
+"""Workspace file tools. Every path is resolved and must stay inside the workspace."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from raykernel.arguments import WorkspacePath
+from raykernel.hookspecs import hookimpl
+
+
+@hookimpl
+def register_tools(register, app):
+    workspace = app.workspace
+
+    async def list_files(
+        path: Annotated[str, Field(description="Folder, relative to the workspace.")] = ".",
+        recursive: bool = False,
+    ) -> dict[str, Any]:
+        """List files in a workspace folder (at most 1000 entries)."""
+        return workspace.list(path, recursive)
+
+    async def read_file(path: WorkspacePath) -> dict[str, Any]:
+        """Read a workspace file: UTF-8 text, or base64 for binary files."""
+        return workspace.read(path)
+
+    async def write_file(
+        path: WorkspacePath,
+        content: str,
+        encoding: Literal["utf-8", "base64"] = "utf-8",
+    ) -> dict[str, Any]:
+        """Write a workspace file (folders are created). Every session sees it at once."""
+        return workspace.write(path, content, encoding)
+
+    async def delete_file(path: WorkspacePath) -> dict[str, Any]:
+        """Delete a workspace file or folder."""
+        return workspace.delete(path)
+
+    async def get_workspace_info() -> dict[str, Any]:
+        """Where the workspace is, its outputs/ and scripts/ folders, size and free space."""
+        return workspace.info()
+
+    register(list_files, annotations={"readOnlyHint": True})
+    register(read_file, annotations={"readOnlyHint": True})
+    register(write_file, annotations={"destructiveHint": True, "idempotentHint": True})
+    register(delete_file, annotations={"destructiveHint": True, "idempotentHint": True})
+    register(get_workspace_info, annotations={"readOnlyHint": True})

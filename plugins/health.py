@@ -1,0 +1,34 @@
+"""Health tools: answered from the router's bookkeeping and the process, never queued behind
+a running cell."""
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from raykernel import __version__
+from raykernel.arguments import OptionalSessionId
+from raykernel.hookspecs import hookimpl
+
+
+@hookimpl
+def register_tools(register, app):
+    async def get_kernel_health(session_id: OptionalSessionId = None) -> dict[str, Any]:
+        """A session's status (healthy, busy or dead), memory (RSS bytes), CPU %, uptime,
+        execution count, PID and node. Answers even while the session runs code."""
+        return await app.router.health(app.resolve_session(session_id))
+
+    async def check_kernel_responsiveness(
+        session_id: OptionalSessionId = None,
+        timeout: Annotated[float, Field(gt=0, le=60, description="Seconds to wait.")] = 5.0,
+    ) -> dict[str, Any]:
+        """Check that a session answers, and how fast. A busy session is reported responsive
+        (its process is alive) with busy: true."""
+        return await app.router.responsiveness(app.resolve_session(session_id), timeout)
+
+    async def ping() -> dict[str, Any]:
+        """Check that the server is up (does not wait for Ray)."""
+        return {"status": "ok", "server": "raykernel", "version": __version__}
+
+    register(get_kernel_health, annotations={"readOnlyHint": True})
+    register(check_kernel_responsiveness, annotations={"readOnlyHint": True})
+    register(ping, annotations={"readOnlyHint": True})

@@ -1,0 +1,78 @@
+"""Scripts: saved under the workspace's scripts/, importable as modules from every session."""
+
+import re
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from raykernel.arguments import OptionalSessionId
+from raykernel.errors import InvalidArgument
+from raykernel.hookspecs import hookimpl
+
+SCRIPT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+
+ScriptName = Annotated[
+    str,
+    Field(
+        description="Module name (letters, digits, '_'; '.py' optional). Saved as "
+        "scripts/<name>.py and importable as `import <name>` in every session.",
+        max_length=103,
+    ),
+]
+
+
+def module_name(name: str) -> str:
+    stem = name[:-3] if name.endswith(".py") else name
+    if not SCRIPT_NAME.fullmatch(stem):
+        raise InvalidArgument(
+            f"invalid script name {name!r}: use a Python module name (letters, digits, '_')"
+        )
+    return stem
+
+
+@hookimpl
+def register_tools(register, app):
+    workspace = app.workspace
+
+    async def save_script(
+        name: ScriptName, content: Annotated[str, Field(description="Python source.")]
+    ) -> dict[str, Any]:
+        """Save Python code as scripts/<name>.py. Any session can then `import <name>` or run it
+        with run_script."""
+        stem = module_name(name)
+        written = workspace.write(f"scripts/{stem}.py", content)
+        return {"script": written["path"], "name": stem, "size": written["size"]}
+
+    async def run_script(
+        name: ScriptName,
+        args: Annotated[
+            list[Annotated[str, Field(max_length=4096)]],
+            Field(description="Command-line arguments (sys.argv[1:]).", max_length=256),
+        ] = [],  # noqa: B006 - pydantic copies defaults
+        session_id: OptionalSessionId = None,
+    ) -> Any:
+        """Run a saved script in a session like IPython's %run: as __main__ with sys.argv set;
+        its top-level names are then available in the session."""
+        from raykernel.plugins.execution import tool_result
+
+        stem = module_name(name)
+        path = workspace.resolve(f"scripts/{stem}.py")
+        if not path.is_file():
+            raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
+        session = app.resolve_session(session_id)
+        reply = await app.router.run_script(session, path, list(args), app.settings.max_timeout)
+        return tool_result(reply)
+
+    async def list_scripts() -> dict[str, Any]:
+        """List saved scripts."""
+        listing = workspace.list("scripts")
+        scripts = [
+            {"name": entry["path"].rsplit("/", 1)[-1][:-3], **entry}
+            for entry in listing["entries"]
+            if entry["type"] == "file" and entry["path"].endswith(".py")
+        ]
+        return {"scripts": scripts, "total": len(scripts)}
+
+    register(save_script, annotations={"destructiveHint": True, "idempotentHint": True})
+    register(run_script, annotations={"destructiveHint": True, "openWorldHint": True})
+    register(list_scripts, annotations={"readOnlyHint": True})

@@ -1,0 +1,18 @@
+"""list_variables: what a session's namespace holds."""
+
+from typing import Any
+
+from raykernel.arguments import OptionalSessionId
+from raykernel.hookspecs import hookimpl
+
+
+@hookimpl
+def register_tools(register, app):
+    async def list_variables(session_id: OptionalSessionId = None) -> dict[str, Any]:
+        """List a session's variables with their type and a short repr (modules and names
+        starting with '_' are left out)."""
+        session = app.resolve_session(session_id)
+        variables = await app.router.call(session, "variables")
+        return {"session_id": session, "variables": variables, "total": len(variables)}
+
+    register(list_variables, annotations={"readOnlyHint": True})
