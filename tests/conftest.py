@@ -1,0 +1,98 @@
+"""Shared fixtures. Integration tests run one real server (real Ray, in this process) for the
+whole test session, reached through fastmcp's real in-memory Client; transport tests start the
+server as a subprocess and speak stdio or streamable HTTP to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workspace")
+
+
+@pytest.fixture(scope="session")
+async def server(workspace: Path) -> AsyncIterator[Any]:
+    """The MCP server, kept alive (and Ray with it) by one anchor client for the session."""
+    from raykernel.server import build_server
+    from raykernel.settings import Settings
+
+    mcp, app = build_server(
+        Settings(workspace=workspace, max_sessions=12, interrupt_grace=2.0, config=None)
+    )
+    async with Client(mcp) as anchor:
+        await anchor.call_tool("list_sessions", {})  # waits for Ray and "default"
+        yield mcp
+
+
+@pytest.fixture
+async def client(server: Any) -> AsyncIterator[Client]:
+    """fastmcp's default client: the stateless 2026-07-28 protocol."""
+    async with Client(server) as c:
+        yield c
+
+
+@pytest.fixture
+async def legacy_client(server: Any) -> AsyncIterator[Client]:
+    """A handshake-era (2025-11-25) client: it has an MCP session."""
+    async with Client(server, mode="legacy") as c:
+        yield c
+
+
+@pytest.fixture
+def app(server: Any) -> Any:
+    """The server's App (router, workspace): for assertions about state, never to act."""
+    return server._lifespan_result["app"]
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool and return its structured reply."""
+    result = await client.call_tool(tool, arguments)
+    assert result.structured_content is not None, result
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **arguments: Any) -> str:
+    """Call a tool that must fail; return the error text the client sees."""
+    with pytest.raises(ToolError) as info:
+        await client.call_tool(tool, arguments)
+    return str(info.value)
+
+
+async def run(client: Client, code: str, **arguments: Any) -> dict[str, Any]:
+    return await call(client, "run_python_code", code=code, **arguments)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "raykernel", *args]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAYKERNEL_")}
+    env.pop("RAY_ADDRESS", None)
+    env.update(extra)
+    return env
+
+
+def text_of(result: Any) -> dict[str, Any]:
+    """The JSON text block of a tool result (what a text-only client reads)."""
+    return json.loads(result.content[0].text)

@@ -1,0 +1,56 @@
+"""Settings precedence: config file < RAYKERNEL_* env < CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raykernel.cli import main, parse_args
+from raykernel.settings import load_settings
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('port = 9001\nhost = "127.0.0.2"\nmax_sessions = 5\nnamespace = "fromfile"\n')
+    monkeypatch.setenv("RAYKERNEL_PORT", "9002")
+    monkeypatch.setenv("RAYKERNEL_MAX_SESSIONS", "6")
+    flags = parse_args(["--config", str(config), "--port", "9003", "--workspace", str(tmp_path)])
+    settings = load_settings(**flags)
+    assert settings.port == 9003  # flag beats env and file
+    assert settings.max_sessions == 6  # env beats file
+    assert settings.namespace == "fromfile"  # file beats default
+    assert settings.host == "127.0.0.2"
+    assert settings.workspace == tmp_path.resolve()
+
+
+def test_unset_flags_do_not_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAYKERNEL_TRANSPORT", "http")
+    assert parse_args([]) == {}
+    assert load_settings(**parse_args([])).transport == "http"
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert (settings.transport, settings.host, settings.port, settings.path) == (
+        "stdio",
+        "127.0.0.1",
+        8000,
+        "/mcp",
+    )
+    assert settings.workspace == tmp_path.resolve()
+    assert settings.session_num_cpus == 0
+
+
+def test_bad_settings_exit_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("max_sessions = -1\nunknown_key = 1\n")
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "max_sessions" in err and "unknown_key" in err
