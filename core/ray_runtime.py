@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 from typing import Any
 
 from .errors import RayUnavailable
@@ -21,6 +23,7 @@ class RayRuntime:
         self.node_id: str | None = None
         self._task: asyncio.Future[None] | None = None
         self._started_here = False
+        self._signals_reclaimed = False
 
     def start(self) -> None:
         """Begin connecting in a worker thread; ``ready()`` waits for it."""
@@ -37,6 +40,19 @@ class RayRuntime:
             raise
         except Exception as exc:  # ray.init raises many types; the client needs one
             raise RayUnavailable(f"Ray could not be started or reached: {exc}") from exc
+        self._reclaim_signals()
+
+    def _reclaim_signals(self) -> None:
+        """Ray's core worker installs a C-level handler for SIGTERM/SIGINT that prints a stack
+        and re-raises, killing the process before a graceful shutdown (and Ray's own cleanup) can
+        finish. Re-installing the Python-level handlers puts the server's own back in charge."""
+        if self._signals_reclaimed or threading.current_thread() is not threading.main_thread():
+            return
+        self._signals_reclaimed = True
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(signum)
+            if handler is not None:
+                signal.signal(signum, handler)
 
     def _connect(self) -> None:
         import ray

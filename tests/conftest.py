@@ -30,7 +30,7 @@ async def server(workspace: Path) -> AsyncIterator[Any]:
     from raykernel.server import build_server
     from raykernel.settings import Settings
 
-    mcp, app = build_server(
+    mcp, _app = build_server(
         Settings(workspace=workspace, max_sessions=12, interrupt_grace=2.0, config=None)
     )
     async with Client(mcp) as anchor:

@@ -1,0 +1,92 @@
+"""The server as a streamable-HTTP subprocess, driven by clients of both protocol eras."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from fastmcp import Client
+
+from tests.conftest import free_port, server_command, subprocess_env
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workspace = tmp_path_factory.mktemp("http-workspace")
+    port = free_port()
+    log = open(workspace / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        server_command("--transport", "http", "--port", str(port), "--workspace", str(workspace)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(),
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break  # it answers (404 on /): it is up
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("HTTP server did not start: " + (workspace / "server.log").read_text())
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    yield url
+    proc.terminate()  # SIGTERM to our own child: graceful shutdown stops Ray too
+    # uvicorn re-raises the signal once it has shut down, so the status is -SIGTERM.
+    assert proc.wait(60) in (0, -signal.SIGTERM)
+    log.close()
+    assert "Application shutdown complete" in (workspace / "server.log").read_text()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(p.is_running() for p in tree):
+        time.sleep(0.2)
+    assert [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+async def test_modern_client_over_http(http_server: str) -> None:
+    async with Client(http_server) as client:
+        await client.call_tool("create_session", {"session_id": "h1"})
+        reply = await client.call_tool("run_python_code", {"code": "v = 5\nv ** 2",
+                                                           "session_id": "h1"})
+        assert reply.structured_content["result"] == "25"
+        again = await client.call_tool("run_python_code", {"code": "v", "session_id": "h1"})
+        assert again.structured_content["result"] == "5"
+
+
+async def test_legacy_clients_have_separate_active_sessions_over_http(http_server: str) -> None:
+    async with Client(http_server, mode="legacy") as one, Client(http_server, mode="legacy") as two:
+        await one.call_tool("create_session", {"session_id": "h-legacy"})
+        await one.call_tool("switch_session", {"session_id": "h-legacy"})
+        mine = await one.call_tool("run_python_code", {"code": "1"})
+        theirs = await two.call_tool("run_python_code", {"code": "1"})
+        assert mine.structured_content["session_id"] == "h-legacy"
+        assert theirs.structured_content["session_id"] == "default"
+
+
+def test_bad_origin_is_refused_with_403(http_server: str) -> None:
+    request = urllib.request.Request(
+        http_server,
+        data=b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "Origin": "http://evil.example",
+        },
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == 403

@@ -1,0 +1,105 @@
+"""The server as a stdio subprocess: protocol hygiene, both protocol eras, clean exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from tests.conftest import server_command, subprocess_env
+from tests.transports.stdio_peer import StdioPeer
+
+pytestmark = pytest.mark.subprocess
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_raw_legacy_session_keeps_stdout_clean_and_exits_cleanly(tmp_path: Path) -> None:
+    peer = StdioPeer(
+        server_command("--workspace", str(tmp_path)),
+        subprocess_env(),
+        str(tmp_path / "server.log"),
+    )
+    try:
+        started = time.monotonic()
+        init = peer.initialize()
+        tools = peer.request("tools/list", {})
+        # The handshake and tools/list do not wait for Ray to start.
+        assert time.monotonic() - started < 15
+        assert init["result"]["protocolVersion"] == "2025-11-25"
+        names = {t["name"] for t in tools["result"]["tools"]}
+        assert {"run_python_code", "create_session", "list_sessions"} <= names
+
+        noisy = (
+            "import os, sys, subprocess\n"
+            "for i in range(20000): print('noise', i)\n"
+            "print('err noise', file=sys.stderr)\n"
+            "os.write(1, b'raw fd write\\n')\n"
+            "subprocess.run(['echo', 'child output'])\n"
+            "'done'"
+        )
+        reply = peer.call_tool("run_python_code", {"code": noisy})
+        result = reply["result"]["structuredContent"]
+        assert result["success"] is True
+        assert result["result"] == "'done'"
+        assert result["stdout"].startswith("noise 0\n")
+        assert "output truncated" in result["stdout"]
+
+        # A garbage line does not take the server down: it keeps serving.
+        peer.send_raw(b"this is not json\n")
+        assert peer.call_tool("ping", {})["result"]["structuredContent"]["status"] == "ok"
+
+        # The legacy era keeps an MCP session, so the active session sticks.
+        peer.call_tool("create_session", {"session_id": "s1"})
+        peer.call_tool("switch_session", {"session_id": "s1"})
+        where = peer.call_tool("run_python_code", {"code": "1"})
+        assert where["result"]["structuredContent"]["session_id"] == "s1"
+
+        server_pid = peer.proc.pid
+        tree = _descendants(server_pid)
+        assert tree, "Ray's processes should be children of the server"
+    finally:
+        code = peer.close()
+    # Every line on stdout was protocol: nothing from the user, Ray or children leaked.
+    for line in peer.raw_stdout:
+        message = json.loads(line)
+        assert message["jsonrpc"] == "2.0"
+    assert not any(b"noise" in line and b"jsonrpc" not in line for line in peer.raw_stdout)
+    assert code == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(p.is_running() for p in tree):
+        time.sleep(0.2)
+    leftover = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert leftover == [], [p.cmdline()[:3] for p in leftover]
+
+
+async def test_modern_fastmcp_client_over_stdio(tmp_path: Path) -> None:
+    transport = StdioTransport(
+        command=sys.executable,
+        args=server_command("--workspace", str(tmp_path))[1:],
+        env=subprocess_env(),
+        keep_alive=False,
+        log_file=tmp_path / "server.log",
+    )
+    async with Client(transport) as client:
+        created = await client.call_tool("create_session", {"session_id": "stdio-a"})
+        assert created.structured_content["status"] == "created"
+        reply = await client.call_tool(
+            "run_python_code", {"code": "import sys\nsys.version_info[0]", "session_id": "stdio-a"}
+        )
+        assert reply.structured_content["result"] == "3"
+        other = await client.call_tool("run_python_code", {"code": "print('sys' in dir())"})
+        assert other.structured_content["stdout"] == "False\n"
+        listing = await client.call_tool("list_sessions", {})
+        assert set(listing.structured_content["sessions"]) == {"default", "stdio-a"}
