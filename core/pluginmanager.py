@@ -92,5 +92,8 @@ def load_session_plugins(specs: list[str]) -> pluggy.PluginManager:
     pm = new_manager()
     for spec in specs:
         pm.register(load_object(spec), name=spec)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin implements an unknown hook: {exc}") from exc
     return pm

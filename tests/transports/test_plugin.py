@@ -1,0 +1,88 @@
+"""A third-party plugin, installed as a real distribution with a `raykernel` entry point, loaded
+by a stdio server and driven through a client: its tool, its execute hooks inside sessions, its
+health and session hooks in the front end, and blocking it by setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+from fastmcp.exceptions import ToolError
+
+from tests.conftest import REPO, server_command, subprocess_env
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install tests/example_plugin into a private target folder (as pip/uv would)."""
+    target = tmp_path_factory.mktemp("plugin-site")
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run(
+        [str(uv), "pip", "install", "--quiet", "--no-deps", "--python", sys.executable,
+         "--target", str(target), str(REPO / "tests" / "example_plugin")],
+        check=True,
+    )
+    assert (target / "raykernel_example_plugin.py").is_file()
+    yield target
+
+
+def _transport(workspace: Path, site: Path, **env: str) -> StdioTransport:
+    return StdioTransport(
+        command=sys.executable,
+        args=server_command("--workspace", str(workspace))[1:],
+        env=subprocess_env(PYTHONPATH=str(site), **env),
+        keep_alive=False,
+        log_file=workspace / "server.log",
+    )
+
+
+async def test_example_plugin_end_to_end(plugin_site: Path, tmp_path: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "words.txt").write_text("one two three four")
+    async with Client(_transport(tmp_path, plugin_site)) as client:
+        tools = {t.name: t for t in await client.list_tools()}
+        assert "word_count" in tools
+        counted = await client.call_tool("word_count", {"path": "outputs/words.txt"})
+        assert counted.structured_content == {"path": "outputs/words.txt", "words": 4}
+
+        ran = await client.call_tool("run_python_code", {"code": "a = 1\nb = 2\na + b"})
+        assert ran.structured_content["result"] == "3"
+        assert ran.structured_content["extras"] == {"example_lines": 3}
+
+        refused = await client.call_tool(
+            "run_python_code", {"code": "hit = True\nlaunch_missiles()"}
+        )
+        assert refused.structured_content["success"] is False
+        assert refused.structured_content["error"]["ename"] == "ExecutionRefused"
+        check = await client.call_tool("run_python_code", {"code": "'hit' in globals()"})
+        assert check.structured_content["result"] == "False"
+
+        health = await client.call_tool("get_kernel_health", {})
+        assert health.structured_content["extra"] == {"example_seen": "default"}
+
+        await client.call_tool("create_session", {"session_id": "plugged"})
+        await client.call_tool("restart_kernel", {"session_id": "plugged"})
+        await client.call_tool("delete_session", {"session_id": "plugged"})
+    events = (tmp_path / "example-plugin-events.log").read_text().splitlines()
+    assert events == [
+        "created default restarted=False",
+        "created plugged restarted=False",
+        "created plugged restarted=True",
+        "deleted plugged",
+    ]
+
+
+async def test_blocked_plugin_is_not_loaded(plugin_site: Path, tmp_path: Path) -> None:
+    transport = _transport(tmp_path, plugin_site, RAYKERNEL_BLOCKED_PLUGINS='["example"]')
+    async with Client(transport) as client:
+        names = {t.name for t in await client.list_tools()}
+        assert "word_count" not in names and "run_python_code" in names
+        with pytest.raises(ToolError):
+            await client.call_tool("word_count", {"path": "x"})

@@ -1,0 +1,85 @@
+"""Plugin machinery and the meta-tests that keep hooks documented and exercised."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+from fastmcp import FastMCP
+
+from raykernel import hookspecs
+from raykernel.errors import PluginError
+from raykernel.pluginmanager import load_front_end_plugins, load_session_plugins
+from raykernel.plugins import DEFAULT_PLUGINS
+from raykernel.server import ToolRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+HOOKS = sorted(
+    name for name, fn in vars(hookspecs).items()
+    if callable(fn) and hasattr(fn, "raykernel_spec")
+)
+
+
+def test_hooks_are_split_between_front_end_and_sessions() -> None:
+    assert set(HOOKS) == hookspecs.FRONT_END_HOOKS | hookspecs.SESSION_HOOKS
+    assert not hookspecs.FRONT_END_HOOKS & hookspecs.SESSION_HOOKS
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_every_hook_is_documented(name: str) -> None:
+    doc = inspect.getdoc(getattr(hookspecs, name))
+    assert doc and len(doc) > 40, f"hook {name} needs a docstring saying when it is called"
+    assert "Called" in doc or "called" in doc
+
+
+def test_readme_hook_list_matches_hookspecs() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Hooks", 1)[1].split("\n## ", 1)[0]
+    listed = sorted(re.findall(r"^\| `(\w+)`", section, flags=re.M))
+    assert listed == HOOKS
+
+
+def test_example_plugin_implements_every_hook() -> None:
+    """The example plugin is driven end to end in tests/transports/test_plugin.py, so every
+    hook it implements is exercised there; it must implement all of them."""
+    source = (REPO / "tests/example_plugin/raykernel_example_plugin.py").read_text()
+    implemented = {
+        node.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef)
+        and any(getattr(d, "id", None) == "hookimpl" for d in node.decorator_list)
+    }
+    assert implemented == set(HOOKS)
+
+
+def test_builtin_plugins_register_like_third_party_ones() -> None:
+    pm, specs = load_front_end_plugins(blocked=[], allowed=[])
+    assert list(specs.values()) == list(DEFAULT_PLUGINS)
+    for spec in DEFAULT_PLUGINS:
+        assert pm.get_plugin(spec.rsplit(".", 1)[-1]) is not None
+
+
+def test_blocking_a_plugin_removes_its_tools_but_essential_ones_cannot_be_blocked() -> None:
+    pm, specs = load_front_end_plugins(blocked=["files"], allowed=[])
+    assert "files" not in specs
+    with pytest.raises(PluginError, match="essential"):
+        load_front_end_plugins(blocked=["sessions"], allowed=[])
+
+
+def test_tool_name_clash_is_refused_with_both_plugins_named() -> None:
+    registry = ToolRegistry(FastMCP("t"))
+
+    async def run_python_code(code: str) -> str:
+        return code
+
+    registry.for_plugin("execution")(run_python_code)
+    with pytest.raises(PluginError, match=r"'thief'.*'run_python_code'.*'execution'"):
+        registry.for_plugin("thief")(run_python_code)
+
+
+def test_misspelled_hook_fails_loudly() -> None:
+    with pytest.raises(PluginError, match="before_exectue"):
+        load_session_plugins(["tests.unit.misspelled_plugin"])
