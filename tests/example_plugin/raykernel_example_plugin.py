@@ -55,4 +55,3 @@ def session_deleted(session_id: str) -> None:
 @hookimpl
 def health_info(session_id: str, health: dict) -> dict:
     return {"example_seen": session_id}
-

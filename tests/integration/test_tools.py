@@ -56,14 +56,17 @@ async def test_saved_script_imports_from_another_session_and_runs(
         name="analysis_utils",
         content="import sys\ndef double(v):\n    return v * 2\nARGS = sys.argv[1:]\n",
     )
-    assert saved == {"script": "scripts/analysis_utils.py", "name": "analysis_utils",
-                     "size": saved["size"]}
+    assert saved == {
+        "script": "scripts/analysis_utils.py",
+        "name": "analysis_utils",
+        "size": saved["size"],
+    }
     assert (workspace / "scripts" / "analysis_utils.py").is_file()
-    imported = await run(client, "import analysis_utils\nanalysis_utils.double(21)",
-                         session_id=second)
+    imported = await run(
+        client, "import analysis_utils\nanalysis_utils.double(21)", session_id=second
+    )
     assert imported["result"] == "42"
-    ran = await call(client, "run_script", name="analysis_utils", args=["a", "b"],
-                     session_id=first)
+    ran = await call(client, "run_script", name="analysis_utils", args=["a", "b"], session_id=first)
     assert ran["success"] is True
     assert (await run(client, "ARGS", session_id=first))["result"] == "['a', 'b']"
     names = [s["name"] for s in (await call(client, "list_scripts"))["scripts"]]
@@ -116,8 +119,9 @@ async def test_list_variables(client: Client, pair: list[str]) -> None:
 
 async def test_restart_with_and_without_state(client: Client, pair: list[str], app) -> None:
     sid = pair[0]
-    await run(client, "import threading\nkeep = {'k': [1]}\nlock = threading.Lock()",
-              session_id=sid)
+    await run(
+        client, "import threading\nkeep = {'k': [1]}\nlock = threading.Lock()", session_id=sid
+    )
     old_pid = app.router.sessions[sid].pid
     reply = await call(client, "restart_kernel", session_id=sid, preserve_state=True)
     assert reply["status"] == "restarted"
@@ -159,6 +163,8 @@ async def test_session_killed_from_outside_is_detected(client: Client, pair: lis
     health = await call(client, "get_kernel_health", session_id=sid)
     assert health["status"] == "dead"
     assert time.monotonic() - started < 5
-    assert (await call(client, "check_kernel_responsiveness", session_id=sid))["responsive"] is False
+    assert (await call(client, "check_kernel_responsiveness", session_id=sid))[
+        "responsive"
+    ] is False
     revived = await run(client, "1 + 1", session_id=sid)
     assert revived["result"] == "2" and revived["restarted"] is True

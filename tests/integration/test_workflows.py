@@ -122,7 +122,10 @@ async def test_save_script_then_import_from_another_session(client: Client) -> N
         client,
         "save_script",
         name="analysis_utils",
-        content="def summarize(values):\n    return {'n': len(values), 'mean': sum(values) / len(values)}\n",
+        content=(
+            "def summarize(values):\n"
+            "    return {'n': len(values), 'mean': sum(values) / len(values)}\n"
+        ),
     )
     await call(client, "create_session", session_id="consumer")
     reply = await run(

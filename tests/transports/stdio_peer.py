@@ -14,7 +14,7 @@ PROTOCOL = "2025-11-25"
 
 class StdioPeer:
     def __init__(self, command: list[str], env: dict[str, str], stderr_path: str) -> None:
-        self._stderr = open(stderr_path, "wb")  # noqa: SIM115 - closed in close()
+        self._stderr = open(stderr_path, "wb")
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env
         )

@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.subprocess
 def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workspace = tmp_path_factory.mktemp("http-workspace")
     port = free_port()
-    log = open(workspace / "server.log", "wb")  # noqa: SIM115
+    log = open(workspace / "server.log", "wb")
     proc = subprocess.Popen(
         server_command("--transport", "http", "--port", str(port), "--workspace", str(workspace)),
         stdout=log,
@@ -59,8 +58,9 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def test_modern_client_over_http(http_server: str) -> None:
     async with Client(http_server) as client:
         await client.call_tool("create_session", {"session_id": "h1"})
-        reply = await client.call_tool("run_python_code", {"code": "v = 5\nv ** 2",
-                                                           "session_id": "h1"})
+        reply = await client.call_tool(
+            "run_python_code", {"code": "v = 5\nv ** 2", "session_id": "h1"}
+        )
         assert reply.structured_content["result"] == "25"
         again = await client.call_tool("run_python_code", {"code": "v", "session_id": "h1"})
         assert again.structured_content["result"] == "5"

@@ -25,8 +25,18 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("plugin-site")
     uv = Path(sys.executable).parent / "uv"
     subprocess.run(
-        [str(uv), "pip", "install", "--quiet", "--no-deps", "--python", sys.executable,
-         "--target", str(target), str(REPO / "tests" / "example_plugin")],
+        [
+            str(uv),
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--python",
+            sys.executable,
+            "--target",
+            str(target),
+            str(REPO / "tests" / "example_plugin"),
+        ],
         check=True,
     )
     assert (target / "raykernel_example_plugin.py").is_file()

@@ -18,8 +18,7 @@ from raykernel.server import ToolRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = sorted(
-    name for name, fn in vars(hookspecs).items()
-    if callable(fn) and hasattr(fn, "raykernel_spec")
+    name for name, fn in vars(hookspecs).items() if callable(fn) and hasattr(fn, "raykernel_spec")
 )
 
 
@@ -62,9 +61,17 @@ def test_builtin_plugins_register_like_third_party_ones() -> None:
         assert pm.get_plugin(spec.rsplit(".", 1)[-1]) is not None
 
 
-def test_blocking_a_plugin_removes_its_tools_but_essential_ones_cannot_be_blocked() -> None:
-    pm, specs = load_front_end_plugins(blocked=["files"], allowed=[])
-    assert "files" not in specs
+async def test_blocking_a_plugin_removes_its_tools(tmp_path: Path) -> None:
+    from raykernel.server import build_server
+    from raykernel.settings import Settings
+
+    mcp, _app = build_server(Settings(workspace=tmp_path, blocked_plugins=["files"], config=None))
+    names = {tool.name for tool in await mcp.list_tools()}
+    assert "run_python_code" in names
+    assert not names & {"read_file", "write_file", "list_files", "delete_file"}
+
+
+def test_essential_plugins_cannot_be_blocked() -> None:
     with pytest.raises(PluginError, match="essential"):
         load_front_end_plugins(blocked=["sessions"], allowed=[])
 
