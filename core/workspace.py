@@ -8,9 +8,11 @@ symlink planted inside that points outside must not lead out.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,21 @@ from .errors import FileTooLarge, InvalidArgument, PathOutsideWorkspace
 MAX_PATH_LENGTH = 1024
 MAX_NAME_LENGTH = 255
 MAX_LIST_ENTRIES = 1000
+
+
+def _typed_os_errors(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """An OS refusal (a file where a folder is expected, a symlink swapped in, permissions) is
+    the caller's to fix: report it typed, with the reason and without internal detail."""
+
+    @functools.wraps(method)
+    def wrapper(self: Workspace, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return method(self, path, *args, **kwargs)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise InvalidArgument(f"cannot access {path!r}: {reason}") from None
+
+    return wrapper
 
 
 class Workspace:
@@ -54,6 +71,7 @@ class Workspace:
 
     # -- operations -----------------------------------------------------------------------------
 
+    @_typed_os_errors
     def list(self, path: str = ".", recursive: bool = False) -> dict[str, Any]:
         folder = self.resolve(path)
         if not folder.is_dir():
@@ -80,6 +98,7 @@ class Workspace:
         entries.sort(key=lambda e: e["path"])
         return {"path": self.relative(folder), "entries": entries, "truncated": truncated}
 
+    @_typed_os_errors
     def read(self, path: str) -> dict[str, Any]:
         real = self.resolve(path)
         if not real.is_file():
@@ -103,6 +122,7 @@ class Workspace:
                 "size": size,
             }
 
+    @_typed_os_errors
     def write(self, path: str, content: str, encoding: str = "utf-8") -> dict[str, Any]:
         if encoding not in ("utf-8", "base64"):
             raise InvalidArgument("encoding must be 'utf-8' or 'base64'")
@@ -126,6 +146,7 @@ class Workspace:
             handle.write(data)
         return {"path": self.relative(real), "size": len(data)}
 
+    @_typed_os_errors
     def delete(self, path: str) -> dict[str, Any]:
         real = self.resolve(path)
         if real in (self.root, self.outputs, self.scripts):

@@ -1,9 +1,11 @@
 """install_dependencies: pip/uv packages into one session's own directory."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from raykernel.app import App
 from raykernel.arguments import OptionalSessionId
 from raykernel.hookspecs import hookimpl
 from raykernel.packages import MAX_PACKAGES, parse_requirements
@@ -19,7 +21,7 @@ Packages = Annotated[
 
 
 @hookimpl
-def register_tools(register, app):
+def register_tools(register: Callable[..., Any], app: App) -> None:
     async def install_dependencies(
         packages: Packages, session_id: OptionalSessionId = None
     ) -> dict[str, Any]:

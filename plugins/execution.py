@@ -1,10 +1,12 @@
 """run_python_code: run code in a session, Jupyter-style."""
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from raykernel.app import App
 from raykernel.arguments import OptionalSessionId
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
@@ -25,7 +27,7 @@ def tool_result(reply: dict[str, Any]) -> Any:
 
 
 @hookimpl
-def register_tools(register, app):
+def register_tools(register: Callable[..., Any], app: App) -> None:
     settings = app.settings
     Code = Annotated[str, Field(description="Python code to run.", min_length=1)]
     Timeout = Annotated[

@@ -1,15 +1,17 @@
 """Workspace file tools. Every path is resolved and must stay inside the workspace."""
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from raykernel.app import App
 from raykernel.arguments import WorkspacePath
 from raykernel.hookspecs import hookimpl
 
 
 @hookimpl
-def register_tools(register, app):
+def register_tools(register: Callable[..., Any], app: App) -> None:
     workspace = app.workspace
 
     async def list_files(

@@ -1,17 +1,19 @@
 """Health tools: answered from the router's bookkeeping and the process, never queued behind
 a running cell."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from raykernel import __version__
+from raykernel.app import App
 from raykernel.arguments import OptionalSessionId
 from raykernel.hookspecs import hookimpl
 
 
 @hookimpl
-def register_tools(register, app):
+def register_tools(register: Callable[..., Any], app: App) -> None:
     async def get_kernel_health(session_id: OptionalSessionId = None) -> dict[str, Any]:
         """A session's status (healthy, busy or dead), memory (RSS bytes), CPU %, uptime,
         execution count, PID and node. Answers even while the session runs code."""

@@ -1,10 +1,12 @@
 """Scripts: saved under the workspace's scripts/, importable as modules from every session."""
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from raykernel.app import App
 from raykernel.arguments import OptionalSessionId
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
@@ -31,7 +33,7 @@ def module_name(name: str) -> str:
 
 
 @hookimpl
-def register_tools(register, app):
+def register_tools(register: Callable[..., Any], app: App) -> None:
     workspace = app.workspace
 
     async def save_script(

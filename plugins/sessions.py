@@ -1,10 +1,12 @@
 """Session tools: create, switch, list, delete, restart, interrupt."""
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from raykernel.app import App
 from raykernel.arguments import OptionalSessionId, SessionId
 from raykernel.hookspecs import hookimpl
 
@@ -12,7 +14,7 @@ Description = Annotated[str, Field(description="What the session is for.", max_l
 
 
 @hookimpl
-def register_tools(register, app):
+def register_tools(register: Callable[..., Any], app: App) -> None:
     router = app.router
 
     async def create_session(

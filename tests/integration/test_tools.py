@@ -168,3 +168,18 @@ async def test_session_killed_from_outside_is_detected(client: Client, pair: lis
     ] is False
     revived = await run(client, "1 + 1", session_id=sid)
     assert revived["result"] == "2" and revived["restarted"] is True
+
+
+async def test_internal_errors_are_masked_at_the_mcp_boundary(
+    client: Client, app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection in our own code (not a mock of Ray or MCP): an unexpected exception
+    reaches the client as a generic error without its text."""
+
+    def broken() -> dict:
+        raise RuntimeError("secret internal detail /etc/shadow")
+
+    monkeypatch.setattr(app.workspace, "info", broken)
+    error = await call_error(client, "get_workspace_info")
+    assert "secret" not in error and "shadow" not in error and "RuntimeError" not in error
+    assert "get_workspace_info" in error

@@ -99,3 +99,9 @@ def test_workspace_folders_cannot_be_deleted(ws: Workspace) -> None:
         with pytest.raises(InvalidArgument):
             ws.delete(path)
     assert ws.outputs.is_dir() and ws.scripts.is_dir()
+
+
+def test_os_refusals_are_typed(ws: Workspace) -> None:
+    ws.write("outputs/a.txt", "file")
+    with pytest.raises(InvalidArgument, match=r"cannot access 'outputs/a\.txt/b'"):
+        ws.write("outputs/a.txt/b", "under a file")
