@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import ray
 
+from raykernel import containment
 from raykernel.interpreter import Interpreter
 from raykernel.interrupts import install_handler
 from raykernel.pluginmanager import load_session_plugins
@@ -33,6 +34,8 @@ class SessionActor:
         max_output_bytes: int = 100_000,
         plugin_specs: list[str] | None = None,
         site_dir: str | None = None,
+        memory_limit: int = 0,
+        max_processes: int = 0,
     ) -> None:
         # Before any user import: figures must render off-screen.
         os.environ["MPLBACKEND"] = "Agg"
@@ -57,6 +60,14 @@ class SessionActor:
         self.process = psutil.Process()
         self.process.cpu_percent(None)
         install_handler(self.interpreter.current_token)
+        # Own process group: deleting the session can then kill everything user code started,
+        # even orphans that left the process tree.
+        self.pgid = containment.lead_process_group()
+        containment.record_crashes()
+        containment.limit_memory(memory_limit)
+        self.children = containment.ChildWatch(
+            self.process, max_processes, self.interpreter.current_token
+        )
 
     def info(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
@@ -68,14 +79,17 @@ class SessionActor:
             "pid": os.getpid(),
             "node_id": context.get_node_id(),
             "node_ip": ray.util.get_node_ip_address(),
+            "pgid": self.pgid,
             "execution_count": self.interpreter.execution_count,
         }
 
     def execute(self, code: str, token: str) -> dict[str, Any]:
-        return self.interpreter.execute(code, token)
+        killed = self.children.killed
+        return self.children.annotate(self.interpreter.execute(code, token), killed)
 
     def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
-        return self.interpreter.run_script(Path(path), args, token)
+        killed = self.children.killed
+        return self.children.annotate(self.interpreter.run_script(Path(path), args, token), killed)
 
     def install(
         self, specs: list[str], allow_urls: bool, timeout: float, token: str

@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from . import containment
 from .errors import (
     InvalidSessionId,
     KernelDied,
@@ -72,6 +73,8 @@ class SessionRecord:
     last_execution_time: float | None = None
     restart_count: int = 0
     death_reason: str | None = None
+    crash_streak: int = 0
+    pgid: int | None = None
     deleted: bool = False
     process: psutil.Process | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -239,6 +242,8 @@ class SessionRouter:
             if not reply["restarted"] and reply.get("execution_count") is not None:
                 record.execution_count = reply["execution_count"]
                 record.last_execution_time = time.time()
+            if record.status != "dead":
+                record.crash_streak = 0
             if notice:
                 reply.update(notice)
             return reply
@@ -302,7 +307,9 @@ class SessionRouter:
         if record.deleted:
             raise SessionNotFound(f"session {record.session_id!r} was deleted while it ran")
         record.status = "dead"
-        record.death_reason = _first_line(str(exc))
+        record.crash_streak += 1
+        note = containment.read_crash(record.pid) if self.is_local(record) and record.pid else None
+        record.death_reason = note or _first_line(str(exc))
         log.warning("session %s died: %s", record.session_id, record.death_reason)
         return self._synthetic_reply(
             record,
@@ -345,6 +352,11 @@ class SessionRouter:
         if record.status != "dead":
             return None
         reason = record.death_reason or "unknown cause"
+        if record.crash_streak >= self.settings.max_crash_streak:
+            raise SessionUnavailable(
+                f"session {record.session_id!r} died {record.crash_streak} times in a row "
+                f"(last: {reason}); it stays dead until restart_kernel is called"
+            )
         await self._respawn(record, reason)
         return {
             "restarted": True,
@@ -393,6 +405,7 @@ class SessionRouter:
                 if not ready:
                     raise SessionUnavailable("the session did not answer the snapshot request")
             await self._respawn(record, "restart requested")
+            record.crash_streak = 0
             report: dict[str, Any] = {"restored": [], "not_preserved": {}}
             if snapshot_ref is not None:
                 try:
@@ -498,7 +511,9 @@ class SessionRouter:
             alive = False
         if not alive:
             record.status = "dead"
-            record.death_reason = "its process exited or was killed"
+            record.crash_streak += 1
+            note = containment.read_crash(record.pid) if record.pid else None
+            record.death_reason = note or "its process exited or was killed from outside"
 
     def info(self, session_id: str) -> dict[str, Any]:
         return self._info(self.get(session_id), False)
@@ -514,6 +529,12 @@ class SessionRouter:
         }
 
     # -- actors -------------------------------------------------------------------------------
+
+    def _memory_limit(self) -> int:
+        limit = self.settings.session_memory_limit
+        if limit is None:
+            return psutil.virtual_memory().total // 4
+        return limit
 
     def _site_dir(self, session_id: str) -> Path:
         return self.settings.workspace / ".raykernel" / "site" / session_id
@@ -538,6 +559,8 @@ class SessionRouter:
             max_output_bytes=self.settings.max_output_bytes,
             plugin_specs=self.session_plugin_specs,
             site_dir=str(self._site_dir(record.session_id)),
+            memory_limit=self._memory_limit(),
+            max_processes=self.settings.max_session_processes,
         )
         try:
             info = await asyncio.wait_for(
@@ -561,6 +584,7 @@ class SessionRouter:
         record.pid = info["pid"]
         record.node_id = info["node_id"]
         record.node_ip = info["node_ip"]
+        record.pgid = info["pgid"] if info["pgid"] == info["pid"] else None
         record.started_at = info["started_at"]
         record.status = "healthy"
         record.execution_count = 0
@@ -595,7 +619,10 @@ class SessionRouter:
         if record.process is not None:
             await asyncio.to_thread(_wait_gone, record.process, children)
         if record.pid is not None and self.is_local(record):
+            if record.pgid is not None:
+                await asyncio.to_thread(containment.kill_process_group, record.pgid)
             clear_token_file(record.pid)
+            containment.read_crash(record.pid)  # removes the note
         record.status = "dead"
 
     # -- helpers ------------------------------------------------------------------------------

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=100_000, ge=1_000)
     max_code_bytes: int = Field(default=1_000_000, ge=1_000)
     max_file_bytes: int = Field(default=10_000_000, ge=1_000)
+    # Heap limit per session (RLIMIT_DATA): past it user code gets MemoryError. None: a quarter
+    # of the machine's memory, well below Ray's memory monitor (95%); 0: no limit.
+    session_memory_limit: int | None = Field(default=None, ge=0)
+    # Child processes a session may keep alive; past it they are all killed (0: no bound).
+    max_session_processes: int = Field(default=64, ge=0)
+    # A session that dies this many times in a row stays dead until restart_kernel.
+    max_crash_streak: int = Field(default=5, ge=1)
     install_timeout: float = Field(default=600.0, gt=0)
     allow_package_urls: bool = False
 

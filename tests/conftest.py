@@ -31,7 +31,14 @@ async def server(workspace: Path) -> AsyncIterator[Any]:
     from raykernel.settings import Settings
 
     mcp, _app = build_server(
-        Settings(workspace=workspace, max_sessions=12, interrupt_grace=2.0, config=None)
+        Settings(
+            workspace=workspace,
+            max_sessions=40,
+            interrupt_grace=2.0,
+            session_memory_limit=1 << 30,
+            max_session_processes=20,
+            config=None,
+        )
     )
     async with Client(mcp) as anchor:
         await anchor.call_tool("list_sessions", {})  # waits for Ray and "default"

@@ -36,7 +36,7 @@ async def test_list_sessions_fields(client: Client) -> None:
     await call(client, "create_session", session_id="listed", description="for listing")
     await run(client, "1", session_id="listed")
     listing = await call(client, "list_sessions")
-    assert listing["max_sessions"] == 12
+    assert listing["max_sessions"] == 40
     assert listing["total_sessions"] == len(listing["sessions"])
     entry = listing["sessions"]["listed"]
     assert entry["description"] == "for listing"
@@ -100,7 +100,7 @@ async def test_max_sessions_is_enforced(client: Client, app) -> None:
     existing = len(app.router.sessions)
     made = []
     try:
-        for i in range(12 - existing):
+        for i in range(40 - existing):
             made.append((await call(client, "create_session", session_id=f"fill{i}"))["session_id"])
         error = await call_error(client, "create_session", session_id="one-too-many")
         assert error.startswith("SessionLimitReached:")

@@ -1,0 +1,147 @@
+"""What a session process does to itself so that its failures stay its own: a memory limit
+that turns into MemoryError, a process group that holds everything it starts, a bound on its
+child processes, and a record of how it died."""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import resource
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+# faulthandler's first line names the fatal signal.
+_FATAL = {
+    "Segmentation fault": "SIGSEGV",
+    "Aborted": "SIGABRT",
+    "Bus error": "SIGBUS",
+    "Floating-point exception": "SIGFPE",
+    "Floating point exception": "SIGFPE",
+    "Illegal instruction": "SIGILL",
+}
+
+
+def crash_file(pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"raykernel-crash-{os.getuid()}-{pid}.log"
+
+
+def record_crashes() -> None:
+    """Make a fatal signal or ``os._exit`` leave a note the front end can read after the death."""
+    path = crash_file(os.getpid())
+    handle = path.open("w")
+    faulthandler.enable(file=handle, all_threads=False)
+    real_exit = os._exit
+
+    def _exit(status: int) -> None:
+        with contextlib.suppress(Exception):
+            handle.write(f"raykernel: os._exit({status})\n")
+            handle.flush()
+        real_exit(status)
+
+    os._exit = _exit  # type: ignore[assignment]
+
+
+def read_crash(pid: int) -> str | None:
+    """How process ``pid`` died, if it left a note; the note is removed."""
+    path = crash_file(pid)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):
+        path.unlink()
+    for line in text.splitlines():
+        if line.startswith("raykernel: os._exit("):
+            return f"the code called {line.removeprefix('raykernel: ')}"
+        if line.startswith("Fatal Python error:"):
+            what = line.split(":", 1)[1].strip()
+            name = _FATAL.get(what)
+            return f"killed by signal {name} ({what})" if name else f"fatal error: {what}"
+    return None
+
+
+def lead_process_group() -> int:
+    """Make this process the leader of a new process group; return the group id."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    return os.getpgid(0)
+
+
+def kill_process_group(pgid: int) -> None:
+    """Kill every process left in group ``pgid`` (the session's leader is already gone)."""
+    for _ in range(20):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return
+        time.sleep(0.05)
+
+
+def limit_memory(limit: int) -> None:
+    """Cap the heap (RLIMIT_DATA): allocations past it raise MemoryError in the user's code,
+    long before Ray's node-wide memory monitor would kill the whole process."""
+    if limit <= 0:
+        return
+    used = psutil.Process().memory_info().rss
+    limit = max(limit, used + (64 << 20))
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+class ChildWatch:
+    """Bounds the number of processes user code keeps alive: past ``limit``, all of them are
+    killed. Scans while code runs (where a runaway starts) and while children remain."""
+
+    def __init__(
+        self, process: psutil.Process, limit: int, running: Callable[[], Any], interval: float = 0.2
+    ) -> None:
+        self.process = process
+        self.limit = limit
+        self.running = running
+        self.interval = interval
+        self.killed = 0
+        self._seen_children = False
+        if limit > 0:
+            threading.Thread(target=self._watch, name="raykernel-childwatch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            if self.running() is None and not self._seen_children:
+                continue
+            try:
+                children = self.process.children(recursive=True)
+            except psutil.Error:
+                continue
+            self._seen_children = bool(children)
+            if len(children) > self.limit:
+                self._kill(children)
+
+    def _kill(self, children: list[psutil.Process]) -> None:
+        # Stop them all first so that none can fork while the others are being killed.
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.suspend()
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        psutil.wait_procs(children, timeout=5)
+        self.killed += len(children)
+
+    def annotate(self, reply: dict[str, Any], killed_before: int) -> dict[str, Any]:
+        killed = self.killed - killed_before
+        if killed:
+            reply["notice"] = (
+                f"{killed} child processes were killed: the session passed its limit of "
+                f"{self.limit} processes"
+            )
+        return reply
