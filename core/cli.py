@@ -52,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.transport == "http":
+        from .http_security import is_loopback
+
+        if not is_loopback(settings.host) and not settings.auth_enabled:
+            print(
+                f"raykernel: refusing to serve on {settings.host}, a non-loopback address, "
+                "without authentication: set RAYKERNEL_AUTH_TOKEN (or a JWT verifier)",
+                file=sys.stderr,
+            )
+            return 2
     if settings.transport == "stdio":
         _divert_stdout()
 
@@ -61,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.transport == "stdio":
         mcp.run(transport="stdio", show_banner=False)
     else:
+        from starlette.middleware import Middleware
+
+        from .http_security import BodySizeLimit
+
         mcp.run(
             transport="http",
             show_banner=False,
@@ -69,5 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             path=settings.path,
             # DNS-rebinding protection: Host and Origin are checked (403 on a bad Origin).
             host_origin_protection=True,
+            allowed_hosts=settings.allowed_hosts or None,
+            allowed_origins=settings.allowed_origins or None,
+            middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
         )
     return 0

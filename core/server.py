@@ -16,6 +16,7 @@ from . import __version__
 from .active import ActiveSessions
 from .app import App
 from .errors import PluginError, RaykernelError
+from .http_security import auth_provider
 from .pluginmanager import load_front_end_plugins, session_plugin_specs
 from .ray_runtime import RayRuntime
 from .router import DEFAULT_SESSION, SessionRouter
@@ -122,6 +123,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         lifespan=lifespan,
         mask_error_details=True,
         on_duplicate="error",
+        auth=auth_provider(settings) if settings.transport == "http" else None,
     )
     registry = ToolRegistry(mcp)
     for impl in pm.hook.register_tools.get_hookimpls():

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     path: str = "/mcp"
     workspace: Path = Field(default_factory=Path.cwd)
     config: Path | None = None
+
+    # HTTP security. Binding to a non-loopback address requires auth_token or a JWT verifier.
+    auth_token: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_jwks_uri: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithm: str | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=16 * 2**20, ge=1024)
 
     # Ray. No address: start a local Ray that lives and dies with this process.
     ray_address: str | None = None
@@ -64,6 +75,10 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_workspace(cls, value: Path) -> Path:
         return Path(os.path.realpath(value.expanduser()))
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_token or self.jwt_public_key or self.jwt_jwks_uri)
 
     @field_validator("path")
     @classmethod

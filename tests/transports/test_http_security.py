@@ -1,0 +1,116 @@
+"""HTTP auth and limits against a real server subprocess: bearer token, JWT, loopback rule,
+body size limit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+
+from tests.conftest import free_port, server_command, subprocess_env
+
+pytestmark = pytest.mark.subprocess
+
+
+@contextmanager
+def http_server(workspace: Path, **env: str) -> Iterator[str]:
+    port = free_port()
+    log = open(workspace / "server.log", "wb")
+    proc = subprocess.Popen(
+        server_command("--transport", "http", "--port", str(port), "--workspace", str(workspace)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(**env),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+
+
+def _post(url: str, body: bytes, token: str | None = None) -> int:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_bearer_token_is_required_and_errors_do_not_leak(tmp_path: Path) -> None:
+    with http_server(
+        tmp_path, RAYKERNEL_AUTH_TOKEN="s3cret-token", RAYKERNEL_MAX_REQUEST_BYTES="200000"
+    ) as url:
+        ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+        assert _post(url, ping) == 401
+        assert _post(url, ping, token="wrong") == 401
+        async with Client(url, auth="s3cret-token") as client:
+            reply = await client.call_tool("run_python_code", {"code": "6 * 7"})
+            assert reply.structured_content["result"] == "42"
+        # Body size limit: a request above it is refused before it is read.
+        big = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "run_python_code", "arguments": {"code": "#" * 300_000}},
+            }
+        ).encode()
+        assert _post(url, big, token="s3cret-token") == 413
+    log = (tmp_path / "server.log").read_text()
+    assert "s3cret-token" not in log
+
+
+async def test_jwt_verifier(tmp_path: Path) -> None:
+    from fastmcp.server.auth.providers.jwt import RSAKeyPair
+
+    keys = RSAKeyPair.generate()
+    good = keys.create_token(subject="alice", issuer="https://issuer.test", audience="raykernel")
+    forged = RSAKeyPair.generate().create_token(
+        subject="mallory", issuer="https://issuer.test", audience="raykernel"
+    )
+    with http_server(
+        tmp_path,
+        RAYKERNEL_JWT_PUBLIC_KEY=keys.public_key,
+        RAYKERNEL_JWT_ISSUER="https://issuer.test",
+        RAYKERNEL_JWT_AUDIENCE="raykernel",
+    ) as url:
+        ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+        assert _post(url, ping, token=forged) == 401
+        async with Client(url, auth=good) as client:
+            reply = await client.call_tool("list_sessions", {})
+            assert "default" in reply.structured_content["sessions"]
+
+
+def test_non_loopback_without_auth_refuses_to_start(tmp_path: Path) -> None:
+    done = subprocess.run(
+        server_command("--transport", "http", "--host", "0.0.0.0", "--workspace", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+    )
+    assert done.returncode == 2
+    assert "non-loopback" in done.stderr and "RAYKERNEL_AUTH_TOKEN" in done.stderr
