@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,14 +27,6 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--log-level", dest="log_level", help="default INFO")
     parser.add_argument("--version", action="version", version=f"raykernel {__version__}")
     return vars(parser.parse_args(argv))
-
-
-def _divert_stdout() -> None:
-    """In stdio mode fd 1 is the protocol. Keep a private copy of it for the protocol and point
-    fd 1 at stderr, so nothing else (Ray's processes, C libraries, children) can write to it."""
-    wire = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = os.fdopen(wire, "w", encoding="utf-8", closefd=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
     if settings.transport == "stdio":
-        _divert_stdout()
+        from .stdio_wire import claim_stdio
+
+        claim_stdio()
 
     from .server import build_server
 

@@ -43,6 +43,7 @@ def test_raw_legacy_session_keeps_stdout_clean_and_exits_cleanly(tmp_path: Path)
 
         noisy = (
             "import os, sys, subprocess\n"
+            "subprocess.run(['cat'])\n"  # a child reading stdin must not eat protocol bytes
             "for i in range(20000): print('noise', i)\n"
             "print('err noise', file=sys.stderr)\n"
             "os.write(1, b'raw fd write\\n')\n"
@@ -56,8 +57,18 @@ def test_raw_legacy_session_keeps_stdout_clean_and_exits_cleanly(tmp_path: Path)
         assert result["stdout"].startswith("noise 0\n")
         assert "output truncated" in result["stdout"]
 
-        # A garbage line does not take the server down: it keeps serving.
+        # A garbage line gets a JSON-RPC parse error; the server keeps serving.
         peer.send_raw(b"this is not json\n")
+        assert peer.receive(30) == {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": -32700, "message": "Parse error"},
+        }
+        peer.send_raw(b'{"jsonrpc": "2.0", "id": 99, "no_method": true}\n')
+        assert peer.receive(30)["error"]["code"] == -32600
+        peer.send_raw(b'{"id": 100, "method": 7}\n')
+        invalid = peer.receive(30)
+        assert invalid["id"] == 100 and invalid["error"]["code"] == -32600
         assert peer.call_tool("ping", {})["result"]["structuredContent"]["status"] == "ok"
 
         # The legacy era keeps an MCP session, so the active session sticks.

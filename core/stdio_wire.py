@@ -1,0 +1,124 @@
+"""The stdio wire: fd 0 and fd 1 belong to the MCP protocol, and to nothing else.
+
+At start-up the protocol's descriptors are moved to private ones and fd 0/fd 1 are pointed at
+/dev/null and stderr, so Ray's processes, user code and its children inherit harmless ones.
+The MCP SDK then reads and writes through ``sys.stdin``/``sys.stdout``, which we replace with:
+
+* a reader that answers a line that is not JSON (-32700 Parse error) or not a JSON-RPC message
+  (-32600 Invalid Request) itself, as JSON-RPC requires, instead of the SDK dropping it silently;
+* a writer that puts each message on the wire whole, so such an answer can never land inside
+  another message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+
+class WireWriter(io.BufferedIOBase):
+    """Writes to the wire only on flush (the SDK flushes once per message)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._pending = bytearray()
+        self._queued: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        with self._lock:
+            self._pending += bytes(data)
+        return len(data)
+
+    def flush(self) -> None:
+        with self._lock:
+            data = bytes(self._pending) + b"".join(self._queued)
+            self._pending.clear()
+            self._queued.clear()
+            self._write_all(data)
+
+    def inject(self, line: bytes) -> None:
+        """Write a whole line now, or right after the message being written."""
+        with self._lock:
+            if self._pending:
+                self._queued.append(line)
+            else:
+                self._write_all(line)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+
+class CheckedReader(io.RawIOBase):
+    """Passes through lines that are JSON-RPC messages; answers the others with an error."""
+
+    def __init__(self, fd: int, writer: WireWriter) -> None:
+        super().__init__()
+        self._source = os.fdopen(fd, "rb", buffering=65536)
+        self._writer = writer
+        self._leftover = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._leftover:
+            line = self._source.readline()
+            if not line:
+                return 0
+            if self._accept(line):
+                self._leftover = line
+        size = min(len(buffer), len(self._leftover))
+        buffer[:size] = self._leftover[:size]
+        self._leftover = self._leftover[size:]
+        return size
+
+    def _accept(self, line: bytes) -> bool:
+        if not line.strip():
+            return False
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self._reply_error(-32700, "Parse error", None)
+            return False
+        from mcp_types import jsonrpc_message_adapter
+        from pydantic import ValidationError
+
+        try:
+            jsonrpc_message_adapter.validate_python(message, by_name=False)
+        except ValidationError:
+            request_id = message.get("id") if isinstance(message, dict) else None
+            if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+                request_id = None
+            self._reply_error(-32600, "Invalid Request", request_id)
+            return False
+        return True
+
+    def _reply_error(self, code: int, message: str, request_id: str | int | None) -> None:
+        error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+        self._writer.inject(json.dumps(error).encode() + b"\n")
+
+
+def claim_stdio() -> None:
+    """Move the protocol off fd 0/1 and install the checked reader and whole-message writer."""
+    wire_in, wire_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    writer = WireWriter(wire_out)
+    sys.stdout = io.TextIOWrapper(writer, encoding="utf-8", write_through=False)
+    sys.stdin = io.TextIOWrapper(
+        io.BufferedReader(CheckedReader(wire_in, writer)), encoding="utf-8", errors="replace"
+    )
