@@ -149,6 +149,51 @@ async def bench_sessions(n: int, workspace: str) -> dict[str, tuple[float, float
     }
 
 
+async def bench_load(calls: int, workspace: str) -> dict[str, tuple[float, float]]:
+    """16 clients, each on its own session, `1+1` in a loop; with and without a neighbour
+    session spinning a busy loop."""
+    from raykernel.server import build_server
+    from raykernel.settings import Settings
+
+    mcp, _app = build_server(Settings(workspace=workspace, config=None, max_sessions=40))
+    rows = {}
+    async with Client(mcp) as anchor:
+        ids = [f"load{i}" for i in range(16)]
+        for sid in [*ids, "neighbour"]:
+            await anchor.call_tool("create_session", {"session_id": sid})
+
+        async def worker(sid: str) -> list[float]:
+            async with Client(mcp) as client:
+                samples = []
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    await client.call_tool("run_python_code", {"code": "1+1", "session_id": sid})
+                    samples.append(time.perf_counter() - started)
+                return samples
+
+        for label, spin in (
+            ("16 clients, quiet neighbour", False),
+            ("16 clients, busy neighbour", True),
+        ):
+            spinner = None
+            if spin:
+                spinner = asyncio.ensure_future(
+                    anchor.call_tool(
+                        "run_python_code",
+                        {"code": "while True: pass", "session_id": "neighbour", "timeout": 600},
+                    )
+                )
+                await asyncio.sleep(0.5)
+            samples = [
+                x for batch in await asyncio.gather(*(worker(s) for s in ids)) for x in batch
+            ]
+            rows[label] = (statistics.median(samples), _pct(samples, 0.99))
+            if spinner is not None:
+                await anchor.call_tool("interrupt_session", {"session_id": "neighbour"})
+                await spinner
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
@@ -158,6 +203,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workspace:
         latency = asyncio.run(bench_latency(args.calls, workspace))
         sessions = asyncio.run(bench_sessions(args.sessions, workspace))
+        load = asyncio.run(bench_load(max(args.calls // 4, 10), workspace))
     print(f"\nraykernel benchmarks ({os.cpu_count()} cores), times in ms\n")
     print(f"{'row':44} {'p50':>9} {'p99':>9} {'floor p50':>10} {'ratio p50':>10}")
     for transport, (p50, p99), (floor50, _floor99) in latency:
@@ -168,6 +214,13 @@ def main() -> None:
         )
     for label, (p50, p99) in sessions.items():
         print(f"{label:44} {p50 * 1e3:9.2f} {p99 * 1e3:9.2f} {'-':>10} {'-':>10}")
+    quiet = load["16 clients, quiet neighbour"]
+    for label, (p50, p99) in load.items():
+        label = f"run_python_code `1+1`, {label}"
+        print(
+            f"{label:44} {p50 * 1e3:9.2f} {p99 * 1e3:9.2f} {quiet[0] * 1e3:10.2f} "
+            f"{p50 / quiet[0]:9.2f}x"
+        )
     print(
         "\nfloor: bench/bare_server.py, a bare fastmcp server exec'ing in-process "
         "(same transport, same client)."
