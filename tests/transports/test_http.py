@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -90,3 +91,24 @@ def test_bad_origin_is_refused_with_403(http_server: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 403
+
+
+async def test_caller_going_away_over_http_interrupts_its_run(http_server: str) -> None:
+    async with Client(http_server) as client:
+        await client.call_tool("create_session", {"session_id": "h-cancel"})
+        await client.call_tool("run_python_code", {"code": "kept = 1", "session_id": "h-cancel"})
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                client.call_tool(
+                    "run_python_code",
+                    {"code": "import time\ntime.sleep(10**6)", "session_id": "h-cancel"},
+                ),
+                1.5,
+            )
+    async with Client(http_server) as client:
+        started = time.monotonic()
+        reply = await client.call_tool(
+            "run_python_code", {"code": "kept", "session_id": "h-cancel"}
+        )
+        assert time.monotonic() - started < 5
+        assert reply.structured_content["result"] == "1"
