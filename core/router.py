@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -130,13 +132,15 @@ class SessionRouter:
         await asyncio.shield(self._startup)
 
     async def shutdown(self) -> None:
-        """Kill every session actor this router started, then let go of Ray."""
-        for record in list(self.sessions.values()):
-            with contextlib.suppress(Exception):
-                await self._kill(record)
+        """Kill every session this router started. Killing is synchronous and immediate, so a
+        shutdown that is itself cancelled midway still leaves nothing behind; only the wait for
+        the processes to be reaped is awaited."""
+        records = list(self.sessions.values())
         self.sessions.clear()
         for task in list(self._background):
             task.cancel()
+        leftovers = [p for record in records for p in self._terminate(record)]
+        await asyncio.to_thread(psutil.wait_procs, leftovers, 10)
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -604,26 +608,40 @@ class SessionRouter:
         self._notify("session_created", session_id=record.session_id, info=self._info(record, True))
 
     async def _kill(self, record: SessionRecord) -> None:
-        """Kill the actor and everything it started; return once its process is gone."""
+        """Kill the actor and everything it started; return once its processes are gone."""
+        processes = self._terminate(record)
+        if processes:
+            await asyncio.to_thread(_wait_gone, processes)
+        if record.pgid is not None and self.is_local(record):
+            # Orphans that left the process tree but not the session's process group.
+            await asyncio.to_thread(containment.kill_process_group, record.pgid)
+
+    def _terminate(self, record: SessionRecord) -> list[psutil.Process]:
+        """Kill the actor's process, its process group and its children now (no waiting);
+        return the processes to reap."""
         import ray
 
         if record.handle is None:
-            return
-        children: list[psutil.Process] = []
+            return []
+        processes: list[psutil.Process] = []
         if record.process is not None:
+            processes.append(record.process)
             with contextlib.suppress(psutil.Error):
-                children = record.process.children(recursive=True)
+                processes += record.process.children(recursive=True)
         with contextlib.suppress(Exception):
             ray.kill(record.handle, no_restart=True)
         record.handle = None
-        if record.process is not None:
-            await asyncio.to_thread(_wait_gone, record.process, children)
+        record.status = "dead"
         if record.pid is not None and self.is_local(record):
             if record.pgid is not None:
-                await asyncio.to_thread(containment.kill_process_group, record.pgid)
+                with contextlib.suppress(OSError):
+                    os.killpg(record.pgid, signal.SIGKILL)
+            for process in processes:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
             clear_token_file(record.pid)
             containment.read_crash(record.pid)  # removes the note
-        record.status = "dead"
+        return processes
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -640,15 +658,12 @@ class SessionRouter:
         task.add_done_callback(self._background.discard)
 
 
-def _wait_gone(
-    process: psutil.Process, children: list[psutil.Process], timeout: float = 10.0
-) -> None:
-    """Wait for the actor's process to exit, then kill what it left behind (user children)."""
-    psutil.wait_procs([process], timeout=timeout)
-    for child in children:
+def _wait_gone(processes: list[psutil.Process], timeout: float = 10.0) -> None:
+    """Reap ``processes``, killing again any that survived (a child forked meanwhile)."""
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
         with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(children, timeout=timeout)
+            process.kill()
 
 
 def _iso(timestamp: float | None) -> str | None:

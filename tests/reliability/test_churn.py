@@ -1,6 +1,7 @@
 """Create/delete churn returns actors, processes and temp files to their baseline.
 
-The suite runs RAYKERNEL_CHURN_CYCLES cycles (default 60, to fit CI); bench/churn.py runs 1,000.
+The suite runs RAYKERNEL_CHURN_CYCLES cycles (default 60, to fit CI). The full soak:
+    RAYKERNEL_CHURN_CYCLES=1000 .venv/bin/pytest --timeout=1800 tests/reliability/test_churn.py
 """
 
 from __future__ import annotations
