@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
@@ -27,6 +28,20 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--log-level", dest="log_level", help="default INFO")
     parser.add_argument("--version", action="version", version=f"raykernel {__version__}")
     return vars(parser.parse_args(argv))
+
+
+def _graceful_sigterm(end_stdio: Callable[[], None] | None) -> None:
+    """SIGTERM must end in the same clean shutdown as closing the connection: the lifespan kills
+    every session and its process group and stops Ray. Over stdio it ends the input as if the
+    client had closed it. Over HTTP uvicorn handles SIGTERM itself and re-raises it once serving
+    has stopped; this handler then lets the lifespan's cleanup run instead of the default action
+    killing the process on the spot."""
+
+    def stop(signum: int, frame: object) -> None:
+        if end_stdio is not None:
+            end_stdio()
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,14 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    end_stdio: Callable[[], None] | None = None
     if settings.transport == "stdio":
         from .stdio_wire import claim_stdio
 
-        claim_stdio()
+        end_stdio = claim_stdio()
 
     from .server import build_server
 
     mcp, _app = build_server(settings)
+    _graceful_sigterm(end_stdio)
     if settings.transport == "stdio":
         mcp.run(transport="stdio", show_banner=False)
     else:

@@ -2,12 +2,17 @@
 
 At start-up the protocol's descriptors are moved to private ones and fd 0/fd 1 are pointed at
 /dev/null and stderr, so Ray's processes, user code and its children inherit harmless ones.
-The MCP SDK then reads and writes through ``sys.stdin``/``sys.stdout``, which we replace with:
+The MCP SDK serves ``sys.stdin.buffer`` and ``sys.stdout.buffer`` when they are not backed by
+fd 0/1; we give it:
 
 * a reader that answers a line that is not JSON (-32700 Parse error) or not a JSON-RPC message
-  (-32600 Invalid Request) itself, as JSON-RPC requires, instead of the SDK dropping it silently;
+  (-32600 Invalid Request) itself, as JSON-RPC requires, instead of the SDK dropping it silently,
+  and that can be told to end (SIGTERM) as if the client had closed stdin;
 * a writer that puts each message on the wire whole, so such an answer can never land inside
   another message.
+
+``sys.stdout`` itself writes to stderr: anything in this process that prints (Ray's driver prints
+worker deaths) can never reach the wire; only the SDK, holding ``sys.stdout.buffer``, does.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -65,16 +72,42 @@ class CheckedReader(io.RawIOBase):
 
     def __init__(self, fd: int, writer: WireWriter) -> None:
         super().__init__()
-        self._source = os.fdopen(fd, "rb", buffering=65536)
+        self._fd = fd
         self._writer = writer
+        self._pending = bytearray()
         self._leftover = b""
+        self._wake_read, self._wake_write = os.pipe()
+        self._ended = False
 
     def readable(self) -> bool:
         return True
 
+    def end(self) -> None:
+        """Make the reader return end-of-file, as if the client had closed stdin."""
+        os.write(self._wake_write, b"x")
+
+    def _readline(self) -> bytes:
+        while b"\n" not in self._pending:
+            if self._ended:
+                break
+            ready, _, _ = select.select([self._fd, self._wake_read], [], [])
+            if self._wake_read in ready:
+                self._ended = True
+                self._pending.clear()
+                break
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                self._ended = True
+                break
+            self._pending += chunk
+        end = self._pending.find(b"\n") + 1 or len(self._pending)
+        line = bytes(self._pending[:end])
+        del self._pending[:end]
+        return line
+
     def readinto(self, buffer: Any) -> int:
         while not self._leftover:
-            line = self._source.readline()
+            line = self._readline()
             if not line:
                 return 0
             if self._accept(line):
@@ -110,15 +143,37 @@ class CheckedReader(io.RawIOBase):
         self._writer.inject(json.dumps(error).encode() + b"\n")
 
 
-def claim_stdio() -> None:
-    """Move the protocol off fd 0/1 and install the checked reader and whole-message writer."""
+class _PrintsToStderr(io.TextIOBase):
+    """``sys.stdout`` for everything but the SDK: text goes to stderr, ``buffer`` is the wire."""
+
+    def __init__(self, wire: WireWriter) -> None:
+        super().__init__()
+        self.buffer = wire
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def claim_stdio() -> Callable[[], None]:
+    """Move the protocol off fd 0/1 and install the checked reader and whole-message writer.
+    Returns a function that ends the session as if the client had closed stdin."""
     wire_in, wire_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
     writer = WireWriter(wire_out)
-    sys.stdout = io.TextIOWrapper(writer, encoding="utf-8", write_through=False)
-    sys.stdin = io.TextIOWrapper(
-        io.BufferedReader(CheckedReader(wire_in, writer)), encoding="utf-8", errors="replace"
-    )
+    reader = CheckedReader(wire_in, writer)
+    sys.stdout = _PrintsToStderr(writer)
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(reader), encoding="utf-8", errors="replace")
+    return reader.end

@@ -84,6 +84,7 @@ def test_raw_legacy_session_keeps_stdout_clean_and_exits_cleanly(tmp_path: Path)
         code = peer.close()
     # Every line on stdout was protocol: nothing from the user, Ray or children leaked.
     for line in peer.raw_stdout:
+        assert line.startswith(b"{"), line[:200]
         message = json.loads(line)
         assert message["jsonrpc"] == "2.0"
     assert not any(b"noise" in line and b"jsonrpc" not in line for line in peer.raw_stdout)
@@ -114,3 +115,34 @@ async def test_modern_fastmcp_client_over_stdio(tmp_path: Path) -> None:
         assert other.structured_content["stdout"] == "False\n"
         listing = await client.call_tool("list_sessions", {})
         assert set(listing.structured_content["sessions"]) == {"default", "stdio-a"}
+
+
+def test_sigterm_shuts_down_cleanly_and_kills_session_children(tmp_path: Path) -> None:
+    """Clients stop stdio servers with SIGTERM: sessions, their children and Ray must go too."""
+    peer = StdioPeer(
+        server_command("--workspace", str(tmp_path)), subprocess_env(), str(tmp_path / "log")
+    )
+    try:
+        peer.initialize()
+        reply = peer.call_tool(
+            "run_python_code",
+            {"code": "import subprocess\nsubprocess.Popen(['sleep', '600']).pid"},
+        )
+        child = int(reply["result"]["structuredContent"]["result"])
+        tree = _descendants(peer.proc.pid)
+        assert psutil.pid_exists(child)
+        peer.proc.terminate()
+        peer.proc.wait(60)
+    finally:
+        if peer.proc.poll() is None:
+            peer.proc.kill()
+    deadline = time.monotonic() + 30
+    survivors = [child]
+    while time.monotonic() < deadline and survivors:
+        survivors = [
+            p.pid
+            for p in [*tree, psutil.Process(child) if psutil.pid_exists(child) else None]
+            if p is not None and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        ]
+        time.sleep(0.2)
+    assert survivors == []
