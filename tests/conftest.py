@@ -7,8 +7,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,15 @@ async def legacy_client(server: Any) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
+async def scratch(client: Client) -> AsyncIterator[str]:
+    """A fresh session for one test, deleted afterwards."""
+    sid = f"scratch-{time.monotonic_ns()}"
+    await call(client, "create_session", session_id=sid)
+    yield sid
+    await call(client, "delete_session", session_id=sid)
+
+
+@pytest.fixture
 def app(server: Any) -> Any:
     """The server's App (router, workspace): for assertions about state, never to act."""
     return server._lifespan_result["app"]
@@ -103,3 +117,35 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 def text_of(result: Any) -> dict[str, Any]:
     """The JSON text block of a tool result (what a text-only client reads)."""
     return json.loads(result.content[0].text)
+
+
+@contextmanager
+def http_server_process(workspace: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``raykernel --transport http`` as a subprocess; yields (url, process) once it answers.
+    On exit it is stopped with SIGTERM, as a service manager would."""
+    port = free_port()
+    with open(workspace / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            server_command(
+                "--transport", "http", "--port", str(port), "--workspace", str(workspace)
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(**env),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                    break
+                except urllib.error.HTTPError:
+                    break  # it answers (404 on /): it is up
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail("HTTP server did not start: " + (workspace / "server.log").read_text())
+            yield f"http://127.0.0.1:{port}/mcp", proc
+        finally:
+            proc.terminate()
+            proc.wait(60)

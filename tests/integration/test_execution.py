@@ -14,15 +14,6 @@ from fastmcp.exceptions import ToolError
 from tests.conftest import call, call_error, run, text_of
 
 
-@pytest.fixture
-async def scratch(client: Client):
-    """A fresh session for one test, deleted afterwards."""
-    sid = f"scratch-{time.monotonic_ns()}"
-    await call(client, "create_session", session_id=sid)
-    yield sid
-    await call(client, "delete_session", session_id=sid)
-
-
 async def test_reply_fields(client: Client, scratch: str) -> None:
     reply = await run(client, "a = 6\nprint('six')\na * 7", session_id=scratch)
     assert reply["success"] is True

@@ -16,11 +16,8 @@ from tests.conftest import call, call_error, run
 
 
 @pytest.fixture
-async def sid(client: Client):
-    session_id = f"fault-{time.monotonic_ns()}"
-    await call(client, "create_session", session_id=session_id)
-    yield session_id
-    await call(client, "delete_session", session_id=session_id)
+def sid(scratch: str) -> str:
+    return scratch
 
 
 def _alive(pids: list[int]) -> list[int]:

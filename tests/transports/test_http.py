@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ import psutil
 import pytest
 from fastmcp import Client
 
-from tests.conftest import free_port, server_command, subprocess_env
+from tests.conftest import http_server_process
 
 pytestmark = pytest.mark.subprocess
 
@@ -22,33 +21,12 @@ pytestmark = pytest.mark.subprocess
 @pytest.fixture(scope="module")
 def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workspace = tmp_path_factory.mktemp("http-workspace")
-    port = free_port()
-    log = open(workspace / "server.log", "wb")
-    proc = subprocess.Popen(
-        server_command("--transport", "http", "--port", str(port), "--workspace", str(workspace)),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=subprocess_env(),
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (404 on /): it is up
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("HTTP server did not start: " + (workspace / "server.log").read_text())
-    tree = psutil.Process(proc.pid).children(recursive=True)
-    yield url
-    proc.terminate()  # SIGTERM to our own child: graceful shutdown stops Ray too
-    # uvicorn re-raises the signal once it has shut down, so the status is -SIGTERM.
-    assert proc.wait(60) in (0, -signal.SIGTERM)
-    log.close()
+    with http_server_process(workspace) as (url, proc):
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        yield url
+        proc.terminate()  # SIGTERM to our own child: graceful shutdown stops Ray too
+        # uvicorn re-raises the signal once it has shut down, so the status is -SIGTERM.
+        assert proc.wait(60) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in (workspace / "server.log").read_text()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(p.is_running() for p in tree):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,36 +14,15 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
-from tests.conftest import free_port, server_command, subprocess_env
+from tests.conftest import http_server_process, server_command, subprocess_env
 
 pytestmark = pytest.mark.subprocess
 
 
 @contextmanager
 def http_server(workspace: Path, **env: str) -> Iterator[str]:
-    port = free_port()
-    log = open(workspace / "server.log", "wb")
-    proc = subprocess.Popen(
-        server_command("--transport", "http", "--port", str(port), "--workspace", str(workspace)),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=subprocess_env(**env),
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        log.close()
+    with http_server_process(workspace, **env) as (url, _proc):
+        yield url
 
 
 def _post(url: str, body: bytes, token: str | None = None) -> int:
