@@ -26,17 +26,15 @@ from raykernel.pluginmanager import load_session_plugins
 class SessionActor:
     def __init__(
         self,
-        session_id: str,
         workspace: str,
         *,
-        description: str = "",
-        created_at: float | None = None,
         max_output_bytes: int = 100_000,
         plugin_specs: list[str] | None = None,
-        site_dir: str | None = None,
         memory_limit: int = 0,
         max_processes: int = 0,
     ) -> None:
+        """Everything a session needs except its identity, which ``claim`` gives it: an actor
+        can be started ahead of time (the warm pool) and handed to the next new session."""
         # Before any user import: figures must render off-screen.
         os.environ["MPLBACKEND"] = "Agg"
         os.chdir(workspace)
@@ -47,15 +45,11 @@ class SessionActor:
         sys.stdin = io.StringIO("")
         hooks = load_session_plugins(plugin_specs).hook if plugin_specs else None
         self.interpreter = Interpreter(
-            session_id,
-            Path(workspace),
-            max_output_bytes=max_output_bytes,
-            hooks=hooks,
-            site_dir=Path(site_dir) if site_dir else None,
+            "", Path(workspace), max_output_bytes=max_output_bytes, hooks=hooks
         )
-        self.session_id = session_id
-        self.description = description
-        self.created_at = created_at if created_at is not None else time.time()
+        self.session_id = ""
+        self.description = ""
+        self.created_at = time.time()
         self.started_at = time.time()
         self.process = psutil.Process()
         self.process.cpu_percent(None)
@@ -68,6 +62,21 @@ class SessionActor:
         self.children = containment.ChildWatch(
             self.process, max_processes, self.interpreter.current_token
         )
+
+    def claim(
+        self, session_id: str, description: str, created_at: float, site_dir: str | None
+    ) -> dict[str, Any]:
+        """Become session ``session_id``; an actor is claimed once, before it runs any code."""
+        if self.session_id:
+            raise RuntimeError(f"this actor already serves session {self.session_id!r}")
+        self.session_id = session_id
+        self.description = description
+        self.created_at = created_at
+        self.started_at = time.time()
+        self.interpreter.session_id = session_id
+        if site_dir:
+            self.interpreter.use_site_dir(Path(site_dir))
+        return self.info()
 
     def info(self) -> dict[str, Any]:
         context = ray.get_runtime_context()

@@ -107,10 +107,16 @@ class Interpreter:
         self.last_execution_time: float | None = None
         self._token: str | None = None
         self.reset_namespace()
-        if site_dir is not None and site_dir.is_dir():
-            self._activate_site_dir()
+        if site_dir is not None:
+            self.use_site_dir(site_dir)
 
     # -- state ---------------------------------------------------------------------------------
+
+    def use_site_dir(self, site_dir: Path) -> None:
+        """Install packages into ``site_dir``; make it importable now if it already exists."""
+        self.site_dir = site_dir
+        if site_dir.is_dir():
+            self._activate_site_dir()
 
     def reset_namespace(self) -> None:
         self.namespace.clear()

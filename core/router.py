@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import shutil
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,6 +36,7 @@ from .errors import (
 from .interrupts import clear_token_file, request_interrupt
 from .ray_runtime import RayRuntime
 from .settings import Settings
+from .warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,7 @@ class SessionRouter:
         self._table_lock = asyncio.Lock()
         self._startup: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self.pool = WarmPool(settings.warm_pool_size, self._start_actor)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -124,6 +124,7 @@ class SessionRouter:
     async def _start_default(self) -> None:
         await self.runtime.ready()
         await self.create(DEFAULT_SESSION, "Default session")
+        self.pool.refill()
 
     async def ready(self) -> None:
         if self._startup is None:
@@ -132,15 +133,13 @@ class SessionRouter:
         await asyncio.shield(self._startup)
 
     async def shutdown(self) -> None:
-        """Kill every session this router started. Killing is synchronous and immediate, so a
-        shutdown that is itself cancelled midway still leaves nothing behind; only the wait for
-        the processes to be reaped is awaited."""
+        """Kill every session this router started (all at once), and the warm pool."""
         records = list(self.sessions.values())
         self.sessions.clear()
+        self.pool.close()
         for task in list(self._background):
             task.cancel()
-        leftovers = [p for record in records for p in self._terminate(record)]
-        await asyncio.to_thread(psutil.wait_procs, leftovers, 10)
+        await asyncio.gather(*(self._kill(record) for record in records), return_exceptions=True)
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -543,11 +542,14 @@ class SessionRouter:
     def _site_dir(self, session_id: str) -> Path:
         return self.settings.workspace / ".raykernel" / "site" / session_id
 
-    async def _spawn(self, record: SessionRecord) -> None:
+    async def _start_actor(self) -> Any:
+        """Start a session actor (no identity yet) and wait until it is ready."""
+        import ray
+
         from raykernel.actors.session_actor import RemoteSessionActor
 
         options: dict[str, Any] = {
-            "name": ACTOR_NAME_PREFIX + record.session_id,
+            "name": ACTOR_NAME_PREFIX + uuid.uuid4().hex,
             "namespace": self.settings.namespace,
             "num_cpus": self.settings.session_num_cpus,
             "max_restarts": 0,
@@ -556,25 +558,41 @@ class SessionRouter:
         if self.settings.session_memory:
             options["memory"] = self.settings.session_memory
         handle = RemoteSessionActor.options(**options).remote(
-            record.session_id,
             str(self.settings.workspace),
-            description=record.description,
-            created_at=record.created_at,
             max_output_bytes=self.settings.max_output_bytes,
             plugin_specs=self.session_plugin_specs,
-            site_dir=str(self._site_dir(record.session_id)),
             memory_limit=self._memory_limit(),
             max_processes=self.settings.max_session_processes,
         )
         try:
-            info = await asyncio.wait_for(
-                asyncio.wrap_future(handle.info.remote().future()), CREATE_TIMEOUT
+            await asyncio.wait_for(
+                asyncio.wrap_future(handle.ping.remote().future()), CREATE_TIMEOUT
             )
-        except BaseException as exc:
-            import ray
-
+        except BaseException:
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
+            raise
+        return handle
+
+    async def _spawn(self, record: SessionRecord) -> None:
+        """Give ``record`` a ready actor: a pooled one if there is one, else a new one."""
+        import ray
+
+        handle = self.pool.take()
+        try:
+            if handle is None:
+                handle = await self._start_actor()
+            claim = handle.claim.remote(
+                record.session_id,
+                record.description,
+                record.created_at,
+                str(self._site_dir(record.session_id)),
+            )
+            info = await asyncio.wait_for(asyncio.wrap_future(claim.future()), CREATE_TIMEOUT)
+        except BaseException as exc:
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
             if isinstance(exc, TimeoutError):
                 raise SessionUnavailable(
                     f"session {record.session_id!r} did not start within {CREATE_TIMEOUT:g} s"
@@ -617,8 +635,9 @@ class SessionRouter:
             await asyncio.to_thread(containment.kill_process_group, record.pgid)
 
     def _terminate(self, record: SessionRecord) -> list[psutil.Process]:
-        """Kill the actor's process, its process group and its children now (no waiting);
-        return the processes to reap."""
+        """Ask Ray to kill the actor and kill its children now (no waiting); return the
+        processes to reap. The process group is killed once the actor has gone: killing it
+        first would race Ray's own kill and be reported as an unexpected worker death."""
         import ray
 
         if record.handle is None:
@@ -633,12 +652,9 @@ class SessionRouter:
         record.handle = None
         record.status = "dead"
         if record.pid is not None and self.is_local(record):
-            if record.pgid is not None:
-                with contextlib.suppress(OSError):
-                    os.killpg(record.pgid, signal.SIGKILL)
-            for process in processes:
+            for child in processes[1:]:
                 with contextlib.suppress(psutil.Error):
-                    process.kill()
+                    child.kill()
             clear_token_file(record.pid)
             containment.read_crash(record.pid)  # removes the note
         return processes

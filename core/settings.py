@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     session_memory: int | None = Field(default=None, ge=0)
 
     # Sessions.
+    # Actors started ahead of time so create_session needs no cold start (0: off). Each idle
+    # pooled actor costs a Python process (about 90 MB RSS).
+    warm_pool_size: int = Field(default=2, ge=0, le=64)
     max_sessions: int = Field(default=32, ge=1, le=10_000)
     default_timeout: float = Field(default=300.0, gt=0)
     max_timeout: float = Field(default=3600.0, gt=0)

@@ -1,0 +1,72 @@
+"""A pool of session actors started ahead of time, so that a new session needs no cold start.
+
+A pooled actor has never run code nor been claimed by a session: it carries no state from
+anyone. The pool refills itself in the background after every take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class WarmPool:
+    def __init__(self, size: int, start_actor: Callable[[], Awaitable[Any]]) -> None:
+        self.size = size
+        self._start_actor = start_actor
+        self._ready: list[Any] = []
+        self._starting = 0
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._ready)
+
+    def take(self) -> Any | None:
+        """A ready actor, or None when the pool is empty (or off)."""
+        handle = self._ready.pop() if self._ready else None
+        self.refill()
+        return handle
+
+    def refill(self) -> None:
+        while not self._closed and len(self._ready) + self._starting < self.size:
+            self._starting += 1
+            task = asyncio.ensure_future(self._add_one())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _add_one(self) -> None:
+        try:
+            handle = await self._start_actor()
+        except Exception:
+            log.warning("could not start a pooled session actor", exc_info=True)
+            return
+        finally:
+            self._starting -= 1
+        if self._closed:
+            _kill(handle)
+        else:
+            self._ready.append(handle)
+
+    async def settled(self) -> None:
+        """Wait until no pooled actor is starting."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def close(self) -> None:
+        """Kill the pooled actors; actors still starting are killed when they are up."""
+        self._closed = True
+        while self._ready:
+            _kill(self._ready.pop())
+
+
+def _kill(handle: Any) -> None:
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.kill(handle, no_restart=True)
