@@ -1,10 +1,18 @@
-"""raykernel benchmarks: one command, a table, ratios against the bare fastmcp floor.
+"""raykernel benchmarks: one command, one table, ratios against the baselines in one run.
 
-    .venv/bin/python bench/run.py [--calls 200] [--sessions 20]
+    .venv/bin/python bench/run.py [--calls 200] [--quick]
 
-Rows: run_python_code `x=1; print(x)` latency per transport (in memory, stdio, streamable HTTP),
-raykernel vs a bare fastmcp server doing the same exec in-process; create_session alone, and
-create_session + first run_python_code result. Not part of the test suite.
+Baselines (bench/baselines.py): the bare fastmcp floor, python-mcp-server 0.6.2 (the seed, in its
+own venv) and raw jupyter_client. Rows follow issue 5:
+ 1. run_python_code `x=1; print(x)` over stdio and streamable HTTP
+ 2. new session -> first result (warm pool, empty pool, seed)
+ 3. USS of one idle session, and of 100, vs a Jupyter kernel
+ 4. `1+1` p99 with 100 sessions alive vs with one
+ 5. two parallel 2 s CPU loops vs one alone
+ 6. interrupt latency (busy loop, sleep) vs jupyter_client's interrupt_kernel
+ 7. stdio cold start: launch -> tools/list, launch -> first result, vs the bare server
+ 8. 16 concurrent clients on their own sessions, with and without a busy neighbour (issue 3)
+Not part of the test suite; timings are medians (p50) and p99 over the given iterations.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -19,25 +28,39 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+import psutil
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import Jupyter, bare_cmd, clean_env, raykernel_cmd, seed_cmd
+
 CODE = "x=1; print(x)"
+ROWS: list[tuple[str, str, str, str]] = []  # (row, value, baseline, ratio)
 
 
-def _pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _time_calls(
-    call: Callable[[], Awaitable[Any]], n: int, warmup: int = 20
-) -> tuple[float, float]:
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def mib(size: float) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def row(name: str, value: str, baseline: str = "", ratio: float | None = None) -> None:
+    ROWS.append((name, value, baseline, f"{ratio:.2f}x" if ratio is not None else ""))
+    print(f"  {name}: {value}  {baseline}  {ROWS[-1][3]}", file=sys.stderr, flush=True)
+
+
+async def timed(call: Callable[[], Awaitable[Any]], n: int, warmup: int = 10) -> list[float]:
     for _ in range(warmup):
         await call()
     samples = []
@@ -45,118 +68,329 @@ async def _time_calls(
         started = time.perf_counter()
         await call()
         samples.append(time.perf_counter() - started)
-    return statistics.median(samples), _pct(samples, 0.99)
+    return samples
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("RAYKERNEL_")}
+def stdio_client(cmd: list[str]) -> Client:
+    return Client(
+        StdioTransport(
+            cmd[0], cmd[1:], env=clean_env(), keep_alive=False, log_file=Path(os.devnull)
+        )
+    )
 
 
-class _HttpServer:
-    def __init__(self, command: list[str], port: int) -> None:
-        self.command, self.port = command, port
+class HttpServer:
+    def __init__(self, cmd: list[str], port: int, path: str = "/mcp") -> None:
+        self.cmd, self.port, self.path = cmd, port, path
 
     async def __aenter__(self) -> str:
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - starting, not waiting
-            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - started, not waited on
+            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return f"http://127.0.0.1:{self.port}/mcp"
+                    return f"http://127.0.0.1:{self.port}{self.path}"
             await asyncio.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.command}")
+        raise RuntimeError(f"server did not start: {self.cmd}")
 
     async def __aexit__(self, *exc: object) -> None:
         self.proc.terminate()
-        self.proc.wait(60)
+        await asyncio.to_thread(self.proc.wait, 60)
 
 
-def _raykernel_cmd(workspace: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "raykernel", "--workspace", workspace, *extra]
+async def run_latency(client: Client, n: int, session: dict[str, Any] | None = None) -> list[float]:
+    args = {"code": CODE, **(session or {})}
+    await client.call_tool("run_python_code", {**args, "code": "1"})  # waits for any start-up
+    return await timed(lambda: client.call_tool("run_python_code", args), n)
 
 
-async def _latency(client_cm: AbstractAsyncContextManager[Client], n: int) -> tuple[float, float]:
-    async with client_cm as client:
-        await client.call_tool("run_python_code", {"code": "1"})  # waits for Ray and default
-        return await _time_calls(lambda: client.call_tool("run_python_code", {"code": CODE}), n)
+# -- 1. call latency ---------------------------------------------------------------------------
 
 
-async def bench_latency(n: int, workspace: str) -> list[tuple[str, tuple[float, float], tuple]]:
+async def bench_latency(n: int, workspace: str) -> None:
+    for transport in ("stdio", "http"):
+        results = {}
+        for label, make in (
+            ("raykernel", lambda t: raykernel_cmd(workspace, *t)),
+            ("floor", lambda t: bare_cmd(*t)),
+            ("seed", lambda t: seed_cmd(workspace, *t)),
+        ):
+            if transport == "stdio":
+                async with stdio_client(make(())) as client:
+                    results[label] = await run_latency(client, n)
+            else:
+                port = free_port()
+                args = ("--transport", "http", "--port", str(port))
+                if label == "floor":
+                    args = ("http", str(port))
+                async with HttpServer(make(args), port) as url, Client(url) as client:
+                    results[label] = await run_latency(client, n)
+        rk, floor, seed = (statistics.median(results[k]) for k in ("raykernel", "floor", "seed"))
+        name = f"1. run_python_code over {transport}"
+        row(f"{name}, p50 (vs floor)", ms(rk), f"floor {ms(floor)}", rk / floor)
+        row(f"{name}, p50 (vs seed 0.6.2)", ms(rk), f"seed {ms(seed)}", rk / seed)
+        row(
+            f"{name}, p99",
+            ms(pct(results["raykernel"], 0.99)),
+            f"floor {ms(pct(results['floor'], 0.99))}",
+        )
+    jupyter = Jupyter()
+    try:
+        samples = []
+        for i in range(n + 10):
+            started = time.perf_counter()
+            jupyter.execute(CODE)
+            if i >= 10:
+                samples.append(time.perf_counter() - started)
+    finally:
+        jupyter.close()
+    row("1. raw jupyter_client execute, p50 (reference)", ms(statistics.median(samples)))
+
+
+# -- 2. new session -> first result -----------------------------------------------------------
+
+
+async def first_result(client: Client, sid: str) -> float:
+    started = time.perf_counter()
+    await client.call_tool("create_session", {"session_id": sid})
+    await client.call_tool("run_python_code", {"code": "1+1", "session_id": sid})
+    return time.perf_counter() - started
+
+
+async def bench_new_session(n: int, workspace: str) -> None:
+    results = {}
+    for label, pool in (("warm pool", "2"), ("empty pool", "0")):
+        cmd = raykernel_cmd(workspace)
+        env = {**clean_env(), "RAYKERNEL_WARM_POOL_SIZE": pool, "RAYKERNEL_MAX_SESSIONS": "200"}
+        transport = StdioTransport(
+            cmd[0], cmd[1:], env=env, keep_alive=False, log_file=Path(os.devnull)
+        )
+        async with Client(transport) as client:
+            await client.call_tool("run_python_code", {"code": "1"})
+            await asyncio.sleep(2)  # let the pool fill
+            samples, creates = [], []
+            for i in range(n):
+                started = time.perf_counter()
+                await client.call_tool("create_session", {"session_id": f"n{i}"})
+                creates.append(time.perf_counter() - started)
+                await client.call_tool("run_python_code", {"code": "1+1", "session_id": f"n{i}"})
+                samples.append(time.perf_counter() - started)
+                await client.call_tool("delete_session", {"session_id": f"n{i}"})
+                await asyncio.sleep(1.0)  # a user's pace: the pool refills between sessions
+            results[label] = (samples, creates)
+    async with stdio_client(seed_cmd(workspace)) as client:
+        await client.call_tool("run_python_code", {"code": "1"})
+        seed = [await first_result(client, f"s{i}") for i in range(n)]
+    seed50 = statistics.median(seed)
+    for label, (samples, creates) in results.items():
+        p50 = statistics.median(samples)
+        row(
+            f"2. new session -> first result, {label}, p50",
+            ms(p50),
+            f"seed {ms(seed50)}",
+            p50 / seed50,
+        )
+        row(f"2. create_session alone, {label}, p50", ms(statistics.median(creates)))
+
+
+# -- 3, 4. memory and scale (in memory: no transport in the way) ------------------------------
+
+
+def uss(pid: int) -> int:
+    return psutil.Process(pid).memory_full_info().uss
+
+
+async def bench_memory_and_scale(n_sessions: int, n: int, workspace: str) -> None:
     from raykernel.server import build_server
     from raykernel.settings import Settings
 
-    bare_cmd = [sys.executable, str(HERE / "bare_server.py")]
-    rows = []
-    import bare_server
+    mcp, _app = build_server(
+        Settings(workspace=workspace, config=None, max_sessions=n_sessions + 5, warm_pool_size=0)
+    )
+    async with Client(mcp) as client:
+        await client.call_tool("run_python_code", {"code": "1"})
+        health = (await client.call_tool("get_kernel_health", {})).structured_content
+        await asyncio.sleep(1)
+        one = uss(health["pid"])
+        single = await timed(
+            lambda: client.call_tool("run_python_code", {"code": "1+1", "session_id": "default"}),
+            n,
+        )
+        pids = [health["pid"]]
+        for i in range(n_sessions - 1):
+            await client.call_tool("create_session", {"session_id": f"m{i}"})
+            reply = await client.call_tool("get_kernel_health", {"session_id": f"m{i}"})
+            pids.append(reply.structured_content["pid"])
+        await asyncio.sleep(2)
+        total = sum(uss(pid) for pid in pids)
+        ids = ["default", *(f"m{i}" for i in range(n_sessions - 1))]
+        many = await timed(
+            lambda: client.call_tool(
+                "run_python_code", {"code": "1+1", "session_id": random.choice(ids)}
+            ),
+            n,
+        )
+    kernel = jupyter_idle_uss()
+    row("3. USS of one idle session", mib(one), f"Jupyter kernel {mib(kernel)}", one / kernel)
+    row(
+        f"3. USS of {n_sessions} idle sessions",
+        mib(total),
+        f"{n_sessions} x Jupyter {mib(kernel * n_sessions)}",
+        total / (kernel * n_sessions),
+    )
+    p99_one, p99_many = pct(single, 0.99), pct(many, 0.99)
+    row(
+        f"4. `1+1` p99 with {n_sessions} sessions",
+        ms(p99_many),
+        f"1 session {ms(p99_one)}",
+        p99_many / p99_one,
+    )
+
+
+def jupyter_idle_uss() -> int:
+    jupyter = Jupyter()
+    try:
+        jupyter.execute("1")
+        time.sleep(1)
+        return uss(jupyter.pid)
+    finally:
+        jupyter.close()
+
+
+# -- 5. parallel CPU work ----------------------------------------------------------------------
+
+LOOP = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 2: pass"
+
+
+async def bench_parallel(workspace: str) -> None:
+    from raykernel.server import build_server
+    from raykernel.settings import Settings
 
     mcp, _app = build_server(Settings(workspace=workspace, config=None))
-    rows.append(
-        ("memory", await _latency(Client(mcp), n), await _latency(Client(bare_server.mcp), n))
+    async with Client(mcp) as client:
+        await client.call_tool("create_session", {"session_id": "cpu2"})
+        await client.call_tool("run_python_code", {"code": "1", "session_id": "cpu2"})
+        started = time.perf_counter()
+        await client.call_tool("run_python_code", {"code": LOOP})
+        alone = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.gather(
+            client.call_tool("run_python_code", {"code": LOOP}),
+            client.call_tool("run_python_code", {"code": LOOP, "session_id": "cpu2"}),
+        )
+        both = time.perf_counter() - started
+    row(
+        "5. two parallel 2 s CPU loops, wall",
+        f"{both:.2f} s",
+        f"one alone {alone:.2f} s",
+        both / alone,
     )
 
-    def stdio(cmd: list[str]) -> Client:
-        return Client(
-            StdioTransport(cmd[0], cmd[1:], env=_env(), keep_alive=False, log_file=Path(os.devnull))
-        )
 
-    rows.append(
-        (
-            "stdio",
-            await _latency(stdio(_raykernel_cmd(workspace)), n),
-            await _latency(stdio(bare_cmd), n),
-        )
-    )
-
-    port_rk, port_bare = _free_port(), _free_port()
-    async with _HttpServer(
-        _raykernel_cmd(workspace, "--transport", "http", "--port", str(port_rk)), port_rk
-    ) as url_rk:
-        async with _HttpServer([*bare_cmd, "http", str(port_bare)], port_bare) as url_bare:
-            rows.append(
-                ("http", await _latency(Client(url_rk), n), await _latency(Client(url_bare), n))
-            )
-    return rows
+# -- 6. interrupt latency ----------------------------------------------------------------------
 
 
-async def bench_sessions(n: int, workspace: str) -> dict[str, tuple[float, float]]:
+async def bench_interrupt(n: int, workspace: str) -> None:
     from raykernel.server import build_server
     from raykernel.settings import Settings
 
-    mcp, _app = build_server(Settings(workspace=workspace, config=None, max_sessions=n + 2))
-    create, first = [], []
+    codes = {"busy loop": "while True: pass", "sleep": "import time\ntime.sleep(10**6)"}
+    mcp, _app = build_server(Settings(workspace=workspace, config=None))
+    results: dict[str, list[float]] = {}
     async with Client(mcp) as client:
-        await client.call_tool("list_sessions", {})
-        for i in range(n):
-            started = time.perf_counter()
-            await client.call_tool("create_session", {"session_id": f"b{i}"})
-            created = time.perf_counter()
-            await client.call_tool("run_python_code", {"code": "1+1", "session_id": f"b{i}"})
-            done = time.perf_counter()
-            create.append(created - started)
-            first.append(done - started)
-            await client.call_tool("delete_session", {"session_id": f"b{i}"})
-    return {
-        "create_session": (statistics.median(create), _pct(create, 0.99)),
-        "create_session + first result": (statistics.median(first), _pct(first, 0.99)),
-    }
+        await client.call_tool("run_python_code", {"code": "kept = 1"})
+        for label, code in codes.items():
+            samples = []
+            for _ in range(n):
+                task = asyncio.ensure_future(
+                    client.call_tool("run_python_code", {"code": code, "timeout": 600})
+                )
+                await asyncio.sleep(0.3)
+                started = time.perf_counter()
+                await client.call_tool("interrupt_session", {})
+                reply = await task
+                samples.append(time.perf_counter() - started)
+                assert reply.structured_content["interrupted"], reply.structured_content
+            kept = await client.call_tool("run_python_code", {"code": "kept"})
+            assert kept.structured_content["result"] == "1"
+            results[label] = samples
+    baseline = jupyter_interrupts(codes, n)
+    for label in codes:
+        base, mine = pct(baseline[label], 0.99), pct(results[label], 0.99)
+        row(
+            f"6. interrupt ({label}), p99, state kept",
+            ms(mine),
+            f"jupyter_client {ms(base)}",
+            mine / base,
+        )
 
 
-async def bench_load(calls: int, workspace: str) -> dict[str, tuple[float, float]]:
-    """16 clients, each on its own session, `1+1` in a loop; with and without a neighbour
-    session spinning a busy loop."""
+def jupyter_interrupts(codes: dict[str, str], n: int) -> dict[str, list[float]]:
+    jupyter = Jupyter()
+    results: dict[str, list[float]] = {}
+    try:
+        for label, code in codes.items():
+            samples = []
+            for _ in range(n):
+                msg_id = jupyter.start(code)
+                time.sleep(0.3)
+                started = time.perf_counter()
+                jupyter.km.interrupt_kernel()
+                jupyter.wait_reply(msg_id)
+                samples.append(time.perf_counter() - started)
+            results[label] = samples
+    finally:
+        jupyter.close()
+    return results
+
+
+# -- 7. cold start over stdio ------------------------------------------------------------------
+
+
+async def cold_start(cmd: list[str], run: bool) -> tuple[float, float | None]:
+    started = time.perf_counter()
+    async with stdio_client(cmd) as client:
+        await client.list_tools()
+        listed = time.perf_counter() - started
+        first = None
+        if run:
+            await client.call_tool("run_python_code", {"code": "1+1"})
+            first = time.perf_counter() - started
+    return listed, first
+
+
+async def bench_cold_start(n: int, workspace: str) -> None:
+    mine = [await cold_start(raykernel_cmd(workspace), True) for _ in range(n)]
+    floor = [await cold_start(bare_cmd(), True) for _ in range(n)]
+    listed, base = statistics.median(m[0] for m in mine), statistics.median(f[0] for f in floor)
+    first = statistics.median(m[1] for m in mine)
+    first_base = statistics.median(f[1] for f in floor)
+    row("7. stdio launch -> tools/list, p50", ms(listed), f"floor {ms(base)}", listed / base)
+    row(
+        "7. stdio launch -> first result, p50",
+        ms(first),
+        f"floor {ms(first_base)}",
+        first / first_base,
+    )
+
+
+# -- 8 (issue 3). 16 concurrent clients with and without a busy neighbour ---------------------
+
+
+async def bench_load(calls: int, workspace: str) -> None:
     from raykernel.server import build_server
     from raykernel.settings import Settings
 
     mcp, _app = build_server(Settings(workspace=workspace, config=None, max_sessions=40))
-    rows = {}
+    results = {}
     async with Client(mcp) as anchor:
         ids = [f"load{i}" for i in range(16)]
         for sid in [*ids, "neighbour"]:
@@ -164,17 +398,13 @@ async def bench_load(calls: int, workspace: str) -> dict[str, tuple[float, float
 
         async def worker(sid: str) -> list[float]:
             async with Client(mcp) as client:
-                samples = []
-                for _ in range(calls):
-                    started = time.perf_counter()
-                    await client.call_tool("run_python_code", {"code": "1+1", "session_id": sid})
-                    samples.append(time.perf_counter() - started)
-                return samples
+                return await timed(
+                    lambda: client.call_tool("run_python_code", {"code": "1+1", "session_id": sid}),
+                    calls,
+                    warmup=2,
+                )
 
-        for label, spin in (
-            ("16 clients, quiet neighbour", False),
-            ("16 clients, busy neighbour", True),
-        ):
+        for label, spin in (("quiet", False), ("busy", True)):
             spinner = None
             if spin:
                 spinner = asyncio.ensure_future(
@@ -184,47 +414,54 @@ async def bench_load(calls: int, workspace: str) -> dict[str, tuple[float, float
                     )
                 )
                 await asyncio.sleep(0.5)
-            samples = [
-                x for batch in await asyncio.gather(*(worker(s) for s in ids)) for x in batch
-            ]
-            rows[label] = (statistics.median(samples), _pct(samples, 0.99))
+            batches = await asyncio.gather(*(worker(s) for s in ids))
+            results[label] = [x for batch in batches for x in batch]
             if spinner is not None:
                 await anchor.call_tool("interrupt_session", {"session_id": "neighbour"})
                 await spinner
-    return rows
+    quiet, busy = results["quiet"], results["busy"]
+    row(
+        "8. 16 clients `1+1`, busy neighbour, p50",
+        ms(statistics.median(busy)),
+        f"quiet {ms(statistics.median(quiet))}",
+        statistics.median(busy) / statistics.median(quiet),
+    )
+    row(
+        "8. 16 clients `1+1`, busy neighbour, p99",
+        ms(pct(busy, 0.99)),
+        f"quiet {ms(pct(quiet, 0.99))}",
+        pct(busy, 0.99) / pct(quiet, 0.99),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 sessions")
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
+    calls = 50 if args.quick else args.calls
+    sessions = 20 if args.quick else 100
+    small = 5 if args.quick else 20
     with tempfile.TemporaryDirectory() as workspace:
-        latency = asyncio.run(bench_latency(args.calls, workspace))
-        sessions = asyncio.run(bench_sessions(args.sessions, workspace))
-        load = asyncio.run(bench_load(max(args.calls // 4, 10), workspace))
-    print(f"\nraykernel benchmarks ({os.cpu_count()} cores), times in ms\n")
-    print(f"{'row':44} {'p50':>9} {'p99':>9} {'floor p50':>10} {'ratio p50':>10}")
-    for transport, (p50, p99), (floor50, _floor99) in latency:
-        label = f"run_python_code `{CODE}` over {transport}"
-        print(
-            f"{label:44} {p50 * 1e3:9.2f} {p99 * 1e3:9.2f} {floor50 * 1e3:10.2f} "
-            f"{p50 / floor50:9.2f}x"
-        )
-    for label, (p50, p99) in sessions.items():
-        print(f"{label:44} {p50 * 1e3:9.2f} {p99 * 1e3:9.2f} {'-':>10} {'-':>10}")
-    quiet = load["16 clients, quiet neighbour"]
-    for label, (p50, p99) in load.items():
-        label = f"run_python_code `1+1`, {label}"
-        print(
-            f"{label:44} {p50 * 1e3:9.2f} {p99 * 1e3:9.2f} {quiet[0] * 1e3:10.2f} "
-            f"{p50 / quiet[0]:9.2f}x"
-        )
-    print(
-        "\nfloor: bench/bare_server.py, a bare fastmcp server exec'ing in-process "
-        "(same transport, same client)."
-    )
+        print("1. latency", file=sys.stderr)
+        asyncio.run(bench_latency(calls, workspace))
+        print("2. new session", file=sys.stderr)
+        asyncio.run(bench_new_session(small, workspace))
+        print("3-4. memory and scale", file=sys.stderr)
+        asyncio.run(bench_memory_and_scale(sessions, calls, workspace))
+        print("5. parallel CPU", file=sys.stderr)
+        asyncio.run(bench_parallel(workspace))
+        print("6. interrupt", file=sys.stderr)
+        asyncio.run(bench_interrupt(small, workspace))
+        print("7. cold start", file=sys.stderr)
+        asyncio.run(bench_cold_start(3 if args.quick else 5, workspace))
+        print("8. load", file=sys.stderr)
+        asyncio.run(bench_load(max(calls // 4, 10), workspace))
+    print(f"\nraykernel benchmarks ({os.cpu_count()} cores; ratio = raykernel / baseline)\n")
+    widths = [max(len(r[i]) for r in ROWS) for i in range(4)]
+    for name, value, baseline, ratio in ROWS:
+        cells = (f"{name:{widths[0]}}", f"{value:>{widths[1]}}", f"{baseline:{widths[2]}}", ratio)
+        print("  ".join(cells))
 
 
 if __name__ == "__main__":
