@@ -1,0 +1,39 @@
+"""The warm pool: new sessions get a pre-started actor that nobody has used."""
+
+from __future__ import annotations
+
+import ray
+from fastmcp import Client
+
+from tests.conftest import call, run
+
+
+async def test_pooled_actor_is_fresh_and_the_pool_refills(client: Client, app) -> None:
+    pool = app.router.pool
+    await pool.settled()
+    assert len(pool) == app.settings.warm_pool_size == 2
+    pooled = list(pool._ready)
+    created = await call(client, "create_session", session_id="from-pool")
+    record = app.router.sessions["from-pool"]
+    assert record.handle in pooled  # it was handed a pre-started actor
+    first = await run(
+        client, "sorted(k for k in globals() if not k.startswith('__'))", session_id="from-pool"
+    )
+    assert first["execution_count"] == 1
+    assert first["result"] == "[]"
+    assert created["status"] == "created"
+    await pool.settled()
+    assert len(pool) == 2  # refilled in the background
+    await call(client, "delete_session", session_id="from-pool")
+
+
+async def test_an_actor_serves_one_session_only(client: Client, app) -> None:
+    await call(client, "create_session", session_id="claimed")
+    handle = app.router.sessions["claimed"].handle
+    try:
+        await handle.claim.remote("thief", "", 0.0, None)
+    except ray.exceptions.RayTaskError as exc:
+        assert "already serves session 'claimed'" in str(exc)
+    else:
+        raise AssertionError("a claimed actor accepted a second claim")
+    await call(client, "delete_session", session_id="claimed")
