@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -11,6 +12,7 @@ from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
+from fastmcp.server.middleware import Middleware
 
 from . import __version__
 from .active import ActiveSessions
@@ -93,6 +95,21 @@ def _typed_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# Ray's start (import, processes, GIL) slows the MCP handshake if it overlaps it, so it begins
+# once the client has listed the tools, or after this many seconds, or at the first tool call.
+RAY_START_DELAY = 2.0
+
+
+class StartRayAfterToolsList(Middleware):
+    def __init__(self, router: SessionRouter) -> None:
+        self.router = router
+
+    async def on_list_tools(self, context: Any, call_next: Any) -> Any:
+        tools = await call_next(context)
+        self.router.start()
+        return tools
+
+
 def build_server(settings: Settings) -> tuple[FastMCP, App]:
     """The MCP server with every enabled plugin's tools; Ray starts when it starts."""
     pm, specs = load_front_end_plugins(settings.blocked_plugins, settings.allowed_plugins)
@@ -109,10 +126,11 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
     @contextlib.asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
         workspace.ensure()
-        router.start()
+        timer = asyncio.get_running_loop().call_later(RAY_START_DELAY, router.start)
         try:
             yield {"app": app}
         finally:
+            timer.cancel()
             await router.shutdown()
             runtime.shutdown()
 
@@ -124,6 +142,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         mask_error_details=True,
         on_duplicate="error",
         auth=auth_provider(settings) if settings.transport == "http" else None,
+        middleware=[StartRayAfterToolsList(router)],
     )
     registry = ToolRegistry(mcp)
     for impl in pm.hook.register_tools.get_hookimpls():
