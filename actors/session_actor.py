@@ -93,10 +93,12 @@ class SessionActor:
         }
 
     def execute(self, code: str, token: str) -> dict[str, Any]:
+        self.children.run_starting()
         killed = self.children.killed
         return self.children.annotate(self.interpreter.execute(code, token), killed)
 
     def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
+        self.children.run_starting()
         killed = self.children.killed
         return self.children.annotate(self.interpreter.run_script(Path(path), args, token), killed)
 

@@ -110,14 +110,21 @@ class ChildWatch:
         self.interval = interval
         self.killed = 0
         self._seen_children = False
+        self._wake = threading.Event()
         if limit > 0:
             threading.Thread(target=self._watch, name="raykernel-childwatch", daemon=True).start()
 
+    def run_starting(self) -> None:
+        """Wake the watcher: an idle session's watcher sleeps without polling (a hundred idle
+        sessions must cost nothing)."""
+        self._wake.set()
+
     def _watch(self) -> None:
         while True:
-            time.sleep(self.interval)
             if self.running() is None and not self._seen_children:
-                continue
+                self._wake.wait()
+                self._wake.clear()
+            time.sleep(self.interval)
             try:
                 children = self.process.children(recursive=True)
             except psutil.Error:

@@ -66,6 +66,7 @@ async def test_jwt_verifier(tmp_path: Path) -> None:
 
     keys = RSAKeyPair.generate()
     good = keys.create_token(subject="alice", issuer="https://issuer.test", audience="raykernel")
+    bob = keys.create_token(subject="bob", issuer="https://issuer.test", audience="raykernel")
     forged = RSAKeyPair.generate().create_token(
         subject="mallory", issuer="https://issuer.test", audience="raykernel"
     )
@@ -77,9 +78,16 @@ async def test_jwt_verifier(tmp_path: Path) -> None:
     ) as url:
         ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
         assert _post(url, ping, token=forged) == 401
-        async with Client(url, auth=good) as client:
-            reply = await client.call_tool("list_sessions", {})
+        async with Client(url, auth=good) as alice, Client(url, auth=bob) as other:
+            reply = await alice.call_tool("list_sessions", {})
             assert "default" in reply.structured_content["sessions"]
+            # Stateless clients with an identity each have their own active session.
+            await alice.call_tool("create_session", {"session_id": "alices"})
+            await alice.call_tool("switch_session", {"session_id": "alices"})
+            mine = await alice.call_tool("run_python_code", {"code": "1"})
+            theirs = await other.call_tool("run_python_code", {"code": "1"})
+            assert mine.structured_content["session_id"] == "alices"
+            assert theirs.structured_content["session_id"] == "default"
 
 
 def test_non_loopback_without_auth_refuses_to_start(tmp_path: Path) -> None:
