@@ -119,6 +119,19 @@ class SessionActor:
         report["not_preserved"].update(snapshot["not_preserved"])
         return report
 
+    def save_snapshot(self, path: str) -> dict[str, Any]:
+        return self.interpreter.save_snapshot(Path(path))
+
+    def load_snapshot(self, path: str) -> dict[str, Any]:
+        return self.interpreter.load_snapshot(Path(path))
+
+    def get_blob(self, name: str) -> bytes:
+        return self.interpreter.get_blob(name)
+
+    def set_blob(self, name: str, blob: bytes) -> str:
+        """``blob`` arrives through the object store when passed as another actor's result."""
+        return self.interpreter.set_blob(name, blob)
+
     def ping(self) -> float:
         return time.time()
 

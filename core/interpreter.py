@@ -11,6 +11,7 @@ import builtins
 import contextlib
 import importlib
 import io
+import json
 import linecache
 import os
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import time
 import traceback
 import types
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +341,53 @@ class Interpreter:
             except Exception as exc:
                 failed[name] = f"{type(exc).__name__}: {truncate_text(str(exc), 200)}"
         return {"restored": sorted(restored), "not_preserved": failed}
+
+    def save_snapshot(self, path: Path) -> dict[str, Any]:
+        """Write the picklable part of the namespace to ``path`` (a zip of one pickle per name
+        and a JSON manifest); name what could not be pickled."""
+        snap = self.snapshot()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "session_id": self.session_id,
+            "names": list(snap["blobs"]),
+            "not_preserved": snap["not_preserved"],
+            "created_at": time.time(),
+        }
+        tmp = path.with_name(path.name + ".partial")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr("manifest.json", json.dumps(manifest))
+            for index, blob in enumerate(snap["blobs"].values()):
+                archive.writestr(f"values/{index}.pkl", blob)
+        os.replace(tmp, path)
+        return {
+            "saved": sorted(snap["blobs"]),
+            "not_preserved": snap["not_preserved"],
+            "size_bytes": path.stat().st_size,
+        }
+
+    def load_snapshot(self, path: Path) -> dict[str, Any]:
+        """Restore the names saved by ``save_snapshot`` into this namespace."""
+        with zipfile.ZipFile(path) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+            blobs = {
+                name: archive.read(f"values/{index}.pkl")
+                for index, name in enumerate(manifest["names"])
+            }
+        report = self.restore(blobs)
+        report["not_preserved"].update(manifest.get("not_preserved", {}))
+        report["snapshot_of"] = manifest.get("session_id")
+        return report
+
+    def get_blob(self, name: str) -> bytes:
+        """One variable, pickled (for transfer to another session)."""
+        if name not in self.namespace or (name.startswith("__") and name.endswith("__")):
+            raise KeyError(f"no variable named {name!r} in session {self.session_id!r}")
+        return cloudpickle.dumps(self.namespace[name])
+
+    def set_blob(self, name: str, blob: bytes) -> str:
+        value = cloudpickle.loads(blob)
+        self.namespace[name] = value
+        return type(value).__name__
 
     # -- packages -------------------------------------------------------------------------------
 

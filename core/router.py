@@ -26,6 +26,7 @@ import psutil
 
 from . import containment
 from .errors import (
+    InvalidArgument,
     InvalidSessionId,
     KernelDied,
     ProtectedSession,
@@ -370,19 +371,32 @@ class SessionRouter:
 
     # -- session control ----------------------------------------------------------------------
 
-    async def call(self, session_id: str, method: str, *args: Any) -> Any:
-        """A short control call (variables, ...), queued behind any run in the session."""
+    async def call(
+        self, session_id: str, method: str, *args: Any, timeout: float = CONTROL_TIMEOUT
+    ) -> Any:
+        """A control call (variables, snapshots, ...), queued behind any run in the session."""
         record = await self.lookup(session_id)
         async with self._slot(record):
-            if record.status == "dead":
-                raise KernelDied(f"session {session_id!r} is dead ({record.death_reason})")
-            return await self._control(record, getattr(record.handle, method).remote(*args))
+            self._require_alive(record)
+            ref = getattr(record.handle, method).remote(*args)
+            return await self._control(record, ref, timeout)
 
-    async def _control(self, record: SessionRecord, ref: Any) -> Any:
+    def _require_alive(self, record: SessionRecord) -> None:
+        if record.status == "dead":
+            raise KernelDied(f"session {record.session_id!r} is dead ({record.death_reason})")
+
+    async def _control(
+        self, record: SessionRecord, ref: Any, timeout: float = CONTROL_TIMEOUT
+    ) -> Any:
         import ray
 
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), CONTROL_TIMEOUT)
+            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
+        except ray.exceptions.RayTaskError as exc:
+            # The method raised inside the session (a missing variable, an unpicklable value):
+            # the caller's problem, reported with the original exception's type and text.
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            raise InvalidArgument(f"{type(cause).__name__}: {cause}") from None
         except ray.exceptions.RayActorError as exc:
             self._died_reply(record, exc)
             raise KernelDied(
@@ -390,8 +404,76 @@ class SessionRouter:
             ) from None
         except TimeoutError:
             raise SessionUnavailable(
-                f"session {record.session_id!r} did not answer within {CONTROL_TIMEOUT:g} s"
+                f"session {record.session_id!r} did not answer within {timeout:g} s"
             ) from None
+
+    # -- moving state between sessions ----------------------------------------------------------
+
+    def snapshot_path(self, name: str) -> Path:
+        if not SESSION_ID_PATTERN.fullmatch(name) or name in {".", ".."}:
+            raise InvalidArgument(
+                f"invalid snapshot name {name[:80]!r}: use 1-64 letters, digits, '_', '.', '-'"
+            )
+        return self.settings.workspace / ".raykernel" / "snapshots" / f"{name}.zip"
+
+    async def snapshot(self, session_id: str, name: str) -> dict[str, Any]:
+        """The session writes its own snapshot file (nothing is unpickled in the front end)."""
+        path = self.snapshot_path(name)
+        report = await self.call(session_id, "save_snapshot", str(path), timeout=self._long())
+        return {"snapshot": name, "session_id": session_id, **report}
+
+    async def restore_snapshot(self, name: str, session_id: str) -> dict[str, Any]:
+        path = self.snapshot_path(name)
+        if not path.is_file():
+            raise InvalidArgument(f"no snapshot named {name!r}")
+        _record, created = await self.create(session_id, f"restored from snapshot {name}")
+        report = await self.call(session_id, "load_snapshot", str(path), timeout=self._long())
+        return {"snapshot": name, "session_id": session_id, "created": created, **report}
+
+    async def fork(self, session_id: str, new_session_id: str) -> dict[str, Any]:
+        """A new session holding a copy of ``session_id``'s picklable state, passed through the
+        object store (never through this process)."""
+        source = await self.lookup(session_id)
+        validate_session_id(new_session_id)
+        if new_session_id in self.sessions:
+            raise InvalidArgument(f"session {new_session_id!r} already exists")
+        target, _ = await self.create(new_session_id, f"fork of {session_id}")
+        try:
+            async with self._slot(source):
+                self._require_alive(source)
+                snapshot = source.handle.snapshot.remote()
+                async with self._slot(target):
+                    ref = target.handle.restore.remote(snapshot)
+                    report = await self._control(target, ref, self._long())
+        except BaseException:
+            await self.delete(new_session_id)
+            raise
+        return {"session_id": new_session_id, "forked_from": session_id, **report}
+
+    async def transfer(
+        self, from_session: str, to_session: str, name: str, as_name: str
+    ) -> dict[str, Any]:
+        """Copy one variable between sessions through the object store (cloudpickle)."""
+        source = await self.lookup(from_session)
+        target = await self.lookup(to_session)
+        async with self._slot(source):
+            self._require_alive(source)
+            blob = source.handle.get_blob.remote(name)
+        async with self._slot(target):
+            self._require_alive(target)
+            type_name = await self._control(
+                target, target.handle.set_blob.remote(as_name, blob), self._long()
+            )
+        return {
+            "from_session": from_session,
+            "to_session": to_session,
+            "name": name,
+            "as": as_name,
+            "type": type_name,
+        }
+
+    def _long(self) -> float:
+        return self.settings.max_timeout
 
     async def restart(self, session_id: str, preserve_state: bool) -> dict[str, Any]:
         import ray

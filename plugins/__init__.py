@@ -8,4 +8,5 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "raykernel.plugins.health",
     "raykernel.plugins.files",
     "raykernel.plugins.variables",
+    "raykernel.plugins.snapshots",
 )
