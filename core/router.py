@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import shutil
@@ -35,6 +36,7 @@ from .errors import (
     SessionUnavailable,
 )
 from .interrupts import clear_token_file, request_interrupt
+from .placement import Placement, actor_options, check_feasible, fits
 from .ray_runtime import RayRuntime
 from .settings import Settings
 from .warm_pool import WarmPool
@@ -83,6 +85,7 @@ class SessionRecord:
     # Set while a run whose caller went away is being stopped: the next caller waits for it.
     pending_stop: asyncio.Future[Any] | None = None
     run_token: str | None = None
+    placement: Placement = field(default_factory=Placement)
 
     def summary(self, active: bool) -> dict[str, Any]:
         return {
@@ -92,6 +95,8 @@ class SessionRecord:
             "status": self.status,
             "active": active,
             "node_id": self.node_id,
+            "node_ip": self.node_ip,
+            "resources": self.placement.describe(),
         }
 
 
@@ -160,10 +165,18 @@ class SessionRouter:
 
     # -- create / delete ----------------------------------------------------------------------
 
-    async def create(self, session_id: str, description: str = "") -> tuple[SessionRecord, bool]:
+    async def create(
+        self, session_id: str, description: str = "", placement: Placement | None = None
+    ) -> tuple[SessionRecord, bool]:
         """Create a session; an existing id returns ``(record, False)`` unchanged."""
         validate_session_id(session_id)
         await self.runtime.ready()
+        placement = placement or Placement()
+        if not placement.is_default:
+            import ray
+
+            nodes = await asyncio.to_thread(ray.nodes)
+            check_feasible(placement, self._actor_options(placement), nodes)
         async with self._table_lock:
             existing = self.sessions.get(session_id)
             if existing is not None:
@@ -173,7 +186,7 @@ class SessionRouter:
                     f"{len(self.sessions)} sessions exist, the maximum is "
                     f"{self.settings.max_sessions}; delete one first"
                 )
-            record = SessionRecord(session_id, description, time.time())
+            record = SessionRecord(session_id, description, time.time(), placement=placement)
             self.sessions[session_id] = record
         try:
             await self._spawn(record)
@@ -313,6 +326,8 @@ class SessionRouter:
         record.status = "dead"
         record.crash_streak += 1
         note = containment.read_crash(record.pid) if self.is_local(record) and record.pid else None
+        if note is None and not self._node_alive(record.node_id):
+            note = f"session lost with its node {record.node_id} ({record.node_ip})"
         record.death_reason = note or _first_line(str(exc))
         log.warning("session %s died: %s", record.session_id, record.death_reason)
         return self._synthetic_reply(
@@ -538,6 +553,7 @@ class SessionRouter:
             "node_id": record.node_id,
             "node_ip": record.node_ip,
             "restart_count": record.restart_count,
+            "resources": record.placement.describe(),
         }
         if record.status == "dead":
             report["death_reason"] = record.death_reason
@@ -547,8 +563,11 @@ class SessionRouter:
                 report["memory_usage"] = record.process.memory_info().rss
                 report["cpu_percent"] = record.process.cpu_percent(None)
         elif record.status != "busy":
+            # A remote session is measured by asking it; a failure here means it died.
             with contextlib.suppress(SessionUnavailable):
-                report.update(await self._control(record, record.handle.health.remote()))
+                report.update(await self._control(record, record.handle.health.remote(), 10.0))
+            if record.status == "dead":
+                report.update(status="dead", death_reason=record.death_reason)
         extra: dict[str, Any] = {}
         if self.hooks is not None:
             for contribution in self.hooks.health_info(session_id=session_id, health=report):
@@ -624,21 +643,58 @@ class SessionRouter:
     def _site_dir(self, session_id: str) -> Path:
         return self.settings.workspace / ".raykernel" / "site" / session_id
 
-    async def _start_actor(self) -> Any:
+    def _actor_options(self, placement: Placement) -> dict[str, Any]:
+        return actor_options(
+            placement,
+            self.settings.session_num_cpus,
+            self.settings.session_memory,
+            self.settings.placement_strategy,
+        )
+
+    async def _choose_node(self, placement: Placement) -> Placement:
+        """Resolve where the actor goes, as a hard node affinity when a node is chosen here.
+
+        Measured with Ray 2.60: a soft node affinity may land elsewhere even when the node is
+        up and has room, and SPREAD does not alternate reliably. So "soft" means: that node if it
+        is alive and could hold the session, else anywhere; and without a node, the SPREAD
+        strategy picks the live node with the fewest sessions."""
+        import ray
+
+        soft = placement.node_id is not None and placement.node_affinity == "soft"
+        if placement.node_id is not None and not soft:
+            return placement
+        if placement.node_id is None and self.settings.placement_strategy != "SPREAD":
+            return placement
+        nodes = [n for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
+        wanted = self._actor_options(dataclasses.replace(placement, node_id=None))
+        feasible = [n["NodeID"] for n in nodes if fits(wanted, n.get("Resources", {}))]
+        if soft:
+            if placement.node_id in feasible:
+                return dataclasses.replace(placement, node_affinity="hard")
+            placement = dataclasses.replace(placement, node_id=None)
+        if len(feasible) < 2 or self.settings.placement_strategy != "SPREAD":
+            return placement
+        load = dict.fromkeys(feasible, 0)
+        for record in self.sessions.values():
+            if record.node_id in load:
+                load[record.node_id] += 1
+        target = min(feasible, key=lambda node_id: (load[node_id], node_id))
+        return dataclasses.replace(placement, node_id=target, node_affinity="hard")
+
+    async def _start_actor(self, placement: Placement | None = None) -> Any:
         """Start a session actor (no identity yet) and wait until it is ready."""
         import ray
 
         from raykernel.actors.session_actor import RemoteSessionActor
 
+        placement = await self._choose_node(placement or Placement())
         options: dict[str, Any] = {
             "name": ACTOR_NAME_PREFIX + uuid.uuid4().hex,
             "namespace": self.settings.namespace,
-            "num_cpus": self.settings.session_num_cpus,
             "max_restarts": 0,
             "max_task_retries": 0,  # never re-run user code
+            **self._actor_options(placement),
         }
-        if self.settings.session_memory:
-            options["memory"] = self.settings.session_memory
         handle = RemoteSessionActor.options(**options).remote(
             str(self.settings.workspace),
             max_output_bytes=self.settings.max_output_bytes,
@@ -660,10 +716,11 @@ class SessionRouter:
         """Give ``record`` a ready actor: a pooled one if there is one, else a new one."""
         import ray
 
-        handle = self.pool.take()
+        # Pooled actors have the default placement; other requests get an actor of their own.
+        handle = self.pool.take() if record.placement.is_default else None
         try:
             if handle is None:
-                handle = await self._start_actor()
+                handle = await self._start_actor(record.placement)
             claim = handle.claim.remote(
                 record.session_id,
                 record.description,
@@ -750,6 +807,14 @@ class SessionRouter:
             getattr(self.hooks, hook)(**kwargs)
         except Exception:
             log.exception("plugin hook %s failed", hook)
+
+    def _node_alive(self, node_id: str | None) -> bool:
+        import ray
+
+        try:
+            return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
+        except Exception:
+            return True  # cannot tell: do not claim the node is lost
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # A Ray actor asks 1 CPU by default, which would cap a 2-core laptop at 2 sessions.
     session_num_cpus: float = Field(default=0.0, ge=0)
     session_memory: int | None = Field(default=None, ge=0)
+    # How Ray places sessions without a node_id: "SPREAD" over the nodes, or Ray's "DEFAULT".
+    placement_strategy: Literal["SPREAD", "DEFAULT"] = "SPREAD"
 
     # Sessions.
     # Actors started ahead of time so create_session needs no cold start (0: off). Each idle

@@ -2,13 +2,14 @@
 
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from raykernel.app import App
 from raykernel.arguments import OptionalSessionId, SessionId
 from raykernel.hookspecs import hookimpl
+from raykernel.placement import Placement
 
 Description = Annotated[str, Field(description="What the session is for.", max_length=2000)]
 
@@ -18,18 +19,48 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
     router = app.router
 
     async def create_session(
-        session_id: OptionalSessionId = None, description: Description = ""
+        session_id: OptionalSessionId = None,
+        description: Description = "",
+        num_cpus: Annotated[float | None, Field(ge=0, description="CPUs to reserve.")] = None,
+        num_gpus: Annotated[float | None, Field(ge=0, description="GPUs to reserve.")] = None,
+        memory: Annotated[int | None, Field(ge=0, description="Memory to reserve, bytes.")] = None,
+        resources: Annotated[
+            dict[str, float] | None,
+            Field(description="Custom Ray resources to reserve, e.g. {'special_hardware': 1}."),
+        ] = None,
+        node_id: Annotated[
+            str | None, Field(description="Run on this Ray node (hex id).", max_length=128)
+        ] = None,
+        node_affinity: Annotated[
+            Literal["hard", "soft"],
+            Field(description="'hard': only that node; 'soft': prefer it."),
+        ] = "hard",
     ) -> dict[str, Any]:
         """Create a new isolated Python session (its own process and variables). An existing id
         is returned unchanged with status "exists". Omit session_id to get a generated one.
-        Creating does not switch to it: pass session_id to tools, or call switch_session."""
+        Creating does not switch to it: pass session_id to tools, or call switch_session.
+        On a Ray cluster, ask for resources or a node; a request no node can satisfy is refused
+        at once."""
         session_id = session_id or f"session-{uuid.uuid4().hex[:8]}"
-        record, created = await router.create(app.resolve_session(session_id), description)
+        placement = Placement(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            memory=memory,
+            resources=dict(resources or {}),
+            node_id=node_id,
+            node_affinity=node_affinity,
+        )
+        record, created = await router.create(
+            app.resolve_session(session_id), description, placement
+        )
+        summary = record.summary(False)
         return {
             "session_id": record.session_id,
             "status": "created" if created else "exists",
             "description": record.description,
-            "created_at": record.summary(False)["created_at"],
+            "created_at": summary["created_at"],
+            "node_id": summary["node_id"],
+            "resources": summary["resources"],
         }
 
     async def switch_session(session_id: SessionId) -> dict[str, Any]:

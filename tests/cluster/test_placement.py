@@ -1,0 +1,105 @@
+"""Two Ray nodes on this machine (ray.cluster_utils.Cluster) and a front end joining them with
+--ray-address: placement by resources and node, refusal of impossible requests, spreading,
+and losing a node."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+from fastmcp.exceptions import ToolError
+
+from tests.conftest import server_command, subprocess_env
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    from ray.cluster_utils import Cluster
+
+    two = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = two.add_node(num_cpus=1, resources={"special": 1})
+    two.wait_for_nodes()
+    two.worker = worker
+    yield two
+    two.shutdown()
+
+
+def _client(cluster: Any, workspace: Path) -> Client:
+    return Client(
+        StdioTransport(
+            command=sys.executable,
+            args=server_command("--workspace", str(workspace), "--ray-address", cluster.address)[
+                1:
+            ],
+            env=subprocess_env(RAYKERNEL_WARM_POOL_SIZE="0"),
+            keep_alive=False,
+            log_file=workspace / "server.log",
+        )
+    )
+
+
+async def _create(client: Client, **arguments: Any) -> dict[str, Any]:
+    return (await client.call_tool("create_session", arguments)).structured_content
+
+
+async def test_placement_spread_refusal_and_node_loss(cluster: Any, tmp_path: Path) -> None:
+    head_id, worker_id = cluster.head_node.node_id, cluster.worker.node_id
+    async with _client(cluster, tmp_path) as client:
+        special = await _create(client, session_id="special", resources={"special": 1})
+        assert special["node_id"] == worker_id
+        assert special["resources"] == {"resources": {"special": 1.0}}
+        pinned = await _create(client, session_id="pinned", node_id=head_id)
+        assert pinned["node_id"] == head_id
+
+        for bad in (
+            {"num_gpus": 1},
+            {"resources": {"nope": 1}},
+            {"node_id": "ab" * 28},
+            {"num_cpus": 64},
+        ):
+            started = time.monotonic()
+            with pytest.raises(ToolError, match="InvalidArgument"):
+                await _create(client, session_id="impossible", **bad)
+            assert time.monotonic() - started < 10
+        listing = (await client.call_tool("list_sessions", {})).structured_content
+        assert "impossible" not in listing["sessions"]
+
+        spread = [await _create(client, session_id=f"spread{i}") for i in range(4)]
+        assert {s["node_id"] for s in spread} == {head_id, worker_id}
+        health = await client.call_tool("get_kernel_health", {"session_id": "special"})
+        assert health.structured_content["node_id"] == worker_id
+        assert health.structured_content["node_ip"]
+
+        # Lose the worker node: its sessions say so, the others keep working.
+        await _create(client, session_id="roamer", node_id=worker_id, node_affinity="soft")
+        await client.call_tool("run_python_code", {"code": "x = 1", "session_id": "roamer"})
+        cluster.remove_node(cluster.worker)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            health = await client.call_tool("get_kernel_health", {"session_id": "roamer"})
+            if health.structured_content["status"] == "dead":
+                break
+            await asyncio.sleep(0.5)
+        assert health.structured_content["status"] == "dead"
+        assert "lost with its node" in health.structured_content["death_reason"]
+        alive = await client.call_tool("run_python_code", {"code": "1 + 1", "session_id": "pinned"})
+        assert alive.structured_content["result"] == "2"
+        # A restart places the lost session on a live node (soft affinity falls back).
+        back = (
+            await client.call_tool(
+                "run_python_code", {"code": "'x' in globals()", "session_id": "roamer"}
+            )
+        ).structured_content
+        assert back["restarted"] is True and back["result"] == "False"
+        assert "lost with its node" in back["notice"]
+        moved = await client.call_tool("get_kernel_health", {"session_id": "roamer"})
+        assert moved.structured_content["node_id"] == head_id
