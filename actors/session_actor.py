@@ -48,6 +48,7 @@ class SessionActor:
             "", Path(workspace), max_output_bytes=max_output_bytes, hooks=hooks
         )
         self.session_id = ""
+        self.placement: dict[str, Any] = {}
         self.description = ""
         self.created_at = time.time()
         self.started_at = time.time()
@@ -64,14 +65,22 @@ class SessionActor:
         )
 
     def claim(
-        self, session_id: str, description: str, created_at: float, site_dir: str | None
+        self,
+        session_id: str,
+        description: str,
+        created_at: float,
+        site_dir: str | None,
+        placement: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Become session ``session_id``; an actor is claimed once, before it runs any code."""
+        """Become session ``session_id``; an actor is claimed once, before it runs any code.
+        What the session is (id, description, placement) lives here, so that a new front end
+        can find it again."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
         self.session_id = session_id
         self.description = description
         self.created_at = created_at
+        self.placement = placement or {}
         self.started_at = time.time()
         self.interpreter.session_id = session_id
         if site_dir:
@@ -90,6 +99,8 @@ class SessionActor:
             "node_ip": ray.util.get_node_ip_address(),
             "pgid": self.pgid,
             "execution_count": self.interpreter.execution_count,
+            "last_execution_time": self.interpreter.last_execution_time,
+            "placement": self.placement,
         }
 
     def execute(self, code: str, token: str) -> dict[str, Any]:

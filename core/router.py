@@ -31,6 +31,7 @@ from .errors import (
     InvalidSessionId,
     KernelDied,
     ProtectedSession,
+    RaykernelError,
     SessionLimitReached,
     SessionNotFound,
     SessionUnavailable,
@@ -127,10 +128,54 @@ class SessionRouter:
             self.runtime.start()
             self._startup = asyncio.ensure_future(self._start_default())
 
+    @property
+    def detached(self) -> bool:
+        """On a cluster, sessions outlive the front end; an embedded Ray dies with it anyway."""
+        return bool(self.settings.ray_address)
+
     async def _start_default(self) -> None:
         await self.runtime.ready()
-        await self.create(DEFAULT_SESSION, "Default session")
+        if self.detached:
+            await self._rediscover()
+        if DEFAULT_SESSION not in self.sessions:
+            await self._create(DEFAULT_SESSION, "Default session", None)
         self.pool.refill()
+
+    async def _rediscover(self) -> None:
+        """Adopt the sessions a previous front end left in this namespace; kill its unclaimed
+        pooled actors."""
+        import ray
+
+        names = await asyncio.to_thread(ray.util.list_named_actors)
+        names = [n for n in names if n.startswith(ACTOR_NAME_PREFIX)]
+
+        async def adopt(name: str) -> None:
+            try:
+                handle = await asyncio.to_thread(
+                    ray.get_actor, name, namespace=self.settings.namespace
+                )
+                info = await asyncio.wait_for(
+                    asyncio.wrap_future(handle.info.remote().future()), CONTROL_TIMEOUT
+                )
+            except Exception as exc:
+                log.warning("could not adopt %s: %s", name, exc)
+                return
+            if not info["session_id"] or info["session_id"] in self.sessions:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+                return
+            record = SessionRecord(
+                info["session_id"],
+                info["description"],
+                info["created_at"],
+                placement=Placement(**info.get("placement") or {}),
+            )
+            record.last_execution_time = info.get("last_execution_time")
+            self._adopt(record, handle, info)
+            self.sessions[record.session_id] = record
+            log.info("adopted session %s on node %s", record.session_id, record.node_id)
+
+        await asyncio.gather(*(adopt(name) for name in names))
 
     async def ready(self) -> None:
         if self._startup is None:
@@ -139,8 +184,9 @@ class SessionRouter:
         await asyncio.shield(self._startup)
 
     async def shutdown(self) -> None:
-        """Kill every session this router started (all at once), and the warm pool."""
-        records = list(self.sessions.values())
+        """Kill the warm pool and, unless sessions outlive the front end (on a cluster), every
+        session this router started."""
+        records = [] if self.detached else list(self.sessions.values())
         self.sessions.clear()
         self.pool.close()
         for task in list(self._background):
@@ -170,13 +216,15 @@ class SessionRouter:
     ) -> tuple[SessionRecord, bool]:
         """Create a session; an existing id returns ``(record, False)`` unchanged."""
         validate_session_id(session_id)
-        await self.runtime.ready()
-        placement = placement or Placement()
-        if not placement.is_default:
-            import ray
+        # After start-up (rediscovery included): an actor being created must not be mistaken
+        # for an abandoned one.
+        await self.ready()
+        return await self._create(session_id, description, placement)
 
-            nodes = await asyncio.to_thread(ray.nodes)
-            check_feasible(placement, self._actor_options(placement), nodes)
+    async def _create(
+        self, session_id: str, description: str, placement: Placement | None
+    ) -> tuple[SessionRecord, bool]:
+        placement = placement or Placement()
         async with self._table_lock:
             existing = self.sessions.get(session_id)
             if existing is not None:
@@ -687,12 +735,18 @@ class SessionRouter:
 
         from raykernel.actors.session_actor import RemoteSessionActor
 
-        placement = await self._choose_node(placement or Placement())
+        placement = placement or Placement()
+        if not placement.is_default:
+            # Also on restarts: a pinned session whose node is gone must fail now, not hang.
+            nodes = await asyncio.to_thread(ray.nodes)
+            check_feasible(placement, self._actor_options(placement), nodes)
+        placement = await self._choose_node(placement)
         options: dict[str, Any] = {
             "name": ACTOR_NAME_PREFIX + uuid.uuid4().hex,
             "namespace": self.settings.namespace,
             "max_restarts": 0,
             "max_task_retries": 0,  # never re-run user code
+            "lifetime": "detached" if self.detached else None,
             **self._actor_options(placement),
         }
         handle = RemoteSessionActor.options(**options).remote(
@@ -726,12 +780,15 @@ class SessionRouter:
                 record.description,
                 record.created_at,
                 str(self._site_dir(record.session_id)),
+                dataclasses.asdict(record.placement),
             )
             info = await asyncio.wait_for(asyncio.wrap_future(claim.future()), CREATE_TIMEOUT)
         except BaseException as exc:
             if handle is not None:
                 with contextlib.suppress(Exception):
                     ray.kill(handle, no_restart=True)
+            if isinstance(exc, RaykernelError):
+                raise
             if isinstance(exc, TimeoutError):
                 raise SessionUnavailable(
                     f"session {record.session_id!r} did not start within {CREATE_TIMEOUT:g} s"
@@ -741,6 +798,10 @@ class SessionRouter:
                     f"session {record.session_id!r} failed to start: {_first_line(str(exc))}"
                 ) from exc
             raise
+        self._adopt(record, handle, info)
+
+    def _adopt(self, record: SessionRecord, handle: Any, info: dict[str, Any]) -> None:
+        """Point ``record`` at a ready, claimed actor described by ``info``."""
         record.handle = handle
         record.pid = info["pid"]
         record.node_id = info["node_id"]
@@ -748,7 +809,7 @@ class SessionRouter:
         record.pgid = info["pgid"] if info["pgid"] == info["pid"] else None
         record.started_at = info["started_at"]
         record.status = "healthy"
-        record.execution_count = 0
+        record.execution_count = info["execution_count"]
         record.death_reason = None
         record.process = None
         if self.is_local(record):

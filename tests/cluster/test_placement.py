@@ -21,7 +21,7 @@ from tests.conftest import server_command, subprocess_env
 pytestmark = pytest.mark.subprocess
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster() -> Iterator[Any]:
     from ray.cluster_utils import Cluster
 
@@ -103,3 +103,37 @@ async def test_placement_spread_refusal_and_node_loss(cluster: Any, tmp_path: Pa
         assert "lost with its node" in back["notice"]
         moved = await client.call_tool("get_kernel_health", {"session_id": "roamer"})
         assert moved.structured_content["node_id"] == head_id
+
+
+async def test_sessions_outlive_a_front_end_restart(cluster: Any, tmp_path: Path) -> None:
+    async with _client(cluster, tmp_path) as first:
+        await _create(first, session_id="keeper", description="kept across restarts")
+        await _create(first, session_id="pinned-keeper", resources={"special": 1})
+        await first.call_tool("run_python_code", {"code": "answer = 42", "session_id": "keeper"})
+        for i in range(8):
+            await _create(first, session_id=f"many{i}")
+    # A new front end on the same cluster finds them, with their state, without being told.
+    started = time.monotonic()
+    async with _client(cluster, tmp_path) as second:
+        listing = (await second.call_tool("list_sessions", {})).structured_content
+        found = time.monotonic() - started
+        sessions = listing["sessions"]
+        assert {"default", "keeper", "pinned-keeper", *(f"many{i}" for i in range(8))} <= set(
+            sessions
+        )
+        assert sessions["keeper"]["description"] == "kept across restarts"
+        assert sessions["keeper"]["execution_count"] == 1
+        assert sessions["pinned-keeper"]["resources"] == {"resources": {"special": 1.0}}
+        reply = await second.call_tool(
+            "run_python_code", {"code": "answer", "session_id": "keeper"}
+        )
+        assert reply.structured_content["result"] == "42"
+        print(f"restarted front end listed {len(sessions)} sessions in {found:.2f} s")
+        # Deleting kills the actor for good.
+        await second.call_tool("delete_session", {"session_id": "keeper"})
+        for i in range(8):
+            await second.call_tool("delete_session", {"session_id": f"many{i}"})
+        await second.call_tool("delete_session", {"session_id": "pinned-keeper"})
+    async with _client(cluster, tmp_path) as third:
+        listing = (await third.call_tool("list_sessions", {})).structured_content
+        assert "keeper" not in listing["sessions"]
