@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ class SessionRouter:
         self._startup: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self.pool = WarmPool(settings.warm_pool_size, self._start_actor)
+        # Called with the id of every deleted session (the active-session map forgets it).
+        self.on_delete: list[Callable[[str], None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -140,6 +142,25 @@ class SessionRouter:
         if DEFAULT_SESSION not in self.sessions:
             await self._create(DEFAULT_SESSION, "Default session", None)
         self.pool.refill()
+        if self.settings.idle_timeout > 0:
+            self._keep(asyncio.ensure_future(self._reap_idle()))
+
+    async def _reap_idle(self) -> None:
+        """Delete sessions nobody has used for ``idle_timeout`` seconds (never "default", never
+        one that is running code)."""
+        timeout = self.settings.idle_timeout
+        while True:
+            await asyncio.sleep(min(30.0, max(timeout / 4, 0.25)))
+            now = time.time()
+            for record in list(self.sessions.values()):
+                last_used = max(record.created_at, record.last_execution_time or 0)
+                idle = record.status != "busy" and not record.lock.locked()
+                if record.session_id != DEFAULT_SESSION and idle and now - last_used > timeout:
+                    log.info(
+                        "deleting session %s: idle for %.0f s", record.session_id, now - last_used
+                    )
+                    with contextlib.suppress(RaykernelError):
+                        await self.delete(record.session_id)
 
     async def _rediscover(self) -> None:
         """Adopt the sessions a previous front end left in this namespace; kill its unclaimed
@@ -254,6 +275,8 @@ class SessionRouter:
             del self.sessions[session_id]
         await self._kill(record)
         shutil.rmtree(self._site_dir(session_id), ignore_errors=True)
+        for callback in self.on_delete:
+            callback(session_id)
         self._notify("session_deleted", session_id=session_id)
         return record
 

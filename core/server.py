@@ -122,6 +122,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         hooks=pm.hook,
     )
     app = App(settings, router, workspace, ActiveSessions(DEFAULT_SESSION), pm.hook)
+    router.on_delete.append(app.active.forget_session)
 
     @contextlib.asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # pooled actor costs a Python process (about 90 MB RSS).
     warm_pool_size: int = Field(default=2, ge=0, le=64)
     max_sessions: int = Field(default=32, ge=1, le=10_000)
+    # Delete sessions (never "default") with no run for this many seconds (0: never).
+    idle_timeout: float = Field(default=0.0, ge=0)
     default_timeout: float = Field(default=300.0, gt=0)
     max_timeout: float = Field(default=3600.0, gt=0)
     # How long an interrupted run may take to stop before its actor is killed and restarted.

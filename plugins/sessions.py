@@ -92,7 +92,6 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         active."""
         was_active = app.active_session() == session_id
         await router.delete(session_id)
-        app.active.forget_session(session_id)
         return {
             "session_id": session_id,
             "status": "deleted",

@@ -1,0 +1,31 @@
+"""idle_timeout: abandoned sessions are deleted; used ones and "default" stay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastmcp import Client
+
+from tests.conftest import call, run
+
+
+async def test_idle_sessions_are_deleted(server, workspace: Path) -> None:
+    from raykernel.server import build_server
+    from raykernel.settings import Settings
+
+    # A second server on the Ray this test process already runs, with a 2 s idle timeout.
+    mcp, _app = build_server(
+        Settings(workspace=workspace, idle_timeout=2, warm_pool_size=0, config=None)
+    )
+    async with Client(mcp) as client:
+        await call(client, "create_session", session_id="abandoned")
+        await call(client, "create_session", session_id="in-use")
+        await call(client, "switch_session", session_id="abandoned")
+        for _ in range(10):
+            await run(client, "1", session_id="in-use")
+            await asyncio.sleep(0.5)
+        listing = await call(client, "list_sessions")
+        assert "abandoned" not in listing["sessions"]
+        assert {"in-use", "default"} <= set(listing["sessions"])
+        assert listing["active_session"] == "default"
