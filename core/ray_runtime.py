@@ -68,6 +68,9 @@ class RayRuntime:
         if address:
             kwargs["address"] = address
         elif not os.environ.get("RAY_ADDRESS"):
+            # "local" always starts a new Ray: without it ray.init() joins any cluster already
+            # running on this machine (someone else's, on a shared host).
+            kwargs["address"] = "local"
             kwargs["num_cpus"] = os.cpu_count() or 1
         if ray.is_initialized():
             log.info("Ray already initialized in this process; reusing it")

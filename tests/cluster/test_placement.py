@@ -137,3 +137,18 @@ async def test_sessions_outlive_a_front_end_restart(cluster: Any, tmp_path: Path
     async with _client(cluster, tmp_path) as third:
         listing = (await third.call_tool("list_sessions", {})).structured_content
         assert "keeper" not in listing["sessions"]
+
+
+async def test_embedded_mode_never_joins_a_cluster_already_on_the_machine(
+    cluster: Any, tmp_path: Path
+) -> None:
+    transport = StdioTransport(
+        command=sys.executable,
+        args=server_command("--workspace", str(tmp_path))[1:],
+        env=subprocess_env(),
+        keep_alive=False,
+        log_file=tmp_path / "server.log",
+    )
+    async with Client(transport) as client:
+        health = (await client.call_tool("get_kernel_health", {})).structured_content
+    assert health["node_id"] not in {cluster.head_node.node_id, cluster.worker.node_id}
