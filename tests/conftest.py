@@ -114,6 +114,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stdio_transport(workspace: Path, *args: str, **env: str) -> Any:
+    """The server as a stdio subprocess for fastmcp's Client; its stderr goes to server.log."""
+    from fastmcp.client.transports import StdioTransport
+
+    return StdioTransport(
+        command=sys.executable,
+        args=server_command("--workspace", str(workspace), *args)[1:],
+        env=subprocess_env(**env),
+        keep_alive=False,
+        log_file=workspace / "server.log",
+    )
+
+
 def text_of(result: Any) -> dict[str, Any]:
     """The JSON text block of a tool result (what a text-only client reads)."""
     return json.loads(result.content[0].text)

@@ -5,7 +5,6 @@ and losing a node."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +12,9 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
-from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
-from tests.conftest import server_command, subprocess_env
+from tests.conftest import stdio_transport
 
 pytestmark = pytest.mark.subprocess
 
@@ -35,15 +33,7 @@ def cluster() -> Iterator[Any]:
 
 def _client(cluster: Any, workspace: Path) -> Client:
     return Client(
-        StdioTransport(
-            command=sys.executable,
-            args=server_command("--workspace", str(workspace), "--ray-address", cluster.address)[
-                1:
-            ],
-            env=subprocess_env(RAYKERNEL_WARM_POOL_SIZE="0"),
-            keep_alive=False,
-            log_file=workspace / "server.log",
-        )
+        stdio_transport(workspace, "--ray-address", cluster.address, RAYKERNEL_WARM_POOL_SIZE="0")
     )
 
 
@@ -142,13 +132,6 @@ async def test_sessions_outlive_a_front_end_restart(cluster: Any, tmp_path: Path
 async def test_embedded_mode_never_joins_a_cluster_already_on_the_machine(
     cluster: Any, tmp_path: Path
 ) -> None:
-    transport = StdioTransport(
-        command=sys.executable,
-        args=server_command("--workspace", str(tmp_path))[1:],
-        env=subprocess_env(),
-        keep_alive=False,
-        log_file=tmp_path / "server.log",
-    )
-    async with Client(transport) as client:
+    async with Client(stdio_transport(tmp_path)) as client:
         health = (await client.call_tool("get_kernel_health", {})).structured_content
     assert health["node_id"] not in {cluster.head_node.node_id, cluster.worker.node_id}

@@ -8,13 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client
-from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 
-from tests.conftest import REPO, server_command, subprocess_env
+from tests.conftest import REPO, stdio_transport
 
 pytestmark = pytest.mark.subprocess
 
@@ -43,14 +43,8 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield target
 
 
-def _transport(workspace: Path, site: Path, **env: str) -> StdioTransport:
-    return StdioTransport(
-        command=sys.executable,
-        args=server_command("--workspace", str(workspace))[1:],
-        env=subprocess_env(PYTHONPATH=str(site), **env),
-        keep_alive=False,
-        log_file=workspace / "server.log",
-    )
+def _transport(workspace: Path, site: Path, **env: str) -> Any:
+    return stdio_transport(workspace, PYTHONPATH=str(site), **env)
 
 
 async def test_example_plugin_end_to_end(plugin_site: Path, tmp_path: Path) -> None:

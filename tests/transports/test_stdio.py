@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 from fastmcp import Client
-from fastmcp.client.transports import StdioTransport
 
-from tests.conftest import server_command, subprocess_env
+from tests.conftest import server_command, stdio_transport, subprocess_env
 from tests.transports.stdio_peer import StdioPeer
 
 pytestmark = pytest.mark.subprocess
@@ -97,14 +95,7 @@ def test_raw_legacy_session_keeps_stdout_clean_and_exits_cleanly(tmp_path: Path)
 
 
 async def test_modern_fastmcp_client_over_stdio(tmp_path: Path) -> None:
-    transport = StdioTransport(
-        command=sys.executable,
-        args=server_command("--workspace", str(tmp_path))[1:],
-        env=subprocess_env(),
-        keep_alive=False,
-        log_file=tmp_path / "server.log",
-    )
-    async with Client(transport) as client:
+    async with Client(stdio_transport(tmp_path)) as client:
         created = await client.call_tool("create_session", {"session_id": "stdio-a"})
         assert created.structured_content["status"] == "created"
         reply = await client.call_tool(
