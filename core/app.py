@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .active import ActiveSessions, caller_key
-from .router import SessionRouter, validate_session_id
+from .router import SessionRouter
+from .session_ids import validate_session_id
 from .settings import Settings
 from .workspace import Workspace
 

@@ -6,6 +6,8 @@ request is checked against the cluster's nodes first and refused at once with th
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -107,3 +109,30 @@ def _summary(node: dict) -> dict[str, float]:
     return {
         k: v for k, v in total.items() if not k.startswith("node:") and k != "object_store_memory"
     }
+
+
+def choose_node(
+    placement: Placement,
+    nodes: list[dict],
+    load: dict[str, int],
+    strategy: str,
+    options_for: Callable[[Placement], dict[str, Any]],
+) -> Placement:
+    """Resolve where an actor goes, as a hard node affinity when a node is chosen here.
+
+    Measured with Ray 2.60: a soft node affinity may land elsewhere even when the node is up and
+    has room, and SPREAD does not alternate reliably. So "soft" means: that node if it is alive
+    and could hold the session, else anywhere; and without a node, the SPREAD strategy picks the
+    live node (``nodes``) with the fewest sessions (``load``: sessions per node id)."""
+    wanted = options_for(dataclasses.replace(placement, node_id=None))
+    feasible = [
+        n["NodeID"] for n in nodes if n.get("Alive") and fits(wanted, n.get("Resources", {}))
+    ]
+    if placement.node_id is not None:
+        if placement.node_affinity == "hard" or placement.node_id in feasible:
+            return dataclasses.replace(placement, node_affinity="hard")
+        placement = dataclasses.replace(placement, node_id=None)
+    if len(feasible) < 2 or strategy != "SPREAD":
+        return placement
+    target = min(feasible, key=lambda node_id: (load.get(node_id, 0), node_id))
+    return dataclasses.replace(placement, node_id=target, node_affinity="hard")

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import shutil
 import time
 import uuid
@@ -28,7 +27,6 @@ import psutil
 from . import containment
 from .errors import (
     InvalidArgument,
-    InvalidSessionId,
     KernelDied,
     ProtectedSession,
     RaykernelError,
@@ -37,30 +35,20 @@ from .errors import (
     SessionUnavailable,
 )
 from .interrupts import clear_token_file, request_interrupt
-from .placement import Placement, actor_options, check_feasible, fits
+from .placement import Placement, actor_options, check_feasible, choose_node
 from .ray_runtime import RayRuntime
+from .session_ids import validate_session_id
 from .settings import Settings
+from .state_moves import CONTROL_TIMEOUT, StateMoves
 from .warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SESSION = "default"
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 ACTOR_NAME_PREFIX = "raykernel-session:"
 # Creating an actor includes starting a Python worker; on a loaded 2-core machine that can take
 # several seconds, and on a cluster scaling up much longer.
 CREATE_TIMEOUT = 120.0
-CONTROL_TIMEOUT = 30.0
-
-
-def validate_session_id(session_id: object) -> str:
-    if not isinstance(session_id, str) or not SESSION_ID_PATTERN.fullmatch(session_id):
-        raise InvalidSessionId(
-            f"invalid session id {str(session_id)[:80]!r}: use 1-64 letters, digits, '_', '.', '-'"
-        )
-    if session_id in {".", ".."}:
-        raise InvalidSessionId(f"invalid session id {session_id!r}")
-    return session_id
 
 
 @dataclass
@@ -101,7 +89,7 @@ class SessionRecord:
         }
 
 
-class SessionRouter:
+class SessionRouter(StateMoves):
     def __init__(
         self,
         settings: Settings,
@@ -493,108 +481,6 @@ class SessionRouter:
                 f"session {record.session_id!r} did not answer within {timeout:g} s"
             ) from None
 
-    # -- moving state between sessions ----------------------------------------------------------
-
-    def snapshot_path(self, name: str) -> Path:
-        if not SESSION_ID_PATTERN.fullmatch(name) or name in {".", ".."}:
-            raise InvalidArgument(
-                f"invalid snapshot name {name[:80]!r}: use 1-64 letters, digits, '_', '.', '-'"
-            )
-        return self.settings.workspace / ".raykernel" / "snapshots" / f"{name}.zip"
-
-    async def snapshot(self, session_id: str, name: str) -> dict[str, Any]:
-        """The session writes its own snapshot file (nothing is unpickled in the front end)."""
-        path = self.snapshot_path(name)
-        report = await self.call(session_id, "save_snapshot", str(path), timeout=self._long())
-        return {"snapshot": name, "session_id": session_id, **report}
-
-    async def restore_snapshot(self, name: str, session_id: str) -> dict[str, Any]:
-        path = self.snapshot_path(name)
-        if not path.is_file():
-            raise InvalidArgument(f"no snapshot named {name!r}")
-        _record, created = await self.create(session_id, f"restored from snapshot {name}")
-        report = await self.call(session_id, "load_snapshot", str(path), timeout=self._long())
-        return {"snapshot": name, "session_id": session_id, "created": created, **report}
-
-    async def fork(self, session_id: str, new_session_id: str) -> dict[str, Any]:
-        """A new session holding a copy of ``session_id``'s picklable state, passed through the
-        object store (never through this process)."""
-        source = await self.lookup(session_id)
-        validate_session_id(new_session_id)
-        if new_session_id in self.sessions:
-            raise InvalidArgument(f"session {new_session_id!r} already exists")
-        target, _ = await self.create(new_session_id, f"fork of {session_id}")
-        try:
-            async with self._slot(source):
-                self._require_alive(source)
-                snapshot = source.handle.snapshot.remote()
-                async with self._slot(target):
-                    ref = target.handle.restore.remote(snapshot)
-                    report = await self._control(target, ref, self._long())
-        except BaseException:
-            await self.delete(new_session_id)
-            raise
-        return {"session_id": new_session_id, "forked_from": session_id, **report}
-
-    async def transfer(
-        self, from_session: str, to_session: str, name: str, as_name: str
-    ) -> dict[str, Any]:
-        """Copy one variable between sessions through the object store (cloudpickle)."""
-        source = await self.lookup(from_session)
-        target = await self.lookup(to_session)
-        async with self._slot(source):
-            self._require_alive(source)
-            blob = source.handle.get_blob.remote(name)
-        async with self._slot(target):
-            self._require_alive(target)
-            type_name = await self._control(
-                target, target.handle.set_blob.remote(as_name, blob), self._long()
-            )
-        return {
-            "from_session": from_session,
-            "to_session": to_session,
-            "name": name,
-            "as": as_name,
-            "type": type_name,
-        }
-
-    def _long(self) -> float:
-        return self.settings.max_timeout
-
-    async def restart(self, session_id: str, preserve_state: bool) -> dict[str, Any]:
-        import ray
-
-        record = await self.lookup(session_id)
-        async with self._slot(record):
-            snapshot_ref = None
-            if preserve_state and record.status != "dead":
-                snapshot_ref = record.handle.snapshot.remote()
-                # Wait without pulling the (possibly large) snapshot into this process.
-                ready, _ = await asyncio.to_thread(
-                    ray.wait, [snapshot_ref], timeout=CONTROL_TIMEOUT
-                )
-                if not ready:
-                    raise SessionUnavailable("the session did not answer the snapshot request")
-            await self._respawn(record, "restart requested")
-            record.crash_streak = 0
-            report: dict[str, Any] = {"restored": [], "not_preserved": {}}
-            if snapshot_ref is not None:
-                try:
-                    report = await self._control(record, record.handle.restore.remote(snapshot_ref))
-                except KernelDied:
-                    raise
-                except Exception as exc:
-                    report = {"restored": [], "not_preserved": {"*": f"snapshot failed: {exc}"}}
-            return {
-                "session_id": session_id,
-                "status": "restarted",
-                "preserve_state": preserve_state,
-                "preserved": report["restored"],
-                "not_preserved": report["not_preserved"],
-                "state_preserved": bool(preserve_state and not report["not_preserved"]),
-                "restart_count": record.restart_count,
-            }
-
     async def interrupt(self, session_id: str) -> dict[str, Any]:
         """Interrupt the run in progress, if any; does not wait behind it."""
         record = await self.lookup(session_id)
@@ -723,34 +609,20 @@ class SessionRouter:
         )
 
     async def _choose_node(self, placement: Placement) -> Placement:
-        """Resolve where the actor goes, as a hard node affinity when a node is chosen here.
-
-        Measured with Ray 2.60: a soft node affinity may land elsewhere even when the node is
-        up and has room, and SPREAD does not alternate reliably. So "soft" means: that node if it
-        is alive and could hold the session, else anywhere; and without a node, the SPREAD
-        strategy picks the live node with the fewest sessions."""
         import ray
 
         soft = placement.node_id is not None and placement.node_affinity == "soft"
-        if placement.node_id is not None and not soft:
+        spread = placement.node_id is None and self.settings.placement_strategy == "SPREAD"
+        if not (soft or spread):
             return placement
-        if placement.node_id is None and self.settings.placement_strategy != "SPREAD":
-            return placement
-        nodes = [n for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")]
-        wanted = self._actor_options(dataclasses.replace(placement, node_id=None))
-        feasible = [n["NodeID"] for n in nodes if fits(wanted, n.get("Resources", {}))]
-        if soft:
-            if placement.node_id in feasible:
-                return dataclasses.replace(placement, node_affinity="hard")
-            placement = dataclasses.replace(placement, node_id=None)
-        if len(feasible) < 2 or self.settings.placement_strategy != "SPREAD":
-            return placement
-        load = dict.fromkeys(feasible, 0)
+        nodes = await asyncio.to_thread(ray.nodes)
+        load: dict[str, int] = {}
         for record in self.sessions.values():
-            if record.node_id in load:
-                load[record.node_id] += 1
-        target = min(feasible, key=lambda node_id: (load[node_id], node_id))
-        return dataclasses.replace(placement, node_id=target, node_affinity="hard")
+            if record.node_id is not None:
+                load[record.node_id] = load.get(record.node_id, 0) + 1
+        return choose_node(
+            placement, nodes, load, self.settings.placement_strategy, self._actor_options
+        )
 
     async def _start_actor(self, placement: Placement | None = None) -> Any:
         """Start a session actor (no identity yet) and wait until it is ready."""
