@@ -22,6 +22,8 @@ def token_file(pid: int) -> Path:
 
 def request_interrupt(pid: int, token: str) -> None:
     """Ask the run ``token`` in process ``pid`` to stop. Raises ProcessLookupError if it is gone."""
+    if pid <= 0:  # os.kill(0 or -n, ...) would signal whole process groups
+        raise ValueError(f"not a process id: {pid}")
     path = token_file(pid)
     tmp = path.with_name(path.name + f".{os.getpid()}")
     tmp.write_text(token)

@@ -107,6 +107,7 @@ class SessionRouter(StateMoves):
         self._startup: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self.pool = WarmPool(settings.warm_pool_size, self._start_actor)
+        self._agents: dict[str | None, Any] = {}
         # Called with the id of every deleted session (the active-session map forgets it).
         self.on_delete: list[Callable[[str], None]] = []
 
@@ -352,9 +353,7 @@ class SessionRouter(StateMoves):
     ) -> dict[str, Any]:
         """Interrupt the run ``token``; escalate to kill-and-restart if it will not stop."""
         why = f"timed out after {timeout:g} s" if timeout is not None else "was cancelled"
-        if self.is_local(record) and record.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                request_interrupt(record.pid, token)
+        await self._send_interrupt(record, token)
         done, _ = await asyncio.wait({future}, timeout=self.settings.interrupt_grace)
         if done:
             reply = self._collect(record, future)
@@ -487,11 +486,47 @@ class SessionRouter(StateMoves):
         token = record.run_token
         if token is None or record.pid is None:
             return {"session_id": session_id, "interrupted": False, "status": record.status}
-        if not self.is_local(record):
-            raise SessionUnavailable("interrupting a session on another node is not supported yet")
-        with contextlib.suppress(ProcessLookupError):
-            request_interrupt(record.pid, token)
+        await self._send_interrupt(record, token)
         return {"session_id": session_id, "interrupted": True, "status": record.status}
+
+    async def _send_interrupt(self, record: SessionRecord, token: str) -> None:
+        """SIGINT for run ``token``: from here for a session on this node, else from the node
+        agent on the session's node (failures only mean the escalation path will act)."""
+        if record.pid is None:
+            return
+        if self.is_local(record):
+            with contextlib.suppress(ProcessLookupError):
+                request_interrupt(record.pid, token)
+            return
+        try:
+            agent = self._node_agent(record.node_id)
+            await asyncio.wait_for(
+                asyncio.wrap_future(agent.interrupt.remote(record.pid, token).future()),
+                self.settings.interrupt_grace,
+            )
+        except Exception as exc:
+            log.warning(
+                "could not interrupt %s on node %s: %s", record.session_id, record.node_id, exc
+            )
+
+    def _node_agent(self, node_id: str | None) -> Any:
+        """The interrupt helper pinned to ``node_id`` (started on first need, then reused)."""
+        agent = self._agents.get(node_id)
+        if agent is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            from raykernel.actors.node_agent import RemoteNodeAgent
+
+            agent = RemoteNodeAgent.options(
+                name=f"raykernel-agent:{node_id}",
+                namespace=self.settings.namespace,
+                get_if_exists=True,
+                num_cpus=0,
+                lifetime="detached" if self.detached else None,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote()
+            self._agents[node_id] = agent
+        return agent
 
     # -- health -------------------------------------------------------------------------------
 
@@ -696,7 +731,8 @@ class SessionRouter(StateMoves):
         self._adopt(record, handle, info)
 
     def _adopt(self, record: SessionRecord, handle: Any, info: dict[str, Any]) -> None:
-        """Point ``record`` at a ready, claimed actor described by ``info``."""
+        """Point ``record`` at a ready, claimed actor described by ``info``; a session on
+        another node gets that node's interrupt agent started now (a cold worker takes ~1 s)."""
         record.handle = handle
         record.pid = info["pid"]
         record.node_id = info["node_id"]
@@ -707,6 +743,8 @@ class SessionRouter(StateMoves):
         record.execution_count = info["execution_count"]
         record.death_reason = None
         record.process = None
+        if not self.is_local(record):
+            self._node_agent(record.node_id).ping.remote()  # warm it up
         if self.is_local(record):
             with contextlib.suppress(psutil.Error):
                 record.process = psutil.Process(record.pid)
