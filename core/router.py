@@ -554,6 +554,11 @@ class SessionRouter(StateMoves):
             with contextlib.suppress(psutil.Error), record.process.oneshot():
                 report["memory_usage"] = record.process.memory_info().rss
                 report["cpu_percent"] = record.process.cpu_percent(None)
+        elif record.status == "busy" and record.pid is not None:
+            # Busy on another node: that node's agent reads the process by PID.
+            with contextlib.suppress(Exception):
+                measure = self._node_agent(record.node_id).measure.remote(record.pid)
+                report.update(await asyncio.wait_for(asyncio.wrap_future(measure.future()), 5.0))
         elif record.status != "busy":
             # A remote session is measured by asking it; a failure here means it died.
             with contextlib.suppress(SessionUnavailable):
