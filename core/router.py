@@ -378,16 +378,22 @@ class SessionRouter(StateMoves):
             restarted=True,
         )
 
-    def _died_reply(self, record: SessionRecord, exc: BaseException) -> dict[str, Any]:
+    def _mark_dead(self, record: SessionRecord, fallback_reason: str) -> None:
+        """Record a death and its best-known cause: the note the process left (signal,
+        ``os._exit``), else the loss of its node, else ``fallback_reason``."""
         if record.deleted:
             raise SessionNotFound(f"session {record.session_id!r} was deleted while it ran")
         record.status = "dead"
         record.crash_streak += 1
-        note = containment.read_crash(record.pid) if self.is_local(record) and record.pid else None
-        if note is None and not self._node_alive(record.node_id):
+        local = self.is_local(record)
+        note = containment.read_crash(record.pid) if local and record.pid else None
+        if note is None and not local and not self._node_alive(record.node_id):
             note = f"session lost with its node {record.node_id} ({record.node_ip})"
-        record.death_reason = note or _first_line(str(exc))
+        record.death_reason = note or fallback_reason
         log.warning("session %s died: %s", record.session_id, record.death_reason)
+
+    def _died_reply(self, record: SessionRecord, exc: BaseException) -> dict[str, Any]:
+        self._mark_dead(record, _first_line(str(exc)))
         return self._synthetic_reply(
             record,
             "KernelDied",
@@ -471,7 +477,7 @@ class SessionRouter(StateMoves):
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             raise InvalidArgument(f"{type(cause).__name__}: {cause}") from None
         except ray.exceptions.RayActorError as exc:
-            self._died_reply(record, exc)
+            self._mark_dead(record, _first_line(str(exc)))
             raise KernelDied(
                 f"session {record.session_id!r} died ({record.death_reason})"
             ) from None
@@ -594,7 +600,7 @@ class SessionRouter(StateMoves):
         except TimeoutError:
             return {**reply, "responsive": False, "response_time": None}
         except ray.exceptions.RayActorError as exc:
-            self._died_reply(record, exc)
+            self._mark_dead(record, _first_line(str(exc)))
             return {**reply, "status": "dead", "responsive": False, "response_time": None}
         return {
             **reply,
@@ -611,10 +617,7 @@ class SessionRouter(StateMoves):
         except psutil.Error:
             alive = False
         if not alive:
-            record.status = "dead"
-            record.crash_streak += 1
-            note = containment.read_crash(record.pid) if record.pid else None
-            record.death_reason = note or "its process exited or was killed from outside"
+            self._mark_dead(record, "its process exited or was killed from outside")
 
     def info(self, session_id: str) -> dict[str, Any]:
         return self._info(self.get(session_id), False)
@@ -648,21 +651,12 @@ class SessionRouter(StateMoves):
             self.settings.placement_strategy,
         )
 
-    async def _choose_node(self, placement: Placement) -> Placement:
-        import ray
-
-        soft = placement.node_id is not None and placement.node_affinity == "soft"
-        spread = placement.node_id is None and self.settings.placement_strategy == "SPREAD"
-        if not (soft or spread):
-            return placement
-        nodes = await asyncio.to_thread(ray.nodes)
+    def _sessions_per_node(self) -> dict[str, int]:
         load: dict[str, int] = {}
         for record in self.sessions.values():
             if record.node_id is not None:
                 load[record.node_id] = load.get(record.node_id, 0) + 1
-        return choose_node(
-            placement, nodes, load, self.settings.placement_strategy, self._actor_options
-        )
+        return load
 
     async def _start_actor(self, placement: Placement | None = None) -> Any:
         """Start a session actor (no identity yet) and wait until it is ready."""
@@ -671,11 +665,18 @@ class SessionRouter(StateMoves):
         from raykernel.actors.session_actor import RemoteSessionActor
 
         placement = placement or Placement()
-        if not placement.is_default:
-            # Also on restarts: a pinned session whose node is gone must fail now, not hang.
-            nodes = await asyncio.to_thread(ray.nodes)
-            check_feasible(placement, self._actor_options(placement), nodes)
-        placement = await self._choose_node(placement)
+        strategy = self.settings.placement_strategy
+        soft = placement.node_id is not None and placement.node_affinity == "soft"
+        spread = placement.node_id is None and strategy == "SPREAD"
+        if soft or spread or not placement.is_default:
+            nodes = await asyncio.to_thread(ray.nodes)  # one GCS call for both decisions
+            if not placement.is_default:
+                # Also on restarts: a pinned session whose node is gone must fail now, not hang.
+                check_feasible(placement, self._actor_options(placement), nodes)
+            if soft or spread:
+                placement = choose_node(
+                    placement, nodes, self._sessions_per_node(), strategy, self._actor_options
+                )
         options: dict[str, Any] = {
             "name": ACTOR_NAME_PREFIX + uuid.uuid4().hex,
             "namespace": self.settings.namespace,
