@@ -1,14 +1,17 @@
-"""One small actor per node, pinned there: it delivers interrupts to session processes on its
-node. A busy session cannot take calls (one thread), and SIGINT must come from its own node."""
+"""One small actor per node, pinned there: it does for the front end what must happen on the
+session's own node while the session may be busy (one thread): delivering SIGINT, measuring the
+process, and reading or writing the workspace as that node sees it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psutil
 import ray
 
 from raykernel.interrupts import request_interrupt
+from raykernel.workspace import OPERATIONS, Workspace
 
 
 class NodeAgent:
@@ -45,6 +48,15 @@ class NodeAgent:
         except ProcessLookupError:
             return False
         return True
+
+    def workspace(self, root: str, max_file_bytes: int, op: str, *args: Any) -> dict[str, Any]:
+        """``Workspace(root).<op>(*args)`` on this node; typed errors travel back as they are.
+        The same containment checks run here, against this node's filesystem."""
+        if op not in OPERATIONS:
+            raise ValueError(f"unknown workspace operation {op!r}")
+        reply = getattr(Workspace(Path(root), max_file_bytes), op)(*args)
+        reply["node_id"] = ray.get_runtime_context().get_node_id()
+        return reply
 
 
 RemoteNodeAgent = ray.remote(NodeAgent)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .active import ActiveSessions, caller_key
 from .router import SessionRouter
+from .session_files import SessionFiles
 from .session_ids import validate_session_id
 from .settings import Settings
 from .workspace import Workspace
@@ -19,12 +20,24 @@ class App:
     workspace: Workspace
     active: ActiveSessions
     hooks: Any = None
+    files: SessionFiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.files = SessionFiles(self.router, self.workspace)
 
     def resolve_session(self, session_id: str | None) -> str:
         """``session_id`` if given (validated), else the calling client's active session."""
         if session_id is None:
             return self.active.get(caller_key())
         return validate_session_id(session_id)
+
+    def files_session(self, session_id: str | None) -> str | None:
+        """Whose node a file tool acts on: ``session_id``, else the caller's active session. In
+        embedded mode every session shares this node, so the answer is None (here) and the tool
+        need not wait for Ray."""
+        if session_id is not None:
+            return validate_session_id(session_id)
+        return self.active_session() if self.router.detached else None
 
     def active_session(self) -> str:
         return self.active.get(caller_key())

@@ -20,6 +20,14 @@ OptionalSessionId = Annotated[
         pattern=SESSION_ID_REGEX,
     ),
 ]
+ForSession = Annotated[
+    str | None,
+    Field(
+        description="Act on the workspace as this session sees it (on a cluster: on its node); "
+        "omit for your active session.",
+        pattern=SESSION_ID_REGEX,
+    ),
+]
 WorkspacePath = Annotated[
     str,
     Field(

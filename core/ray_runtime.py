@@ -39,7 +39,7 @@ class RayRuntime:
         except RayUnavailable:
             raise
         except Exception as exc:  # ray.init raises many types; the client needs one
-            raise RayUnavailable(f"Ray could not be started or reached: {exc}") from exc
+            raise RayUnavailable(explain_failure(exc, self.settings.ray_address)) from exc
         self._reclaim_signals()
 
     def _reclaim_signals(self) -> None:
@@ -67,7 +67,8 @@ class RayRuntime:
         address = self.settings.ray_address
         if address:
             kwargs["address"] = address
-        elif not os.environ.get("RAY_ADDRESS"):
+            _use_token_if_available()
+        else:
             # "local" always starts a new Ray: without it ray.init() joins any cluster already
             # running on this machine (someone else's, on a shared host).
             kwargs["address"] = "local"
@@ -75,7 +76,7 @@ class RayRuntime:
         if ray.is_initialized():
             log.info("Ray already initialized in this process; reusing it")
         else:
-            log.info("connecting to Ray at %s", address or os.environ.get("RAY_ADDRESS") or "local")
+            log.info("connecting to Ray at %s", address or "local")
             ray.init(**kwargs)
             self._started_here = True
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -90,3 +91,44 @@ class RayRuntime:
         if ray.is_initialized():
             ray.shutdown()
         self._started_here = False
+
+
+def _use_token_if_available() -> None:
+    """Ray turns token auth on by itself for a cluster it finds, never for an explicit address:
+    the front end would then fail to join a token cluster (Ray 2.60's default) after a 20 s wait
+    even with the token at hand. A token-mode client also joins a cluster without auth, so use
+    the token whenever one is there and RAY_AUTH_MODE does not say otherwise."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: its own rules apply
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+AUTH_HINT = (
+    "The cluster uses Ray token authentication (on by default since Ray 2.60): give this "
+    "process the cluster's token with RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."
+)
+
+
+def explain_failure(exc: BaseException, address: str | None) -> str:
+    """One message for a failed ray.init: where, why (each cause's first line), and the fix
+    when anything in the chain speaks of authentication (a missing or wrong cluster token)."""
+    reasons: list[str] = []
+    texts: list[str] = []
+    link: BaseException | None = exc
+    while link is not None and len(reasons) < 4:
+        text = str(link).strip()
+        texts.append(text)
+        first = text.splitlines()[0] if text else type(link).__name__
+        reasons.append(
+            first.replace("Last connection error: Traceback (most recent call last):", "").strip()
+        )
+        link = link.__cause__ or link.__context__
+    message = f"Ray could not be {'reached at ' + address if address else 'started'}: "
+    message += "; ".join(reversed(reasons))
+    if any("auth" in text.lower() for text in texts):
+        message += " " + AUTH_HINT
+    return message

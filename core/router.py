@@ -505,7 +505,7 @@ class SessionRouter(StateMoves):
                 request_interrupt(record.pid, token)
             return
         try:
-            agent = self._node_agent(record.node_id)
+            agent = self.node_agent(record.node_id)
             await asyncio.wait_for(
                 asyncio.wrap_future(agent.interrupt.remote(record.pid, token).future()),
                 self.settings.interrupt_grace,
@@ -515,7 +515,7 @@ class SessionRouter(StateMoves):
                 "could not interrupt %s on node %s: %s", record.session_id, record.node_id, exc
             )
 
-    def _node_agent(self, node_id: str | None) -> Any:
+    def node_agent(self, node_id: str | None) -> Any:
         """The interrupt helper pinned to ``node_id`` (started on first need, then reused)."""
         agent = self._agents.get(node_id)
         if agent is None:
@@ -563,7 +563,7 @@ class SessionRouter(StateMoves):
         elif record.status == "busy" and record.pid is not None:
             # Busy on another node: that node's agent reads the process by PID.
             with contextlib.suppress(Exception):
-                measure = self._node_agent(record.node_id).measure.remote(record.pid)
+                measure = self.node_agent(record.node_id).measure.remote(record.pid)
                 report.update(await asyncio.wait_for(asyncio.wrap_future(measure.future()), 5.0))
         elif record.status != "busy":
             # A remote session is measured by asking it; a failure here means it died.
@@ -750,7 +750,7 @@ class SessionRouter(StateMoves):
         record.death_reason = None
         record.process = None
         if not self.is_local(record):
-            self._node_agent(record.node_id).ping.remote()  # warm it up
+            self.node_agent(record.node_id).ping.remote()  # warm it up
         if self.is_local(record):
             with contextlib.suppress(psutil.Error):
                 record.process = psutil.Process(record.pid)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_workspace(cls, value: Path) -> Path:
         return Path(os.path.realpath(value.expanduser()))
+
+    @model_validator(mode="after")
+    def _ray_address_from_ray(self) -> Settings:
+        # Ray's own variable counts too, below every raykernel source: one place decides
+        # whether this front end is on a cluster (and so whether sessions are detached).
+        if not self.ray_address and os.environ.get("RAY_ADDRESS"):
+            self.ray_address = os.environ["RAY_ADDRESS"]
+        return self
 
     @property
     def auth_enabled(self) -> bool:

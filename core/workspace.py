@@ -21,6 +21,8 @@ from .errors import FileTooLarge, InvalidArgument, PathOutsideWorkspace
 MAX_PATH_LENGTH = 1024
 MAX_NAME_LENGTH = 255
 MAX_LIST_ENTRIES = 1000
+# The methods a file tool may ask for on a session's node (see session_files, node_agent).
+OPERATIONS = frozenset({"list", "read", "write", "delete", "info", "is_file"})
 
 
 def _typed_os_errors(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -158,6 +160,10 @@ class Workspace:
         else:
             raise InvalidArgument(f"{path!r} does not exist")
         return {"path": self.relative(real), "deleted": True}
+
+    def is_file(self, path: str) -> dict[str, Any]:
+        real = self.resolve(path)
+        return {"path": self.relative(real), "is_file": real.is_file()}
 
     def info(self) -> dict[str, Any]:
         files = 0

@@ -1,4 +1,5 @@
-"""Workspace file tools. Every path is resolved and must stay inside the workspace."""
+"""Workspace file tools. Every path is resolved and must stay inside the workspace; on a cluster,
+each operation runs on the node of the session it is for (see core/session_files.py)."""
 
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -6,40 +7,42 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import WorkspacePath
+from raykernel.arguments import ForSession, WorkspacePath
 from raykernel.hookspecs import hookimpl
 
 
 @hookimpl
 def register_tools(register: Callable[..., Any], app: App) -> None:
-    workspace = app.workspace
+    files = app.files
 
     async def list_files(
         path: Annotated[str, Field(description="Folder, relative to the workspace.")] = ".",
         recursive: bool = False,
+        session_id: ForSession = None,
     ) -> dict[str, Any]:
         """List files in a workspace folder (at most 1000 entries)."""
-        return workspace.list(path, recursive)
+        return await files.run(app.files_session(session_id), "list", path, recursive)
 
-    async def read_file(path: WorkspacePath) -> dict[str, Any]:
+    async def read_file(path: WorkspacePath, session_id: ForSession = None) -> dict[str, Any]:
         """Read a workspace file: UTF-8 text, or base64 for binary files."""
-        return workspace.read(path)
+        return await files.run(app.files_session(session_id), "read", path)
 
     async def write_file(
         path: WorkspacePath,
         content: str,
         encoding: Literal["utf-8", "base64"] = "utf-8",
+        session_id: ForSession = None,
     ) -> dict[str, Any]:
         """Write a workspace file (folders are created). Every session sees it at once."""
-        return workspace.write(path, content, encoding)
+        return await files.run(app.files_session(session_id), "write", path, content, encoding)
 
-    async def delete_file(path: WorkspacePath) -> dict[str, Any]:
+    async def delete_file(path: WorkspacePath, session_id: ForSession = None) -> dict[str, Any]:
         """Delete a workspace file or folder."""
-        return workspace.delete(path)
+        return await files.run(app.files_session(session_id), "delete", path)
 
-    async def get_workspace_info() -> dict[str, Any]:
+    async def get_workspace_info(session_id: ForSession = None) -> dict[str, Any]:
         """Where the workspace is, its outputs/ and scripts/ folders, size and free space."""
-        return workspace.info()
+        return await files.run(app.files_session(session_id), "info")
 
     register(list_files, annotations={"readOnlyHint": True})
     register(read_file, annotations={"readOnlyHint": True})

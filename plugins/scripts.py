@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import OptionalSessionId
+from raykernel.arguments import ForSession, OptionalSessionId
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
 
@@ -34,15 +34,19 @@ def module_name(name: str) -> str:
 
 @hookimpl
 def register_tools(register: Callable[..., Any], app: App) -> None:
-    workspace = app.workspace
+    files = app.files
 
     async def save_script(
-        name: ScriptName, content: Annotated[str, Field(description="Python source.")]
+        name: ScriptName,
+        content: Annotated[str, Field(description="Python source.")],
+        session_id: ForSession = None,
     ) -> dict[str, Any]:
         """Save Python code as scripts/<name>.py. Any session can then `import <name>` or run it
         with run_script."""
         stem = module_name(name)
-        written = workspace.write(f"scripts/{stem}.py", content)
+        written = await files.run(
+            app.files_session(session_id), "write", f"scripts/{stem}.py", content
+        )
         return {"script": written["path"], "name": stem, "size": written["size"]}
 
     async def run_script(
@@ -58,16 +62,17 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         from raykernel.plugins.execution import tool_result
 
         stem = module_name(name)
-        path = workspace.resolve(f"scripts/{stem}.py")
-        if not path.is_file():
-            raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
         session = app.resolve_session(session_id)
+        found = await files.run(session, "is_file", f"scripts/{stem}.py")
+        if not found["is_file"]:
+            raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
+        path = app.workspace.root / found["path"]
         reply = await app.router.run_script(session, path, list(args), app.settings.max_timeout)
         return tool_result(reply)
 
-    async def list_scripts() -> dict[str, Any]:
+    async def list_scripts(session_id: ForSession = None) -> dict[str, Any]:
         """List saved scripts."""
-        listing = workspace.list("scripts")
+        listing = await files.run(app.files_session(session_id), "list", "scripts")
         scripts = [
             {"name": entry["path"].rsplit("/", 1)[-1][:-3], **entry}
             for entry in listing["entries"]

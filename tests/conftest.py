@@ -107,14 +107,20 @@ def server_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "raykernel", *args]
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
+def subprocess_env(**extra: str | None) -> dict[str, str]:
+    """This process's environment without raykernel's and Ray's address settings; ``extra``
+    adds variables, and removes those given as None."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAYKERNEL_")}
     env.pop("RAY_ADDRESS", None)
-    env.update(extra)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
-def stdio_transport(workspace: Path, *args: str, **env: str) -> Any:
+def stdio_transport(workspace: Path, *args: str, **env: str | None) -> Any:
     """The server as a stdio subprocess for fastmcp's Client; its stderr goes to server.log."""
     from fastmcp.client.transports import StdioTransport
 

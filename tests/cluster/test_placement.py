@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,31 +13,14 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+from tests.cluster.conftest import cluster_client
+from tests.cluster.conftest import create as _create
 from tests.conftest import stdio_transport
 
 pytestmark = pytest.mark.subprocess
 
 
-@pytest.fixture
-def cluster() -> Iterator[Any]:
-    from ray.cluster_utils import Cluster
-
-    two = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    worker = two.add_node(num_cpus=1, resources={"special": 1})
-    two.wait_for_nodes()
-    two.worker = worker
-    yield two
-    two.shutdown()
-
-
-def _client(cluster: Any, workspace: Path) -> Client:
-    return Client(
-        stdio_transport(workspace, "--ray-address", cluster.address, RAYKERNEL_WARM_POOL_SIZE="0")
-    )
-
-
-async def _create(client: Client, **arguments: Any) -> dict[str, Any]:
-    return (await client.call_tool("create_session", arguments)).structured_content
+_client = cluster_client
 
 
 async def test_placement_spread_refusal_and_node_loss(cluster: Any, tmp_path: Path) -> None:

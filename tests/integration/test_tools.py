@@ -82,7 +82,16 @@ async def test_file_tools_round_trip_and_refuse_outside(
     client: Client, workspace: Path, tmp_path: Path
 ) -> None:
     written = await call(client, "write_file", path="outputs/notes/a.md", content="# hi")
-    assert written == {"path": "outputs/notes/a.md", "size": 4}
+    assert {written["path"], written["size"]} == {"outputs/notes/a.md", 4}
+    # For a named session, the file tools act on its node (the only one, embedded).
+    node = (await call(client, "get_kernel_health", session_id="default"))["node_id"]
+    served = await call(client, "read_file", path="outputs/notes/a.md", session_id="default")
+    assert served["node_id"] == node and served["content"] == "# hi"
+    error = await call_error(
+        client, "write_file", path="outputs/x.md", content="", session_id="nope"
+    )
+    assert error.startswith("SessionNotFound:")
+    assert not (workspace / "outputs" / "x.md").exists()
     assert (await call(client, "read_file", path="outputs/notes/a.md"))["content"] == "# hi"
     listing = await call(client, "list_files", path="outputs/notes")
     assert [e["path"] for e in listing["entries"]] == ["outputs/notes/a.md"]
