@@ -54,3 +54,14 @@ def test_bad_settings_exit_with_a_message(
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "max_sessions" in err and "unknown_key" in err
+
+
+def test_ray_address_comes_last_from_ray_own_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert load_settings().ray_address == "10.0.0.1:6379"
+    monkeypatch.setenv("RAYKERNEL_RAY_ADDRESS", "10.0.0.2:6379")
+    assert load_settings().ray_address == "10.0.0.2:6379"
+    assert load_settings(ray_address="10.0.0.3:6379").ray_address == "10.0.0.3:6379"
