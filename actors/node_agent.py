@@ -11,6 +11,7 @@ import psutil
 import ray
 
 from raykernel.interrupts import request_interrupt
+from raykernel.live_output import read_tail
 from raykernel.workspace import OPERATIONS, Workspace
 
 
@@ -38,6 +39,10 @@ class NodeAgent:
         except psutil.Error:
             self._processes.pop(pid, None)
             return {"memory_usage": None, "cpu_percent": None}
+
+    def tail(self, pid: int, token: str) -> str | None:
+        """The output so far of run ``token`` in session process ``pid`` on this node."""
+        return read_tail(pid, token)
 
     def interrupt(self, pid: int, token: str) -> bool:
         """Ask run ``token`` in process ``pid`` to stop; False if the process is gone."""

@@ -17,9 +17,10 @@ from typing import Any
 import psutil
 import ray
 
-from raykernel import containment
+from raykernel import containment, display
 from raykernel.interpreter import Interpreter
 from raykernel.interrupts import install_handler
+from raykernel.live_output import LiveTail
 from raykernel.pluginmanager import load_session_plugins
 
 
@@ -32,6 +33,7 @@ class SessionActor:
         plugin_specs: list[str] | None = None,
         memory_limit: int = 0,
         max_processes: int = 0,
+        max_image_bytes: int = 1_000_000,
     ) -> None:
         """Everything a session needs except its identity, which ``claim`` gives it: an actor
         can be started ahead of time (the warm pool) and handed to the next new session."""
@@ -45,8 +47,14 @@ class SessionActor:
         sys.stdin = io.StringIO("")
         hooks = load_session_plugins(plugin_specs).hook if plugin_specs else None
         self.interpreter = Interpreter(
-            "", Path(workspace), max_output_bytes=max_output_bytes, hooks=hooks
+            "",
+            Path(workspace),
+            max_output_bytes=max_output_bytes,
+            hooks=hooks,
+            live=LiveTail(),
+            max_image_bytes=max_image_bytes,
         )
+        display.install(self.interpreter.display)
         self.session_id = ""
         self.placement: dict[str, Any] = {}
         self.description = ""
@@ -120,6 +128,15 @@ class SessionActor:
 
     def variables(self) -> list[dict[str, Any]]:
         return self.interpreter.variables()
+
+    def get_history(self, last: int | None) -> list[dict[str, Any]]:
+        return self.interpreter.get_history(last)
+
+    def complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        return self.interpreter.complete(code, cursor_pos)
+
+    def inspect(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        return self.interpreter.inspect(code, cursor_pos)
 
     def snapshot(self) -> dict[str, Any]:
         return self.interpreter.snapshot()

@@ -7,6 +7,7 @@ from typing import Any
 
 from .active import ActiveSessions, caller_key
 from .router import SessionRouter
+from .runs import Runs
 from .session_files import SessionFiles
 from .session_ids import validate_session_id
 from .settings import Settings
@@ -21,9 +22,11 @@ class App:
     active: ActiveSessions
     hooks: Any = None
     files: SessionFiles = field(init=False)
+    runs: Runs = field(init=False)
 
     def __post_init__(self) -> None:
         self.files = SessionFiles(self.router, self.workspace)
+        self.runs = Runs(self.router)
 
     def resolve_session(self, session_id: str | None) -> str:
         """``session_id`` if given (validated), else the calling client's active session."""

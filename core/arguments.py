@@ -36,3 +36,20 @@ WorkspacePath = Annotated[
         max_length=1024,
     ),
 ]
+
+
+def hints(
+    *,
+    read_only: bool,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+) -> dict[str, bool]:
+    """All four MCP tool annotations, stated: clients assume the worst for a missing one
+    (destructive, not idempotent, open world)."""
+    return {
+        "readOnlyHint": read_only,
+        "destructiveHint": destructive and not read_only,
+        "idempotentHint": idempotent or read_only,
+        "openWorldHint": open_world,
+    }

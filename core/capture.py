@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 
 
 class CappedStream(io.TextIOBase):
     """A text stream that keeps the first ``limit`` characters and counts the rest."""
 
-    def __init__(self, limit: int, name: str = "<stdout>") -> None:
+    def __init__(
+        self, limit: int, name: str = "<stdout>", mirror: Callable[[str], None] | None = None
+    ) -> None:
         super().__init__()
+        self._mirror = mirror
         self._limit = limit
         self._parts: list[str] = []
         self._size = 0
@@ -31,6 +35,8 @@ class CappedStream(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._mirror is not None:  # the live tail sees output past the cap too
+            self._mirror(text)
         with self._lock:
             room = self._limit - self._size
             if room > 0:

@@ -53,6 +53,10 @@ class KernelDied(SessionUnavailable):
     """The session's process died while (or before) serving the call; its state is gone."""
 
 
+class RunNotFound(RaykernelError):
+    """No background run has this id (or it was forgotten: only recent runs are kept)."""
+
+
 class PathOutsideWorkspace(InvalidArgument):
     """A path resolves outside the workspace, or is otherwise not a safe workspace path."""
 

@@ -9,8 +9,8 @@ third-party plugins are found through the ``raykernel`` entry-point group::
 
 Where hooks run:
 
-* front end (the MCP server process): ``register_tools``, ``session_created``,
-  ``session_deleted``, ``health_info``.
+* front end (the MCP server process): ``register_tools``, ``register_resources``,
+  ``register_prompts``, ``session_created``, ``session_deleted``, ``health_info``.
 * inside each session's actor process: ``before_execute``, ``after_execute``. A plugin that
   implements these must be importable on every node that runs sessions.
 
@@ -31,7 +31,16 @@ ENTRY_POINT_GROUP = "raykernel"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-FRONT_END_HOOKS = frozenset({"register_tools", "session_created", "session_deleted", "health_info"})
+FRONT_END_HOOKS = frozenset(
+    {
+        "register_tools",
+        "register_resources",
+        "register_prompts",
+        "session_created",
+        "session_deleted",
+        "health_info",
+    }
+)
 SESSION_HOOKS = frozenset({"before_execute", "after_execute"})
 
 
@@ -49,6 +58,30 @@ def register_tools(register: Callable[..., Any], app: Any) -> None:
 
     A tool signals a refusal by raising a ``raykernel.errors.RaykernelError``; its message
     reaches the client. Any other exception is logged and masked as an internal error.
+    """
+
+
+@hookspec
+def register_resources(register: Callable[..., Any], app: Any) -> None:
+    """Add MCP resources and resource templates. Called once, in the front end.
+
+    :param register: ``register(fn, *, uri, name=None, title=None, description=None,
+        mime_type=None)``. A ``uri`` with ``{placeholders}`` (``{path*}`` matches across ``/``)
+        makes a template whose placeholders are ``fn``'s arguments; ``fn`` returns text,
+        bytes, or ``fastmcp.resources.ResourceContent``. A URI already taken is refused with
+        ``PluginError``.
+    :param app: as for ``register_tools``.
+    """
+
+
+@hookspec
+def register_prompts(register: Callable[..., Any], app: Any) -> None:
+    """Add MCP prompts. Called once, in the front end.
+
+    :param register: ``register(fn, *, name=None, title=None, description=None)``. ``fn``'s
+        arguments are the prompt's arguments; it returns the prompt text (or a list of
+        ``fastmcp.prompts.Message``). A name already taken is refused with ``PluginError``.
+    :param app: as for ``register_tools``.
     """
 
 

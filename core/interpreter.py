@@ -25,11 +25,23 @@ from typing import Any
 
 import cloudpickle
 
-from . import interrupts
+from . import display, interrupts, introspection
 from .capture import CappedStream, truncate_text
+from .display import (
+    BINARY_TYPES,
+    Display,
+    DisplayCollector,
+    bound_image,
+    image_bytes,
+    mime_bundle,
+    safe_repr,
+)
+from .history import History
+from .live_output import LiveTail
 from .packages import install_command, parse_requirements
 
-_OWN_FILES = frozenset({__file__, interrupts.__file__})
+_OWN_FILES = frozenset({__file__, interrupts.__file__, display.__file__})
+IMAGE_SUFFIX = {"image/png": "png", "image/jpeg": "jpg"}
 
 
 class _WriteWatcher:
@@ -96,6 +108,8 @@ class Interpreter:
         max_output_bytes: int = 100_000,
         hooks: Any = None,
         site_dir: Path | None = None,
+        live: LiveTail | None = None,
+        max_image_bytes: int = 1_000_000,
     ) -> None:
         self.session_id = session_id
         self.workspace = Path(workspace)
@@ -104,6 +118,10 @@ class Interpreter:
         self.max_output_bytes = max_output_bytes
         self.hooks = hooks
         self.site_dir = site_dir
+        self.live = live
+        self.max_image_bytes = max_image_bytes
+        self.display = Display()
+        self.history = History()
         self.namespace: dict[str, Any] = {}
         self.execution_count = 0
         self.last_execution_time: float | None = None
@@ -138,15 +156,13 @@ class Interpreter:
             try:
                 self.hooks.before_execute(session_id=self.session_id, code=code)
             except Exception as exc:
-                return self._reply(
-                    count, 0.0, "", "", None, _error("ExecutionRefused", str(exc), ""), [], [], []
-                )
+                return self._reply(count, 0.0, "", "", _error("ExecutionRefused", str(exc), ""), [])
         filename = f"<cell-{count}>"
         try:
             body, last = _compile_cell(code, filename)
         except SyntaxError as exc:
             tb = "".join(traceback.format_exception_only(type(exc), exc))
-            return self._finish(count, code, 0.0, "", "", None, _error_from(exc, tb), [])
+            return self._finish(count, code, 0.0, "", "", _error_from(exc, tb), [])
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         return self._run(count, code, token, body, last, self.namespace)
 
@@ -161,7 +177,7 @@ class Interpreter:
             body = compile(source, filename, "exec")
         except SyntaxError as exc:
             tb = "".join(traceback.format_exception_only(type(exc), exc))
-            return self._finish(count, source, 0.0, "", "", None, _error_from(exc, tb), [])
+            return self._finish(count, source, 0.0, "", "", _error_from(exc, tb), [])
         script_ns: dict[str, Any] = {
             "__name__": "__main__",
             "__file__": filename,
@@ -187,12 +203,17 @@ class Interpreter:
         last: types.CodeType | None,
         namespace: dict[str, Any],
     ) -> dict[str, Any]:
-        out = CappedStream(self.max_output_bytes, "<stdout>")
-        err = CappedStream(self.max_output_bytes, "<stderr>")
+        mirror = self.live.feed if self.live is not None else None
+        out = CappedStream(self.max_output_bytes, "<stdout>", mirror)
+        err = CappedStream(self.max_output_bytes, "<stderr>", mirror)
+        collector = DisplayCollector()
         value: Any = None
         error: dict[str, Any] | None = None
         interrupted = False
         started = time.perf_counter()
+        if self.live is not None:
+            self.live.start(token or "")
+        self.display.collector = collector
         with _WriteWatcher(self.outputs) as watcher:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 self._token = token
@@ -208,18 +229,27 @@ class Interpreter:
                     error = _error_from(exc, _format_user_traceback(exc))
                 finally:
                     self._token = None
+                    self.display.collector = None
+                    if self.live is not None:
+                        self.live.stop()
         elapsed = time.perf_counter() - started
-        result = None
+        bundles = list(collector.bundles)
         if value is not None:
             namespace["_"] = value
-            result = truncate_text(_safe_repr(value), self.max_output_bytes)
+            bundles.append(mime_bundle(value))
         new_files = watcher.files(self.workspace)
-        reply = self._finish(
-            count, code, elapsed, out.getvalue(), err.getvalue(), result, error, new_files
+        return self._finish(
+            count,
+            code,
+            elapsed,
+            out.getvalue(),
+            err.getvalue(),
+            error,
+            new_files,
+            bundles,
+            has_result=value is not None,
+            interrupted=interrupted,
         )
-        if interrupted:
-            reply["interrupted"] = True
-        return reply
 
     def _finish(
         self,
@@ -228,15 +258,18 @@ class Interpreter:
         elapsed: float,
         stdout: str,
         stderr: str,
-        result: str | None,
         error: dict[str, Any] | None,
         new_files: list[str],
+        bundles: list[dict[str, Any]] | None = None,
+        *,
+        has_result: bool = False,
+        interrupted: bool = False,
     ) -> dict[str, Any]:
         self.last_execution_time = time.time()
-        outputs, images = self._save_figures(count)
-        reply = self._reply(
-            count, elapsed, stdout, stderr, result, error, outputs, images, new_files
-        )
+        rich = self._rich_output(count, bundles or [], has_result)
+        reply = self._reply(count, elapsed, stdout, stderr, error, new_files, rich)
+        if interrupted:
+            reply["interrupted"] = True
         if self.hooks is not None:
             extras: dict[str, Any] = {}
             for contribution in self.hooks.after_execute(
@@ -246,6 +279,7 @@ class Interpreter:
                     extras.update(contribution)
             if extras:
                 reply["extras"] = extras
+        self.history.record(code, reply, self.last_execution_time - elapsed)
         return reply
 
     def _reply(
@@ -254,33 +288,109 @@ class Interpreter:
         elapsed: float,
         stdout: str,
         stderr: str,
-        result: str | None,
         error: dict[str, Any] | None,
-        outputs: list[str],
-        images: list[dict[str, str]],
         new_files: list[str],
+        rich: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        rich = rich or {}
         return {
             "success": error is None,
             "stdout": stdout,
             "stderr": stderr,
-            "result": result,
+            "result": rich.get("result"),
+            "result_data": rich.get("result_data", {}),
+            "displays": rich.get("displays", []),
             "error": error,
             "execution_count": count,
             "execution_time": round(elapsed, 6),
             "session_id": self.session_id,
-            "outputs": outputs,
+            "outputs": rich.get("outputs", []),
             "new_files": new_files,
-            "images": images,
+            "images": rich.get("images", []),
         }
 
-    def _save_figures(self, count: int) -> tuple[list[str], list[dict[str, str]]]:
+    def _rich_output(
+        self, count: int, bundles: list[dict[str, Any]], has_result: bool
+    ) -> dict[str, Any]:
+        """Split display bundles into text forms (kept in the reply) and images (saved under
+        outputs/ and inlined within ``max_image_bytes``); matplotlib figures join the images."""
+        images = self._save_figures(count)
+        displays: list[dict[str, Any]] = []
+        result: str | None = None
+        result_data: dict[str, Any] = {}
+        for index, bundle in enumerate(bundles, 1):
+            is_result = has_result and index == len(bundles)
+            forms = {
+                mime: self._bounded(data)
+                for mime, data in bundle.items()
+                if mime not in BINARY_TYPES and self._bounded(data) is not None
+            }
+            image_mime = next((m for m in IMAGE_SUFFIX if m in bundle), None)
+            if image_mime is not None:
+                name = f"{'result' if is_result else 'display'}_{self.session_id}_{count}_{index}"
+                path = self.outputs / f"{name}.{IMAGE_SUFFIX[image_mime]}"
+                try:
+                    data = image_bytes(bundle[image_mime])
+                    self.outputs.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+                    image = self._image_entry(
+                        path, data, image_mime, "result" if is_result else "display"
+                    )
+                    images.append(image)
+                    forms["image"] = image["path"]
+                except (OSError, ValueError):
+                    pass
+            if is_result:
+                result = forms.pop("text/plain", None)
+                result_data = forms
+            else:
+                displays.append(forms)
+        return {
+            "result": result,
+            "result_data": result_data,
+            "displays": displays,
+            "images": images,
+            "outputs": [image["path"] for image in images],
+        }
+
+    def _bounded(self, data: Any) -> Any:
+        """A text form cut to the output limit; JSON dropped (None) when it is too large."""
+        if isinstance(data, str):
+            return truncate_text(data, self.max_output_bytes)
+        if len(json.dumps(data, default=str)) > self.max_output_bytes:
+            return None
+        return data
+
+    def _image_entry(self, path: Path, data: bytes, mime: str, source: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "path": os.path.relpath(path, self.workspace),
+            "mime_type": mime,
+            "source": source,
+            "size_bytes": len(data),
+        }
+        bounded = bound_image(data, mime, self.max_image_bytes)
+        if bounded is None:
+            entry["data"] = None
+            entry["note"] = (
+                f"image is {len(data)} bytes, above max_image_bytes={self.max_image_bytes}, "
+                "and could not be downscaled; read it from its file"
+            )
+        else:
+            inline, inline_mime = bounded
+            entry["data"] = base64.b64encode(inline).decode("ascii")
+            entry["inline_mime_type"] = inline_mime
+            if inline is not data:
+                entry["note"] = (
+                    f"downscaled to {len(inline)} bytes for display; the file is full size"
+                )
+        return entry
+
+    def _save_figures(self, count: int) -> list[dict[str, Any]]:
         # Only when the user already loaded pyplot: importing matplotlib costs ~0.5 s.
         plt = sys.modules.get("matplotlib.pyplot")
         if plt is None:
-            return [], []
-        outputs: list[str] = []
-        images: list[dict[str, str]] = []
+            return []
+        images: list[dict[str, Any]] = []
         try:
             numbers = plt.get_fignums()
             if numbers:
@@ -292,13 +402,10 @@ class Interpreter:
                 figure.savefig(buffer, format="png", bbox_inches="tight")
                 data = buffer.getvalue()
                 path.write_bytes(data)
-                outputs.append(os.path.relpath(path, self.workspace))
-                images.append(
-                    {"mime_type": "image/png", "data": base64.b64encode(data).decode("ascii")}
-                )
+                images.append(self._image_entry(path, data, "image/png", "figure"))
         finally:
             plt.close("all")
-        return outputs, images
+        return images
 
     # -- namespace ------------------------------------------------------------------------------
 
@@ -311,7 +418,7 @@ class Interpreter:
             row: dict[str, Any] = {
                 "name": name,
                 "type": type(value).__name__,
-                "repr": truncate_text(_safe_repr(value), 200),
+                "repr": truncate_text(safe_repr(value), 200),
             }
             shape = getattr(value, "shape", None)
             if isinstance(shape, tuple):
@@ -389,6 +496,17 @@ class Interpreter:
         self.namespace[name] = value
         return type(value).__name__
 
+    # -- introspection ------------------------------------------------------------------------
+
+    def get_history(self, last: int | None = None) -> list[dict[str, Any]]:
+        return self.history.last(last)
+
+    def complete(self, code: str, cursor_pos: int | None = None) -> dict[str, Any]:
+        return introspection.complete(self.namespace, code, cursor_pos)
+
+    def inspect(self, code: str, cursor_pos: int | None = None) -> dict[str, Any]:
+        return introspection.inspect(self.namespace, code, cursor_pos)
+
     # -- packages -------------------------------------------------------------------------------
 
     def install(
@@ -406,24 +524,16 @@ class Interpreter:
         self.site_dir.mkdir(parents=True, exist_ok=True)
         command = install_command(requirements, self.site_dir)
         self._token = token
+        if self.live is not None:
+            self.live.start(token or "")
         try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-            stdout, stderr, ok = done.stdout, done.stderr, done.returncode == 0
-        except subprocess.TimeoutExpired as exc:
-            stdout = _text(exc.stdout)
-            stderr = _text(exc.stderr) + f"\ninstall timed out after {timeout:g} s"
-            ok = False
+            stdout, stderr, ok = _run_streaming(command, timeout, self.live)
         except KeyboardInterrupt:
             stdout, stderr, ok = "", "install interrupted", False
         finally:
             self._token = None
+            if self.live is not None:
+                self.live.stop()
         if ok:
             self._activate_site_dir()
         return {
@@ -469,14 +579,50 @@ def _error_from(exc: BaseException, tb: str) -> dict[str, Any]:
     return _error(type(exc).__name__, truncate_text(str(exc), 10_000), truncate_text(tb, 50_000))
 
 
-def _safe_repr(value: Any) -> str:
+def _run_streaming(
+    command: list[str], timeout: float, live: LiveTail | None
+) -> tuple[str, str, bool]:
+    """Run an installer, feeding its output to the live tail as it comes (progress for the
+    client); (stdout, stderr, succeeded). Killed at ``timeout`` or on KeyboardInterrupt."""
+    import threading
+
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    captured: dict[str, list[str]] = {"out": [], "err": []}
+
+    def pump(stream: Any, key: str) -> None:
+        for line in stream:
+            captured[key].append(line)
+            if live is not None:
+                live.feed(line)
+
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    timed_out = False
     try:
-        return repr(value)
-    except Exception as exc:
-        return f"<repr failed: {type(exc).__name__}: {exc}>"
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=5)
+    stdout, stderr = "".join(captured["out"]), "".join(captured["err"])
+    if timed_out:
+        stderr += f"\ninstall timed out after {timeout:g} s"
+    return stdout, stderr, not timed_out and proc.returncode == 0

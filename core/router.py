@@ -35,6 +35,7 @@ from .errors import (
     SessionUnavailable,
 )
 from .interrupts import clear_token_file, request_interrupt
+from .live_output import read_tail
 from .placement import Placement, actor_options, check_feasible, choose_node
 from .ray_runtime import RayRuntime
 from .session_ids import validate_session_id
@@ -49,6 +50,8 @@ ACTOR_NAME_PREFIX = "raykernel-session:"
 # Creating an actor includes starting a Python worker; on a loaded 2-core machine that can take
 # several seconds, and on a cluster scaling up much longer.
 CREATE_TIMEOUT = 120.0
+# Called with the record and the run's token once a run has been handed to its session.
+OnStart = Callable[["SessionRecord", str], None]
 
 
 @dataclass
@@ -74,6 +77,8 @@ class SessionRecord:
     # Set while a run whose caller went away is being stopped: the next caller waits for it.
     pending_stop: asyncio.Future[Any] | None = None
     run_token: str | None = None
+    # Runs (and installs) waiting for this session while another one runs.
+    waiting: int = 0
     placement: Placement = field(default_factory=Placement)
 
     def summary(self, active: bool) -> dict[str, Any]:
@@ -271,9 +276,11 @@ class SessionRouter(StateMoves):
 
     # -- running code -------------------------------------------------------------------------
 
-    async def execute(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
+    async def execute(
+        self, session_id: str, code: str, timeout: float, on_start: OnStart | None = None
+    ) -> dict[str, Any]:
         record = await self.lookup(session_id)
-        return await self._run(record, "execute", (code,), timeout)
+        return await self._run(record, "execute", (code,), timeout, on_start)
 
     async def run_script(
         self, session_id: str, path: Path, args: list[str], timeout: float
@@ -281,49 +288,79 @@ class SessionRouter(StateMoves):
         record = await self.lookup(session_id)
         return await self._run(record, "run_script", (str(path), args), timeout)
 
-    async def install(self, session_id: str, specs: list[str]) -> dict[str, Any]:
+    async def install(
+        self, session_id: str, specs: list[str], on_start: OnStart | None = None
+    ) -> dict[str, Any]:
         record = await self.lookup(session_id)
         args = (specs, self.settings.allow_package_urls, self.settings.install_timeout)
         # The actor enforces the install timeout on its subprocess; the router's is a backstop.
-        return await self._run(record, "install", args, self.settings.install_timeout + 30)
+        return await self._run(
+            record, "install", args, self.settings.install_timeout + 30, on_start
+        )
 
     async def _run(
-        self, record: SessionRecord, method: str, args: tuple[Any, ...], timeout: float
+        self,
+        record: SessionRecord,
+        method: str,
+        args: tuple[Any, ...],
+        timeout: float,
+        on_start: OnStart | None = None,
     ) -> dict[str, Any]:
-        async with self._slot(record):
-            notice = await self._revive_if_dead(record)
-            token = uuid.uuid4().hex
-            ref = getattr(record.handle, method).remote(*args, token)
-            future = asyncio.wrap_future(ref.future())
-            record.status = "busy"
-            record.run_token = token
-            try:
-                done, _ = await asyncio.wait({future}, timeout=timeout)
-                if done:
-                    reply = self._collect(record, future)
-                else:
-                    reply = await self._stop(record, future, token, timeout)
-            except asyncio.CancelledError:
-                # The caller went away: stop its code, and make the next caller wait for that.
-                stop = asyncio.ensure_future(self._stop(record, future, token, None))
-                record.pending_stop = stop
-                self._keep(stop)
-                raise
-            finally:
-                record.run_token = None
-                if record.status == "busy":
-                    record.status = "healthy"
-            reply.setdefault("interrupted", False)
-            reply.setdefault("restarted", False)
-            reply.setdefault("state_preserved", not reply["restarted"])
-            if not reply["restarted"] and reply.get("execution_count") is not None:
-                record.execution_count = reply["execution_count"]
-                record.last_execution_time = time.time()
-            if record.status != "dead":
-                record.crash_streak = 0
-            if notice:
-                reply.update(notice)
-            return reply
+        # Counted so that health can show the queue: runs wait here one behind the other.
+        record.waiting += 1
+        entered = False
+        try:
+            async with self._slot(record):
+                record.waiting -= 1
+                entered = True
+                return await self._run_in_slot(record, method, args, timeout, on_start)
+        finally:
+            if not entered:
+                record.waiting -= 1
+
+    async def _run_in_slot(
+        self,
+        record: SessionRecord,
+        method: str,
+        args: tuple[Any, ...],
+        timeout: float,
+        on_start: OnStart | None,
+    ) -> dict[str, Any]:
+        notice = await self._revive_if_dead(record)
+        token = uuid.uuid4().hex
+        ref = getattr(record.handle, method).remote(*args, token)
+        future = asyncio.wrap_future(ref.future())
+        record.status = "busy"
+        record.run_token = token
+        if on_start is not None:
+            on_start(record, token)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if done:
+                reply = self._collect(record, future)
+            else:
+                reply = await self._stop(record, future, token, timeout)
+        except asyncio.CancelledError:
+            # The caller went away: stop its code, and make the next caller wait for that.
+            stop = asyncio.ensure_future(self._stop(record, future, token, None))
+            record.pending_stop = stop
+            self._keep(stop)
+            raise
+        finally:
+            record.run_token = None
+            if record.status == "busy":
+                record.status = "healthy"
+        reply.setdefault("interrupted", False)
+        reply.setdefault("restarted", False)
+        reply.setdefault("state_preserved", not reply["restarted"])
+        if not reply["restarted"] and reply.get("execution_count") is not None:
+            record.execution_count = reply["execution_count"]
+            record.last_execution_time = time.time()
+        if record.status != "dead":
+            record.crash_streak = 0
+        if notice:
+            reply.update(notice)
+        return reply
 
     @contextlib.asynccontextmanager
     async def _slot(self, record: SessionRecord) -> AsyncIterator[None]:
@@ -495,6 +532,19 @@ class SessionRouter(StateMoves):
         await self._send_interrupt(record, token)
         return {"session_id": session_id, "interrupted": True, "status": record.status}
 
+    async def live_tail(self, record: SessionRecord, token: str) -> str | None:
+        """What run ``token`` has printed so far (its last few thousand characters), read from
+        the session's node without waiting for the session; None once the run is over."""
+        if record.pid is None or record.run_token != token:
+            return None
+        if self.is_local(record):
+            return read_tail(record.pid, token)
+        ref = self.node_agent(record.node_id).tail.remote(record.pid, token)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), CONTROL_TIMEOUT)
+        except Exception:
+            return None
+
     async def _send_interrupt(self, record: SessionRecord, token: str) -> None:
         """SIGINT for run ``token``: from here for a session on this node, else from the node
         agent on the session's node (failures only mean the escalation path will act)."""
@@ -552,6 +602,8 @@ class SessionRouter(StateMoves):
             "node_ip": record.node_ip,
             "restart_count": record.restart_count,
             "resources": record.placement.describe(),
+            # One run at a time per session: what runs now and how many wait behind it.
+            "queue": {"running": record.run_token is not None, "waiting": record.waiting},
         }
         if record.status == "dead":
             report["death_reason"] = record.death_reason
@@ -691,6 +743,7 @@ class SessionRouter(StateMoves):
             plugin_specs=self.session_plugin_specs,
             memory_limit=self._memory_limit(),
             max_processes=self.settings.max_session_processes,
+            max_image_bytes=self.settings.max_image_bytes,
         )
         try:
             await asyncio.wait_for(

@@ -36,14 +36,24 @@ scripts saved with save_script are importable as modules from any session.
 """
 
 
-class ToolRegistry:
-    """The ``register`` callback handed to ``register_tools`` hooks."""
+class Registry:
+    """The ``register`` callbacks handed to the ``register_*`` hooks: each tool name, resource
+    URI and prompt name belongs to one plugin, and a second claim is a ``PluginError``."""
 
     def __init__(self, mcp: FastMCP) -> None:
         self.mcp = mcp
-        self.owners: dict[str, str] = {}
+        self.owners: dict[tuple[str, str], str] = {}
 
-    def for_plugin(self, plugin_name: str) -> Callable[..., Any]:
+    def _claim(self, kind: str, key: str, plugin_name: str) -> None:
+        owner = self.owners.get((kind, key))
+        if owner is not None:
+            raise PluginError(
+                f"plugin {plugin_name!r} registers {kind} {key!r}, "
+                f"which plugin {owner!r} already registered"
+            )
+        self.owners[(kind, key)] = plugin_name
+
+    def tools_for(self, plugin_name: str) -> Callable[..., Any]:
         def register(
             fn: Callable[..., Any],
             *,
@@ -53,19 +63,55 @@ class ToolRegistry:
             annotations: dict[str, Any] | None = None,
         ) -> None:
             tool_name = name or fn.__name__
-            owner = self.owners.get(tool_name)
-            if owner is not None:
-                raise PluginError(
-                    f"plugin {plugin_name!r} registers tool {tool_name!r}, "
-                    f"which plugin {owner!r} already registered"
-                )
-            self.owners[tool_name] = plugin_name
+            self._claim("tool", tool_name, plugin_name)
             self.mcp.tool(
                 _typed_errors(fn),
                 name=tool_name,
                 title=title,
                 description=description,
                 annotations=annotations,
+                meta={"plugin": plugin_name},
+            )
+
+        return register
+
+    def resources_for(self, plugin_name: str) -> Callable[..., Any]:
+        def register(
+            fn: Callable[..., Any],
+            *,
+            uri: str,
+            name: str | None = None,
+            title: str | None = None,
+            description: str | None = None,
+            mime_type: str | None = None,
+        ) -> None:
+            self._claim("resource", uri, plugin_name)
+            self.mcp.resource(
+                uri,
+                name=name or fn.__name__,
+                title=title,
+                description=description,
+                mime_type=mime_type,
+                meta={"plugin": plugin_name},
+            )(_typed_errors(fn))
+
+        return register
+
+    def prompts_for(self, plugin_name: str) -> Callable[..., Any]:
+        def register(
+            fn: Callable[..., Any],
+            *,
+            name: str | None = None,
+            title: str | None = None,
+            description: str | None = None,
+        ) -> None:
+            prompt_name = name or fn.__name__
+            self._claim("prompt", prompt_name, plugin_name)
+            self.mcp.prompt(
+                _typed_errors(fn),
+                name=prompt_name,
+                title=title,
+                description=description,
                 meta={"plugin": plugin_name},
             )
 
@@ -122,6 +168,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         hooks=pm.hook,
     )
     app = App(settings, router, workspace, ActiveSessions(DEFAULT_SESSION), pm.hook)
+    runs = app.runs
     router.on_delete.append(app.active.forget_session)
 
     @contextlib.asynccontextmanager
@@ -132,6 +179,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
             yield {"app": app}
         finally:
             timer.cancel()
+            await runs.close()
             await router.shutdown()
             runtime.shutdown()
 
@@ -145,7 +193,18 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         auth=auth_provider(settings) if settings.transport == "http" else None,
         middleware=[StartRayAfterToolsList(router)],
     )
-    registry = ToolRegistry(mcp)
-    for impl in pm.hook.register_tools.get_hookimpls():
-        impl.function(register=registry.for_plugin(impl.plugin_name), app=app)
+    registry = Registry(mcp)
+    for hook, register_for in (
+        (pm.hook.register_tools, registry.tools_for),
+        (pm.hook.register_resources, registry.resources_for),
+        (pm.hook.register_prompts, registry.prompts_for),
+    ):
+        for impl in hook.get_hookimpls():
+            _call_hookimpl(impl, register=register_for(impl.plugin_name), app=app)
     return mcp, app
+
+
+def _call_hookimpl(impl: Any, **kwargs: Any) -> None:
+    """Call one plugin's implementation with the arguments it names (pluggy's rule), so that
+    each registration is charged to the plugin that made it."""
+    impl.function(**{name: kwargs[name] for name in impl.argnames})

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=100_000, ge=1_000)
     max_code_bytes: int = Field(default=1_000_000, ge=1_000)
     max_file_bytes: int = Field(default=10_000_000, ge=1_000)
+    # Images above this are downscaled (then re-encoded as JPEG) before they are inlined in a
+    # reply; the file saved under outputs/ keeps full size.
+    max_image_bytes: int = Field(default=1_000_000, ge=10_000)
+    # How run_python_code replies: "structured" gives structuredContent plus content blocks
+    # (JSON text, images, links to created files); "content" gives the content blocks only, for
+    # clients that hide images when structured content is present.
+    result_format: Literal["structured", "content"] = "structured"
     # Heap limit per session (RLIMIT_DATA): past it user code gets MemoryError. None: a quarter
     # of the machine's memory, well below Ray's memory monitor (95%); 0: no limit.
     session_memory_limit: int | None = Field(default=None, ge=0)

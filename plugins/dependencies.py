@@ -6,9 +6,10 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import OptionalSessionId
+from raykernel.arguments import OptionalSessionId, hints
 from raykernel.hookspecs import hookimpl
 from raykernel.packages import MAX_PACKAGES, parse_requirements
+from raykernel.progress import progress_for_request
 
 Packages = Annotated[
     list[Annotated[str, Field(max_length=200)]],
@@ -26,9 +27,16 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         packages: Packages, session_id: OptionalSessionId = None
     ) -> dict[str, Any]:
         """Install packages for one session only: importable at once there, invisible to the
-        other sessions. Uses uv when available, pip otherwise; never a shell."""
+        other sessions. Uses uv when available, pip otherwise; never a shell. Downloads and
+        builds go to the installer's shared cache, so a package another session already
+        installed takes seconds. Progress notifications carry the installer's output."""
         # Refuse bad specs here, before anything reaches a session.
         parse_requirements(packages, allow_urls=app.settings.allow_package_urls)
-        return await app.router.install(app.resolve_session(session_id), packages)
+        async with progress_for_request(app.router) as on_start:
+            return await app.router.install(app.resolve_session(session_id), packages, on_start)
 
-    register(install_dependencies, annotations={"destructiveHint": False, "openWorldHint": True})
+    register(
+        install_dependencies,
+        title="Install packages",
+        annotations=hints(read_only=False, open_world=True),
+    )

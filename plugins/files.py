@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import ForSession, WorkspacePath
+from raykernel.arguments import ForSession, WorkspacePath, hints
 from raykernel.hookspecs import hookimpl
 
 
@@ -44,8 +44,16 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         """Where the workspace is, its outputs/ and scripts/ folders, size and free space."""
         return await files.run(app.files_session(session_id), "info")
 
-    register(list_files, annotations={"readOnlyHint": True})
-    register(read_file, annotations={"readOnlyHint": True})
-    register(write_file, annotations={"destructiveHint": True, "idempotentHint": True})
-    register(delete_file, annotations={"destructiveHint": True, "idempotentHint": True})
-    register(get_workspace_info, annotations={"readOnlyHint": True})
+    register(list_files, title="List workspace files", annotations=hints(read_only=True))
+    register(read_file, title="Read a workspace file", annotations=hints(read_only=True))
+    register(
+        write_file,
+        title="Write a workspace file",
+        annotations=hints(read_only=False, destructive=True, idempotent=True),
+    )
+    register(
+        delete_file,
+        title="Delete a workspace file",
+        annotations=hints(read_only=False, destructive=True, idempotent=True),
+    )
+    register(get_workspace_info, title="Workspace information", annotations=hints(read_only=True))

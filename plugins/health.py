@@ -8,7 +8,7 @@ from pydantic import Field
 
 from raykernel import __version__
 from raykernel.app import App
-from raykernel.arguments import OptionalSessionId
+from raykernel.arguments import OptionalSessionId, hints
 from raykernel.hookspecs import hookimpl
 
 
@@ -17,7 +17,10 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
     async def get_kernel_health(session_id: OptionalSessionId = None) -> dict[str, Any]:
         """A session's status (healthy, busy or dead), memory (RSS bytes), CPU %, uptime,
         execution count, PID and node. Answers even while the session runs code."""
-        return await app.router.health(app.resolve_session(session_id))
+        session = app.resolve_session(session_id)
+        report = await app.router.health(session)
+        report["queue"]["background_runs"] = app.runs.for_session(session)
+        return report
 
     async def check_kernel_responsiveness(
         session_id: OptionalSessionId = None,
@@ -31,6 +34,10 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         """Check that the server is up (does not wait for Ray)."""
         return {"status": "ok", "server": "raykernel", "version": __version__}
 
-    register(get_kernel_health, annotations={"readOnlyHint": True})
-    register(check_kernel_responsiveness, annotations={"readOnlyHint": True})
-    register(ping, annotations={"readOnlyHint": True})
+    register(get_kernel_health, title="Session health", annotations=hints(read_only=True))
+    register(
+        check_kernel_responsiveness,
+        title="Check a session answers",
+        annotations=hints(read_only=True),
+    )
+    register(ping, title="Ping the server", annotations=hints(read_only=True))

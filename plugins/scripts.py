@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import ForSession, OptionalSessionId
+from raykernel.arguments import ForSession, OptionalSessionId, hints
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
 
@@ -80,6 +80,14 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         ]
         return {"scripts": scripts, "total": len(scripts)}
 
-    register(save_script, annotations={"destructiveHint": True, "idempotentHint": True})
-    register(run_script, annotations={"destructiveHint": True, "openWorldHint": True})
-    register(list_scripts, annotations={"readOnlyHint": True})
+    register(
+        save_script,
+        title="Save a script",
+        annotations=hints(read_only=False, destructive=True, idempotent=True),
+    )
+    register(
+        run_script,
+        title="Run a saved script",
+        annotations=hints(read_only=False, destructive=True, open_world=True),
+    )
+    register(list_scripts, title="List saved scripts", annotations=hints(read_only=True))

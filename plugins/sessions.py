@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import OptionalSessionId, SessionId
+from raykernel.arguments import OptionalSessionId, SessionId, hints
 from raykernel.hookspecs import hookimpl
 from raykernel.placement import Placement
 
@@ -113,9 +113,29 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         """Interrupt the code running in a session (like Ctrl-C); its variables are kept."""
         return await router.interrupt(app.resolve_session(session_id))
 
-    register(create_session, annotations={"destructiveHint": False, "idempotentHint": True})
-    register(switch_session, annotations={"destructiveHint": False, "idempotentHint": True})
-    register(list_sessions, annotations={"readOnlyHint": True})
-    register(delete_session, annotations={"destructiveHint": True, "idempotentHint": True})
-    register(restart_kernel, annotations={"destructiveHint": True})
-    register(interrupt_session, annotations={"destructiveHint": False})
+    register(
+        create_session,
+        title="Create a session",
+        annotations=hints(read_only=False, idempotent=True),
+    )
+    register(
+        switch_session,
+        title="Switch the active session",
+        annotations=hints(read_only=False, idempotent=True),
+    )
+    register(list_sessions, title="List sessions", annotations=hints(read_only=True))
+    register(
+        delete_session,
+        title="Delete a session",
+        annotations=hints(read_only=False, destructive=True, idempotent=True),
+    )
+    register(
+        restart_kernel,
+        title="Restart a session",
+        annotations=hints(read_only=False, destructive=True),
+    )
+    register(
+        interrupt_session,
+        title="Interrupt a running session",
+        annotations=hints(read_only=False, idempotent=True),
+    )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import SESSION_ID_REGEX, OptionalSessionId, SessionId
+from raykernel.arguments import SESSION_ID_REGEX, OptionalSessionId, SessionId, hints
 from raykernel.hookspecs import hookimpl
 
 SnapshotName = Annotated[
@@ -82,8 +82,16 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         files (works across machines)."""
         return await router.transfer(from_session, to_session, name, as_name or name)
 
-    register(snapshot_session, annotations={"destructiveHint": False})
-    register(restore_session, annotations={"destructiveHint": True})
-    register(list_snapshots, annotations={"readOnlyHint": True})
-    register(fork_session, annotations={"destructiveHint": False})
-    register(transfer_variable, annotations={"destructiveHint": True, "idempotentHint": True})
+    register(snapshot_session, title="Snapshot a session", annotations=hints(read_only=False))
+    register(
+        restore_session,
+        title="Restore a snapshot",
+        annotations=hints(read_only=False, destructive=True),
+    )
+    register(list_snapshots, title="List snapshots", annotations=hints(read_only=True))
+    register(fork_session, title="Fork a session", annotations=hints(read_only=False))
+    register(
+        transfer_variable,
+        title="Copy a variable between sessions",
+        annotations=hints(read_only=False, destructive=True, idempotent=True),
+    )

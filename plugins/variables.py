@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raykernel.app import App
-from raykernel.arguments import OptionalSessionId
+from raykernel.arguments import OptionalSessionId, hints
 from raykernel.hookspecs import hookimpl
 
 
@@ -17,4 +17,4 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         variables = await app.router.call(session, "variables")
         return {"session_id": session, "variables": variables, "total": len(variables)}
 
-    register(list_variables, annotations={"readOnlyHint": True})
+    register(list_variables, title="List variables", annotations=hints(read_only=True))

@@ -4,6 +4,7 @@ health and session hooks in the front end, and blocking it by setting."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.subprocess
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Install tests/example_plugin into a private target folder (as pip/uv would)."""
+    """Install examples/raykernel-plugin-example into a private target folder (as pip/uv would)."""
     target = tmp_path_factory.mktemp("plugin-site")
     uv = Path(sys.executable).parent / "uv"
     subprocess.run(
@@ -35,7 +36,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             sys.executable,
             "--target",
             str(target),
-            str(REPO / "tests" / "example_plugin"),
+            str(REPO / "examples" / "raykernel-plugin-example"),
         ],
         check=True,
     )
@@ -55,6 +56,12 @@ async def test_example_plugin_end_to_end(plugin_site: Path, tmp_path: Path) -> N
         assert "word_count" in tools
         counted = await client.call_tool("word_count", {"path": "outputs/words.txt"})
         assert counted.structured_content == {"path": "outputs/words.txt", "words": 4}
+        templates = {t.uri_template for t in await client.list_resource_templates()}
+        assert "example://words/{path*}" in templates
+        words = await client.read_resource("example://words/outputs/words.txt")
+        assert json.loads(words[0].text)["words"] == ["one", "two", "three", "four"]
+        prompt = await client.get_prompt("count_words", {"path": "outputs/words.txt"})
+        assert "word_count tool on outputs/words.txt" in prompt.messages[0].content.text
 
         ran = await client.call_tool("run_python_code", {"code": "a = 1\nb = 2\na + b"})
         assert ran.structured_content["result"] == "3"

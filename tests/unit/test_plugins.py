@@ -14,7 +14,7 @@ from raykernel import hookspecs
 from raykernel.errors import PluginError
 from raykernel.pluginmanager import load_front_end_plugins, load_session_plugins
 from raykernel.plugins import DEFAULT_PLUGINS
-from raykernel.server import ToolRegistry
+from raykernel.server import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = sorted(
@@ -44,7 +44,7 @@ def test_readme_hook_list_matches_hookspecs() -> None:
 def test_example_plugin_implements_every_hook() -> None:
     """The example plugin is driven end to end in tests/transports/test_plugin.py, so every
     hook it implements is exercised there; it must implement all of them."""
-    source = (REPO / "tests/example_plugin/raykernel_example_plugin.py").read_text()
+    source = (REPO / "examples/raykernel-plugin-example/raykernel_example_plugin.py").read_text()
     implemented = {
         node.name
         for node in ast.walk(ast.parse(source))
@@ -66,7 +66,9 @@ async def test_blocking_a_plugin_removes_its_tools(tmp_path: Path) -> None:
     from raykernel.settings import Settings
 
     mcp, _app = build_server(Settings(workspace=tmp_path, blocked_plugins=["files"], config=None))
-    names = {tool.name for tool in await mcp.list_tools()}
+    # Without middleware: listing tools through it would start Ray in the background, and
+    # leave that start running in this process after the test.
+    names = {tool.name for tool in await mcp.list_tools(run_middleware=False)}
     assert "run_python_code" in names
     assert not names & {"read_file", "write_file", "list_files", "delete_file"}
 
@@ -77,14 +79,14 @@ def test_essential_plugins_cannot_be_blocked() -> None:
 
 
 def test_tool_name_clash_is_refused_with_both_plugins_named() -> None:
-    registry = ToolRegistry(FastMCP("t"))
+    registry = Registry(FastMCP("t"))
 
     async def run_python_code(code: str) -> str:
         return code
 
-    registry.for_plugin("execution")(run_python_code)
+    registry.tools_for("execution")(run_python_code)
     with pytest.raises(PluginError, match=r"'thief'.*'run_python_code'.*'execution'"):
-        registry.for_plugin("thief")(run_python_code)
+        registry.tools_for("thief")(run_python_code)
 
 
 def test_misspelled_hook_fails_loudly() -> None:

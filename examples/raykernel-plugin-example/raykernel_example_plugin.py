@@ -1,6 +1,7 @@
-"""An example third-party raykernel plugin.
+"""An example third-party raykernel plugin: one of every hook.
 
 * a tool, ``word_count``, that counts the words of a workspace file (front end);
+* a resource template, ``example://words/{path*}``, and a prompt, ``count_words`` (front end);
 * execute hooks (inside every session): refuse code that mentions ``FORBIDDEN_WORD`` and report
   how many lines each run had, under ``extras.example_lines``.
 """
@@ -21,8 +22,35 @@ def register_tools(register, app):
         text = app.workspace.read(path)["content"]
         return {"path": path, "words": len(text.split())}
 
-    register(word_count, annotations={"readOnlyHint": True})
+    register(
+        word_count,
+        title="Count words",
+        annotations={
+            "readOnlyHint": True,
+            "destructiveHint": False,
+            "idempotentHint": True,
+            "openWorldHint": False,
+        },
+    )
     _events.append(app.workspace.root / "example-plugin-events.log")
+
+
+@hookimpl
+def register_resources(register, app):
+    async def words(path: str) -> dict[str, Any]:
+        text = app.workspace.read(path)["content"]
+        return {"path": path, "words": text.split()[:100]}
+
+    register(words, uri="example://words/{path*}", description="The words of a workspace file.")
+
+
+@hookimpl
+def register_prompts(register, app):
+    async def count_words(path: str) -> str:
+        """Ask for a word count of a workspace file."""
+        return f"Use the word_count tool on {path} and tell me the result."
+
+    register(count_words)
 
 
 @hookimpl

@@ -1,0 +1,69 @@
+"""What a session did and what its names are: get_history, code_completion, inspect_object.
+Answered by the session from its live namespace (queued behind a run in progress)."""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from raykernel.app import App
+from raykernel.arguments import OptionalSessionId, hints
+from raykernel.errors import InvalidArgument
+from raykernel.hookspecs import hookimpl
+
+SourceCode = Annotated[
+    str,
+    Field(
+        description="Code as typed so far, e.g. 'df.gro' or 'import numpy as np\\nnp.'.",
+        max_length=100_000,
+    ),
+]
+CursorPos = Annotated[
+    int | None,
+    Field(ge=0, description="Character offset of the cursor in `code` (default: its end)."),
+]
+
+
+def _cursor(code: str, cursor_pos: int | None) -> int | None:
+    if cursor_pos is not None and cursor_pos > len(code):
+        raise InvalidArgument(f"cursor_pos {cursor_pos} is past the end of the code ({len(code)})")
+    return cursor_pos
+
+
+@hookimpl
+def register_tools(register: Callable[..., Any], app: App) -> None:
+    router = app.router
+
+    async def get_history(
+        session_id: OptionalSessionId = None,
+        last: Annotated[
+            int | None, Field(ge=1, le=500, description="Only the last N runs (default: all kept).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """The session's execution history since it (re)started: each run's code, status (ok,
+        error, interrupted), start time, duration, and the start of its output."""
+        session = app.resolve_session(session_id)
+        entries = await router.call(session, "get_history", last)
+        return {"session_id": session, "entries": entries, "total": len(entries)}
+
+    async def code_completion(
+        code: SourceCode, cursor_pos: CursorPos = None, session_id: OptionalSessionId = None
+    ) -> dict[str, Any]:
+        """Completions at the cursor, from the session's live variables and modules (jedi):
+        `matches` replace code[cursor_start:cursor_end]."""
+        session = app.resolve_session(session_id)
+        reply = await router.call(session, "complete", code, _cursor(code, cursor_pos))
+        return {"session_id": session, **reply}
+
+    async def inspect_object(
+        code: SourceCode, cursor_pos: CursorPos = None, session_id: OptionalSessionId = None
+    ) -> dict[str, Any]:
+        """What the name at the cursor is in the session: type, full name, signatures and
+        docstring. Nothing is called or evaluated."""
+        session = app.resolve_session(session_id)
+        reply = await router.call(session, "inspect", code, _cursor(code, cursor_pos))
+        return {"session_id": session, **reply}
+
+    register(get_history, title="Execution history", annotations=hints(read_only=True))
+    register(code_completion, title="Complete code", annotations=hints(read_only=True))
+    register(inspect_object, title="Inspect an object", annotations=hints(read_only=True))

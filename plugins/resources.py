@@ -1,0 +1,109 @@
+"""MCP resources: files under outputs/, saved scripts, and each session's summary.
+
+Run results link to the files they create with these URIs (``raykernel://outputs/...``), so a
+client can fetch a figure or a CSV without a tool call. On a cluster, files are read on the
+node of the caller's active session, like the file tools.
+"""
+
+import mimetypes
+from collections.abc import Callable
+from typing import Any
+
+from raykernel.app import App
+from raykernel.errors import InvalidArgument
+from raykernel.hookspecs import hookimpl
+
+
+@hookimpl
+def register_resources(register: Callable[..., Any], app: App) -> None:
+    from fastmcp.resources import ResourceContent
+
+    async def read(path: str) -> Any:
+        import base64
+
+        reply = await app.files.run(app.files_session(None), "read", path)
+        mime = mimetypes.guess_type(path)[0]
+        if reply["encoding"] == "base64":
+            return ResourceContent(
+                base64.b64decode(reply["content"]), mime_type=mime or "application/octet-stream"
+            )
+        return ResourceContent(reply["content"], mime_type=mime or "text/plain")
+
+    async def output_file(path: str) -> Any:
+        return await read(f"outputs/{path}")
+
+    async def script(name: str) -> Any:
+        stem = name[:-3] if name.endswith(".py") else name
+        if not stem.isidentifier():
+            raise InvalidArgument(f"invalid script name {name!r}")
+        return await read(f"scripts/{stem}.py")
+
+    async def session_summary(session_id: str) -> dict[str, Any]:
+        record = await app.router.lookup(session_id)
+        health = await app.router.health(session_id)
+        return {
+            "session_id": session_id,
+            **record.summary(session_id == app.active_session()),
+            "health": health,
+            "background_runs": app.runs.for_session(session_id),
+        }
+
+    async def sessions() -> dict[str, Any]:
+        await app.router.ready()
+        active = app.active_session()
+        return {
+            sid: {**record.summary(sid == active), "uri": f"raykernel://sessions/{sid}"}
+            for sid, record in app.router.sessions.items()
+        }
+
+    async def outputs() -> dict[str, Any]:
+        listing = await app.files.run(app.files_session(None), "list", "outputs", True)
+        return {
+            "files": [
+                {**entry, "uri": "raykernel://" + entry["path"]}
+                for entry in listing["entries"]
+                if entry["type"] == "file"
+            ],
+            "truncated": listing["truncated"],
+        }
+
+    register(
+        output_file,
+        uri="raykernel://outputs/{path*}",
+        name="output_file",
+        title="A file under outputs/",
+        description="A file sessions wrote under the workspace's outputs/ folder (figures, "
+        "tables, data). Run results link here.",
+    )
+    register(
+        script,
+        uri="raykernel://scripts/{name}",
+        name="script",
+        title="A saved script",
+        description="The source of a script saved with save_script.",
+        mime_type="text/x-python",
+    )
+    register(
+        session_summary,
+        uri="raykernel://sessions/{session_id}",
+        name="session",
+        title="A session's summary",
+        description="A session's description, status, node, health and background runs.",
+        mime_type="application/json",
+    )
+    register(
+        sessions,
+        uri="raykernel://sessions",
+        name="sessions",
+        title="All sessions",
+        description="Every session with its status and the URI of its summary.",
+        mime_type="application/json",
+    )
+    register(
+        outputs,
+        uri="raykernel://outputs",
+        name="outputs",
+        title="Files under outputs/",
+        description="Every file under outputs/ with its URI.",
+        mime_type="application/json",
+    )
