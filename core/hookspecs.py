@@ -68,8 +68,8 @@ def register_resources(register: Callable[..., Any], app: Any) -> None:
     :param register: ``register(fn, *, uri, name=None, title=None, description=None,
         mime_type=None)``. A ``uri`` with ``{placeholders}`` (``{path*}`` matches across ``/``)
         makes a template whose placeholders are ``fn``'s arguments; ``fn`` returns text,
-        bytes, or ``fastmcp.resources.ResourceContent``. A URI already taken is refused with
-        ``PluginError``.
+        bytes, or a list of ``fastmcp.resources.ResourceContent``. A URI already taken is
+        refused with ``PluginError``.
     :param app: as for ``register_tools``.
     """
 

@@ -17,7 +17,7 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
 
     async def list_files(
         path: Annotated[str, Field(description="Folder, relative to the workspace.")] = ".",
-        recursive: bool = False,
+        recursive: Annotated[bool, Field(description="Include sub-folders.")] = False,
         session_id: ForSession = None,
     ) -> dict[str, Any]:
         """List files in a workspace folder (at most 1000 entries)."""
@@ -29,8 +29,11 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
 
     async def write_file(
         path: WorkspacePath,
-        content: str,
-        encoding: Literal["utf-8", "base64"] = "utf-8",
+        content: Annotated[str, Field(description="The file's content (text, or base64).")],
+        encoding: Annotated[
+            Literal["utf-8", "base64"],
+            Field(description="'utf-8' for text, 'base64' for binary content."),
+        ] = "utf-8",
         session_id: ForSession = None,
     ) -> dict[str, Any]:
         """Write a workspace file (folders are created). Every session sees it at once."""

@@ -24,10 +24,9 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         reply = await app.files.run(app.files_session(None), "read", path)
         mime = mimetypes.guess_type(path)[0]
         if reply["encoding"] == "base64":
-            return ResourceContent(
-                base64.b64decode(reply["content"]), mime_type=mime or "application/octet-stream"
-            )
-        return ResourceContent(reply["content"], mime_type=mime or "text/plain")
+            data = base64.b64decode(reply["content"])
+            return [ResourceContent(data, mime_type=mime or "application/octet-stream")]
+        return [ResourceContent(reply["content"], mime_type=mime or "text/plain")]
 
     async def output_file(path: str) -> Any:
         return await read(f"outputs/{path}")

@@ -71,7 +71,8 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         return tool_result(reply)
 
     async def list_scripts(session_id: ForSession = None) -> dict[str, Any]:
-        """List saved scripts."""
+        """List saved scripts (name, path, size, modified time); each is importable by name
+        in every session."""
         listing = await files.run(app.files_session(session_id), "list", "scripts")
         scripts = [
             {"name": entry["path"].rsplit("/", 1)[-1][:-3], **entry}

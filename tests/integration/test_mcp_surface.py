@@ -1,0 +1,59 @@
+"""The MCP surface a model acts on: titles, descriptions and all four annotations on every
+tool, argument descriptions, resources and resource templates, and prompts."""
+
+from __future__ import annotations
+
+import json
+
+from fastmcp import Client
+
+from tests.conftest import call
+
+HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+
+
+async def test_every_tool_is_described_and_annotated(client: Client) -> None:
+    tools = await client.list_tools()
+    assert len(tools) >= 30
+    for tool in tools:
+        assert tool.title, tool.name
+        assert tool.description and len(tool.description) > 20, tool.name
+        annotations = tool.annotations.model_dump(by_alias=True)
+        missing = [hint for hint in HINTS if annotations.get(hint) is None]
+        assert not missing, (tool.name, missing)
+        if annotations["readOnlyHint"]:
+            assert not annotations["destructiveHint"], tool.name
+        for name, schema in tool.input_schema.get("properties", {}).items():
+            described = schema.get("description") or any(
+                option.get("description") for option in schema.get("anyOf", [])
+            )
+            assert (
+                described
+                or schema.get("type") == "boolean"
+                or name in ("recursive", "path", "content", "encoding", "name")
+            ), (tool.name, name)
+
+
+async def test_resources_templates_and_prompts(client: Client, scratch: str) -> None:
+    templates = {t.uri_template for t in await client.list_resource_templates()}
+    assert {
+        "raykernel://outputs/{path*}",
+        "raykernel://scripts/{name}",
+        "raykernel://sessions/{session_id}",
+    } <= templates
+    resources = {str(r.uri) for r in await client.list_resources()}
+    assert {"raykernel://sessions", "raykernel://outputs"} <= resources
+
+    await call(client, "save_script", name="shared_tools", content="def helper():\n    return 1\n")
+    script = await client.read_resource("raykernel://scripts/shared_tools")
+    assert script[0].text.startswith("def helper")
+    summary = json.loads((await client.read_resource(f"raykernel://sessions/{scratch}"))[0].text)
+    assert summary["session_id"] == scratch and summary["health"]["status"] in ("healthy", "busy")
+    every = json.loads((await client.read_resource("raykernel://sessions"))[0].text)
+    assert every[scratch]["uri"] == f"raykernel://sessions/{scratch}"
+
+    prompts = {p.name for p in await client.list_prompts()}
+    assert {"analyze_csv", "parallel_experiments", "debug_session"} <= prompts
+    rendered = await client.get_prompt("analyze_csv", {"path": "outputs/sales.csv"})
+    text = rendered.messages[0].content.text
+    assert "pd.read_csv('outputs/sales.csv')" in text and "create_session" in text
