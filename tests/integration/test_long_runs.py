@@ -46,7 +46,7 @@ async def test_background_run_is_followed_cancelled_and_queued(
     started = await call(
         client,
         "run_python_code",
-        code="import time\nfor i in range(100):\n    print('tick', i, flush=True)\n    time.sleep(0.2)",
+        code="import time\nfor i in range(100):\n    print('tick', i)\n    time.sleep(0.2)",
         session_id=scratch,
         background=True,
     )
