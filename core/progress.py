@@ -44,7 +44,7 @@ class ProgressPump:
             if record.run_token != token:
                 return
             now = time.monotonic()
-            changed = tail is not None and tail != last_text
+            changed = bool(tail) and tail != last_text
             if not changed and now - last_sent < HEARTBEAT:
                 continue
             elapsed = now - started

@@ -60,8 +60,17 @@ class StdioPeer:
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return reply
 
-    def call_tool(self, name: str, arguments: dict[str, Any], timeout: float = 120) -> dict:
-        return self.request("tools/call", {"name": name, "arguments": arguments}, timeout)
+    def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        timeout: float = 120,
+        progress_token: str | None = None,
+    ) -> dict:
+        params: dict[str, Any] = {"name": name, "arguments": arguments}
+        if progress_token is not None:
+            params["_meta"] = {"progressToken": progress_token}
+        return self.request("tools/call", params, timeout)
 
     def close(self, timeout: float = 60) -> int:
         """Close stdin (the client going away) and wait for the server to exit by itself."""

@@ -69,6 +69,21 @@ def test_raw_legacy_session_keeps_stdout_clean_and_exits_cleanly(tmp_path: Path)
         assert invalid["id"] == 100 and invalid["error"]["code"] == -32600
         assert peer.call_tool("ping", {})["result"]["structuredContent"]["status"] == "ok"
 
+        # Progress notifications go out only for a call that carries a progress token.
+        ticking = "import time\nfor i in range(5):\n    print('tick', i)\n    time.sleep(0.4)"
+        before = len(peer.raw_stdout)
+        peer.call_tool("run_python_code", {"code": ticking})
+        assert not any(b"notifications/progress" in line for line in peer.raw_stdout[before:])
+        before = len(peer.raw_stdout)
+        peer.call_tool("run_python_code", {"code": ticking}, progress_token="tok-1")
+        progress = [
+            json.loads(line)["params"]
+            for line in peer.raw_stdout[before:]
+            if b"notifications/progress" in line
+        ]
+        assert progress and all(p["progressToken"] == "tok-1" for p in progress)
+        assert any("tick" in p.get("message", "") for p in progress)
+
         # The legacy era keeps an MCP session, so the active session sticks.
         peer.call_tool("create_session", {"session_id": "s1"})
         peer.call_tool("switch_session", {"session_id": "s1"})
