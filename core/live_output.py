@@ -38,6 +38,16 @@ def read_tail(pid: int, token: str | None = None) -> str | None:
     return tail
 
 
+def clear_live_file(pid: int) -> None:
+    """Remove what a session process that was killed mid-run left behind."""
+    path = live_file(pid)
+    for leftover in (path, path.with_name(path.name + ".tmp")):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+
+
 class LiveTail:
     def __init__(self, pid: int | None = None, limit: int = TAIL_CHARS) -> None:
         self.path = live_file(pid if pid is not None else os.getpid())

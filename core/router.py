@@ -35,7 +35,7 @@ from .errors import (
     SessionUnavailable,
 )
 from .interrupts import clear_token_file, request_interrupt
-from .live_output import read_tail
+from .live_output import clear_live_file, read_tail
 from .placement import Placement, actor_options, check_feasible, choose_node
 from .ray_runtime import RayRuntime
 from .session_ids import validate_session_id
@@ -283,10 +283,15 @@ class SessionRouter(StateMoves):
         return await self._run(record, "execute", (code,), timeout, on_start)
 
     async def run_script(
-        self, session_id: str, path: Path, args: list[str], timeout: float
+        self,
+        session_id: str,
+        path: Path,
+        args: list[str],
+        timeout: float,
+        on_start: OnStart | None = None,
     ) -> dict[str, Any]:
         record = await self.lookup(session_id)
-        return await self._run(record, "run_script", (str(path), args), timeout)
+        return await self._run(record, "run_script", (str(path), args), timeout, on_start)
 
     async def install(
         self, session_id: str, specs: list[str], on_start: OnStart | None = None
@@ -848,6 +853,7 @@ class SessionRouter(StateMoves):
                 with contextlib.suppress(psutil.Error):
                     child.kill()
             clear_token_file(record.pid)
+            clear_live_file(record.pid)
             containment.read_crash(record.pid)  # removes the note
         return processes
 

@@ -63,6 +63,24 @@ def tool_result(reply: dict[str, Any], result_format: str = "structured") -> Any
     return ToolResult(content=content, structured_content=structured)
 
 
+def run_result(view: dict[str, Any], result_format: str = "structured") -> Any:
+    """A background run's status; once it has a reply, that reply's images and links come as
+    blocks, as ``run_python_code`` would have sent them."""
+    from fastmcp.tools import ToolResult
+    from mcp_types import TextContent
+
+    if not view.get("reply"):
+        return view
+    inner = tool_result(view["reply"], result_format)
+    reply = inner.structured_content or json.loads(inner.content[0].text)
+    shown = {**view, "reply": reply}
+    text = shown if result_format == "content" else {**shown, "reply": _text_view(reply)}
+    content = [TextContent(type="text", text=json.dumps(text, default=str)), *inner.content[1:]]
+    return ToolResult(
+        content=content, structured_content=shown if result_format == "structured" else None
+    )
+
+
 def _text_view(reply: dict[str, Any]) -> dict[str, Any]:
     def lean(forms: dict[str, Any]) -> dict[str, Any]:
         return {mime: data for mime, data in forms.items() if mime not in TEXT_VIEW_SKIPS}
@@ -133,16 +151,16 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
             float,
             Field(ge=0, le=300, description="Seconds to wait for the run to finish (0: now)."),
         ] = 0.0,
-    ) -> dict[str, Any]:
+    ) -> Any:
         """Status of a background run: queued, running (with the output so far), done (with
-        its full reply, as run_python_code gives it) or cancelled."""
-        return await app.runs.get(run_id, wait)
+        its full reply, images and file links, as run_python_code gives them) or cancelled."""
+        return run_result(await app.runs.get(run_id, wait), settings.result_format)
 
-    async def cancel_run(run_id: RunId) -> dict[str, Any]:
+    async def cancel_run(run_id: RunId) -> Any:
         """Stop a background run: a queued run never starts; a running one is interrupted
         and its session keeps its variables (code that ignores the interrupt gets its session
         restarted, and the reply says so). A finished run is left as it is."""
-        return await app.runs.cancel(run_id)
+        return run_result(await app.runs.cancel(run_id), settings.result_format)
 
     async def list_runs() -> dict[str, Any]:
         """Background runs this server knows (recent ones), with their status."""

@@ -10,6 +10,7 @@ from raykernel.app import App
 from raykernel.arguments import ForSession, OptionalSessionId, hints
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
+from raykernel.progress import progress_for_request
 
 SCRIPT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
@@ -67,8 +68,11 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         if not found["is_file"]:
             raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
         path = app.workspace.root / found["path"]
-        reply = await app.router.run_script(session, path, list(args), app.settings.max_timeout)
-        return tool_result(reply)
+        async with progress_for_request(app.router) as on_start:
+            reply = await app.router.run_script(
+                session, path, list(args), app.settings.max_timeout, on_start
+            )
+        return tool_result(reply, app.settings.result_format)
 
     async def list_scripts(session_id: ForSession = None) -> dict[str, Any]:
         """List saved scripts (name, path, size, modified time); each is importable by name

@@ -72,6 +72,20 @@ async def test_files_interrupts_and_state_moves_on_another_node(
         assert stopped["error"]["ename"] == "KeyboardInterrupt"
         assert (await run(client, "kept", session_id="far"))["result"] == "'yes'"
 
+        # A background run on the other node: its output so far is read there, by the agent.
+        started = await call(
+            client,
+            "run_python_code",
+            code="import time\nfor i in range(50):\n    print('far tick', i)\n    time.sleep(0.2)",
+            session_id="far",
+            background=True,
+        )
+        await asyncio.sleep(1.5)
+        status = await call(client, "get_run", run_id=started["run_id"])
+        assert status["status"] == "running" and "far tick" in status["output_so_far"]
+        stopped = await call(client, "cancel_run", run_id=started["run_id"])
+        assert stopped["reply"]["state_preserved"] is True
+
         # State moves between the nodes: transfer, fork, snapshot and restore.
         await run(client, "import numpy as np\narr = np.arange(10)", session_id="near")
         moved = await call(

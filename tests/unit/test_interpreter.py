@@ -206,3 +206,26 @@ def test_interrupt_for_another_run_is_ignored(interp: Interpreter) -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
         interrupts.clear_token_file(os.getpid())
+
+
+def test_display_protocol_and_history_without_ray(
+    interp: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    # What the session actor does (display.install), undone after the test.
+    monkeypatch.setattr(builtins, "display", interp.display, raising=False)
+    reply = interp.execute(
+        "class M:\n"
+        "    def _repr_markdown_(self): return '*m*'\n"
+        "    def __repr__(self): return 'M()'\n"
+        "display(M(), 7)\n"
+        "M"  # a class: its _repr_markdown_ is unbound and must not be called
+    )
+    assert reply["displays"] == [{"text/plain": "M()", "text/markdown": "*m*"}, {"text/plain": "7"}]
+    assert reply["result"] == "<class '__main__.M'>" and reply["result_data"] == {}
+    interp.execute("raise ValueError('bad')")
+    entries = interp.get_history()
+    assert [e["status"] for e in entries] == ["ok", "error"]
+    assert entries[1]["error"] == "ValueError: bad"
+    assert interp.get_history(1) == entries[-1:]

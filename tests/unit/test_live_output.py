@@ -1,0 +1,80 @@
+"""The live output tail: what a reader outside the session sees while a run goes on, for code
+and for an installer's output."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from raykernel.interpreter import Interpreter, _run_streaming
+from raykernel.live_output import LiveTail, read_tail
+
+
+def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_tail_is_bounded_tokened_and_gone_after_the_run() -> None:
+    tail = LiveTail(pid=10**7 + os.getpid(), limit=50)
+    tail.start("run-a")
+    for i in range(100):
+        tail.feed(f"line {i}\n")
+    seen = _wait_for(lambda: read_tail(10**7 + os.getpid(), "run-a"))
+    assert seen.endswith("line 99\n") and len(seen) <= 50 + len("line 99\n")
+    assert read_tail(10**7 + os.getpid(), "run-b") is None  # another run's token
+    tail.stop()
+    assert read_tail(10**7 + os.getpid(), "run-a") is None
+
+
+def test_a_running_cell_is_readable_from_outside(tmp_path: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    interp = Interpreter("t", tmp_path, live=LiveTail())
+    done: dict = {}
+    runner = threading.Thread(
+        target=lambda: done.update(
+            interp.execute("import time\nprint('first')\ntime.sleep(1.5)\nprint('second')", "tok")
+        )
+    )
+    runner.start()
+    seen = _wait_for(lambda: read_tail(os.getpid(), "tok"))
+    runner.join()
+    assert seen == "first\n"
+    assert done["stdout"] == "first\nsecond\n"
+    assert read_tail(os.getpid(), "tok") is None
+
+
+def test_installer_output_streams_to_the_tail_and_into_the_reply() -> None:
+    tail = LiveTail(pid=2 * 10**7 + os.getpid())
+    tail.start("install")
+    command = [
+        sys.executable,
+        "-c",
+        "import sys, time\nprint('Resolved 1 package', flush=True)\ntime.sleep(1.5)\n"
+        "print('Installed 1 package', file=sys.stderr)",
+    ]
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(out=_run_streaming(command, 30, tail)))
+    runner.start()
+    seen = _wait_for(lambda: read_tail(2 * 10**7 + os.getpid(), "install"))
+    runner.join()
+    tail.stop()
+    assert seen == "Resolved 1 package\n"
+    stdout, stderr, ok = result["out"]
+    assert (stdout, stderr, ok) == ("Resolved 1 package\n", "Installed 1 package\n", True)
+
+
+def test_installer_timeout_is_reported() -> None:
+    command = [sys.executable, "-c", "import time; time.sleep(30)"]
+    started = time.monotonic()
+    _stdout, stderr, ok = _run_streaming(command, 0.5, None)
+    assert ok is False and "timed out after 0.5 s" in stderr
+    assert time.monotonic() - started < 10
