@@ -44,6 +44,10 @@ async def test_install_is_private_to_one_session(client: Client, pair: list[str]
     assert ok["result"] == "'tinydb'"
     missing = await run(client, "import tinydb", session_id=other)
     assert missing["error"]["ename"] == "ModuleNotFoundError"
+    # The installer's cache is shared: the second session installs without fetching again.
+    again = await call(client, "install_dependencies", packages=["tinydb"], session_id=other)
+    assert again["success"] is True and "Installed 1 package" in again["stderr"]
+    assert "Prepared" not in again["stderr"] and "Download" not in again["stderr"]
 
 
 async def test_saved_script_imports_from_another_session_and_runs(
