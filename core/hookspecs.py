@@ -53,8 +53,9 @@ def register_tools(register: Callable[..., Any], app: Any) -> None:
         tool's input schema (use ``typing.Annotated`` with ``pydantic.Field`` for limits and
         descriptions). A name already taken by another plugin is refused with ``PluginError``.
     :param app: the ``raykernel.app.App``: ``app.router`` (the only road to sessions),
-        ``app.settings``, ``app.workspace``, ``app.resolve_session(session_id)`` (the caller's
-        active session when ``session_id`` is None).
+        ``app.settings``, ``app.workspace``, ``app.files`` (file operations on a session's
+        node), ``app.runs`` (background runs), ``app.resolve_session(session_id)`` (the
+        caller's active session when ``session_id`` is None).
 
     A tool signals a refusal by raising a ``raykernel.errors.RaykernelError``; its message
     reaches the client. Any other exception is logged and masked as an internal error.
