@@ -320,11 +320,10 @@ class Interpreter:
         result_data: dict[str, Any] = {}
         for index, bundle in enumerate(bundles, 1):
             is_result = has_result and index == len(bundles)
-            forms = {
-                mime: self._bounded(data)
-                for mime, data in bundle.items()
-                if mime not in BINARY_TYPES and self._bounded(data) is not None
-            }
+            forms: dict[str, Any] = {}
+            for mime, data in bundle.items():
+                if mime not in BINARY_TYPES and (kept := self._bounded(data)) is not None:
+                    forms[mime] = kept
             image_mime = next((m for m in IMAGE_SUFFIX if m in bundle), None)
             if image_mime is not None:
                 name = f"{'result' if is_result else 'display'}_{self.session_id}_{count}_{index}"
