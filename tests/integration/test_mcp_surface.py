@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastmcp import Client
 
 from tests.conftest import call
@@ -51,6 +52,12 @@ async def test_resources_templates_and_prompts(client: Client, scratch: str) -> 
     assert summary["session_id"] == scratch and summary["health"]["status"] in ("healthy", "busy")
     every = json.loads((await client.read_resource("raykernel://sessions"))[0].text)
     assert every[scratch]["uri"] == f"raykernel://sessions/{scratch}"
+
+    for escape in ("raykernel://outputs/../../etc/passwd", "raykernel://outputs/%2E%2E/%2E%2E/x"):
+        with pytest.raises(Exception, match="PathOutsideWorkspace|InvalidArgument"):
+            await client.read_resource(escape)
+    with pytest.raises(Exception, match="InvalidArgument"):
+        await client.read_resource("raykernel://scripts/bad-name")
 
     prompts = {p.name for p in await client.list_prompts()}
     assert {"analyze_csv", "parallel_experiments", "debug_session"} <= prompts
