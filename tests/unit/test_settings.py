@@ -65,3 +65,13 @@ def test_ray_address_comes_last_from_ray_own_variable(
     monkeypatch.setenv("RAYKERNEL_RAY_ADDRESS", "10.0.0.2:6379")
     assert load_settings().ray_address == "10.0.0.2:6379"
     assert load_settings(ray_address="10.0.0.3:6379").ray_address == "10.0.0.3:6379"
+
+
+def test_the_example_config_names_every_setting() -> None:
+    import re
+
+    from raykernel.settings import Settings
+
+    text = (Path(__file__).parents[2] / "configs" / "raykernel.toml").read_text()
+    keys = set(re.findall(r"^#\s*([a-z_]+)\s*=", text, flags=re.M))
+    assert set(Settings.model_fields) - {"config"} <= keys
