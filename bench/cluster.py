@@ -37,8 +37,8 @@ def client(address: str, workspace: str) -> Client:
     return Client(StdioTransport(command=command[0], args=command[1:], env=env, keep_alive=False))
 
 
-async def tool(c: Client, name: str, **arguments: Any) -> dict[str, Any]:
-    result = await c.call_tool(name, arguments)
+async def tool(c: Client, tool_name: str, /, **arguments: Any) -> dict[str, Any]:
+    result = await c.call_tool(tool_name, arguments)
     return result.structured_content
 
 
