@@ -72,7 +72,8 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         name="output_file",
         title="A file under outputs/",
         description="A file sessions wrote under the workspace's outputs/ folder (figures, "
-        "tables, data). Run results link here.",
+        "tables, data). Run results link here. Each read carries the file's own MIME type.",
+        mime_type="application/octet-stream",
     )
     register(
         script,
