@@ -429,7 +429,7 @@ class SessionRouter(StateMoves):
         record.crash_streak += 1
         local = self.is_local(record)
         note = containment.read_crash(record.pid) if local and record.pid else None
-        if note is None and not local and not self._node_alive(record.node_id):
+        if note is None and not local and not self.node_alive(record.node_id):
             note = f"session lost with its node {record.node_id} ({record.node_ip})"
         record.death_reason = note or fallback_reason
         log.warning("session %s died: %s", record.session_id, record.death_reason)
@@ -867,7 +867,7 @@ class SessionRouter(StateMoves):
         except Exception:
             log.exception("plugin hook %s failed", hook)
 
-    def _node_alive(self, node_id: str | None) -> bool:
+    def node_alive(self, node_id: str | None) -> bool:
         import ray
 
         try:

@@ -45,6 +45,12 @@ class SessionFiles:
     ) -> dict[str, Any]:
         import ray
 
+        # An agent pinned to a lost node would wait forever to start: say so at once.
+        if not await asyncio.to_thread(self.router.node_alive, node_id):
+            raise SessionUnavailable(
+                f"session {session_id!r} was on node {node_id}, which is lost; run code in it "
+                "to restart it on a live node"
+            )
         agent = self.router.node_agent(node_id)
         ref = agent.workspace.remote(
             str(self.workspace.root), self.workspace.max_file_bytes, op, *args

@@ -15,7 +15,7 @@ from fastmcp.exceptions import ToolError
 
 from tests.cluster.conftest import cluster_client
 from tests.cluster.conftest import create as _create
-from tests.conftest import stdio_transport
+from tests.conftest import call_error, stdio_transport
 
 pytestmark = pytest.mark.subprocess
 
@@ -63,6 +63,10 @@ async def test_placement_spread_refusal_and_node_loss(cluster: Any, tmp_path: Pa
             await asyncio.sleep(0.5)
         assert health.structured_content["status"] == "dead"
         assert "lost with its node" in health.structured_content["death_reason"]
+        started = time.monotonic()
+        error = await call_error(client, "list_files", session_id="roamer")
+        assert error.startswith("SessionUnavailable:") and "lost" in error
+        assert time.monotonic() - started < 10
         alive = await client.call_tool("run_python_code", {"code": "1 + 1", "session_id": "pinned"})
         assert alive.structured_content["result"] == "2"
         # A restart places the lost session on a live node (soft affinity falls back).
