@@ -33,11 +33,13 @@ from .errors import (
     SessionNotFound,
     SessionUnavailable,
 )
+from .formatting import first_line, iso_time
 from .interrupts import request_interrupt
 from .live_output import read_tail
 from .placement import Placement
 from .ray_runtime import RayRuntime
-from .session_actors import ACTOR_NAME_PREFIX, ActorLifecycle, first_line
+from .session_actors import ACTOR_NAME_PREFIX, ActorLifecycle
+from .session_health import SessionHealth
 from .session_ids import validate_session_id
 from .settings import Settings
 from .state_moves import CONTROL_TIMEOUT, StateMoves
@@ -80,7 +82,7 @@ class SessionRecord:
     def summary(self, active: bool) -> dict[str, Any]:
         return {
             "description": self.description,
-            "created_at": _iso(self.created_at),
+            "created_at": iso_time(self.created_at),
             "execution_count": self.execution_count,
             "status": self.status,
             "active": active,
@@ -90,7 +92,7 @@ class SessionRecord:
         }
 
 
-class SessionRouter(ActorLifecycle, StateMoves):
+class SessionRouter(ActorLifecycle, SessionHealth, StateMoves):
     def __init__(
         self,
         settings: Settings,
@@ -585,93 +587,6 @@ class SessionRouter(ActorLifecycle, StateMoves):
             self._agents[node_id] = agent
         return agent
 
-    # -- health -------------------------------------------------------------------------------
-
-    async def health(self, session_id: str) -> dict[str, Any]:
-        record = await self.lookup(session_id)
-        self._check_alive(record)
-        report: dict[str, Any] = {
-            "session_id": session_id,
-            "status": record.status,
-            "memory_usage": None,
-            "cpu_percent": None,
-            "uptime": round(time.time() - record.started_at, 3),
-            "execution_count": record.execution_count,
-            "last_execution_time": _iso(record.last_execution_time),
-            "pid": record.pid,
-            "node_id": record.node_id,
-            "node_ip": record.node_ip,
-            "restart_count": record.restart_count,
-            "resources": record.placement.describe(),
-            # One run at a time per session: what runs now and how many wait behind it.
-            "queue": {"running": record.run_token is not None, "waiting": record.waiting},
-        }
-        if record.status == "dead":
-            report["death_reason"] = record.death_reason
-        elif self.is_local(record) and record.process is not None:
-            # Read by PID: a busy session cannot answer a call, but its process can be measured.
-            with contextlib.suppress(psutil.Error), record.process.oneshot():
-                report["memory_usage"] = record.process.memory_info().rss
-                report["cpu_percent"] = record.process.cpu_percent(None)
-        elif record.status == "busy" and record.pid is not None:
-            # Busy on another node: that node's agent reads the process by PID.
-            with contextlib.suppress(Exception):
-                measure = self.node_agent(record.node_id).measure.remote(record.pid)
-                report.update(await asyncio.wait_for(asyncio.wrap_future(measure.future()), 5.0))
-        elif record.status != "busy":
-            # A remote session is measured by asking it; a failure here means it died.
-            with contextlib.suppress(SessionUnavailable):
-                report.update(await self._control(record, record.handle.health.remote(), 10.0))
-            if record.status == "dead":
-                report.update(status="dead", death_reason=record.death_reason)
-        extra: dict[str, Any] = {}
-        if self.hooks is not None:
-            for contribution in self.hooks.health_info(session_id=session_id, health=report):
-                if contribution:
-                    extra.update(contribution)
-        if extra:
-            report["extra"] = extra
-        return report
-
-    async def responsiveness(self, session_id: str, timeout: float) -> dict[str, Any]:
-        record = await self.lookup(session_id)
-        self._check_alive(record)
-        reply: dict[str, Any] = {"session_id": session_id, "status": record.status}
-        if record.status == "dead":
-            return {**reply, "responsive": False, "response_time": None}
-        if record.status == "busy":
-            # A busy session answers nothing until its run ends (one thread); its process
-            # being alive is what "responsive" can mean then, as with Jupyter's heartbeat.
-            return {**reply, "responsive": True, "response_time": None, "busy": True}
-        import ray
-
-        started = time.perf_counter()
-        try:
-            await asyncio.wait_for(
-                asyncio.wrap_future(record.handle.ping.remote().future()), timeout
-            )
-        except TimeoutError:
-            return {**reply, "responsive": False, "response_time": None}
-        except ray.exceptions.RayActorError as exc:
-            self._mark_dead(record, first_line(str(exc)))
-            return {**reply, "status": "dead", "responsive": False, "response_time": None}
-        return {
-            **reply,
-            "responsive": True,
-            "response_time": round(time.perf_counter() - started, 6),
-        }
-
-    def _check_alive(self, record: SessionRecord) -> None:
-        """Notice a session killed from outside between calls (local sessions, by PID)."""
-        if record.status == "dead" or not self.is_local(record) or record.process is None:
-            return
-        try:
-            alive = record.process.is_running() and record.process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            alive = False
-        if not alive:
-            self._mark_dead(record, "its process exited or was killed from outside")
-
     def info(self, session_id: str) -> dict[str, Any]:
         return self._info(self.get(session_id), False)
 
@@ -679,7 +594,7 @@ class SessionRouter(ActorLifecycle, StateMoves):
         return {
             "session_id": record.session_id,
             "description": record.description,
-            "created_at": _iso(record.created_at),
+            "created_at": iso_time(record.created_at),
             "pid": record.pid,
             "node_id": record.node_id,
             "restarted": restarted,
@@ -706,11 +621,3 @@ class SessionRouter(ActorLifecycle, StateMoves):
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()

@@ -19,6 +19,7 @@ import psutil
 
 from . import containment
 from .errors import RaykernelError, SessionUnavailable
+from .formatting import first_line
 from .interrupts import clear_token_file
 from .live_output import clear_live_file
 from .placement import Placement, actor_options, check_feasible, choose_node
@@ -210,7 +211,3 @@ def _wait_gone(processes: list[psutil.Process], timeout: float = 10.0) -> None:
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:500] if text.strip() else "unknown"
