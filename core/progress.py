@@ -55,7 +55,9 @@ class ProgressPump:
             except Exception as exc:  # the client went away; the run goes on
                 log.debug("progress notification failed: %s", exc)
                 return
-            last_text, last_sent = tail if tail is not None else last_text, now
+            last_sent = now
+            if changed:
+                last_text = tail
 
     def stop(self) -> None:
         if self.task is not None:

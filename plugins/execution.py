@@ -36,22 +36,42 @@ def tool_result(reply: dict[str, Any], result_format: str = "structured") -> Any
       is "content": some clients show only structured content when both are present, and so
       would hide the images.
     """
-    from fastmcp.tools import ToolResult
-    from mcp_types import ImageContent, ResourceLink, TextContent
+    lean = _without_image_data(reply)
+    text = lean if result_format == "content" else _text_view(lean)
+    return _shaped(lean, text, _blocks(reply), result_format)
 
+
+def run_result(view: dict[str, Any], result_format: str = "structured") -> Any:
+    """A background run's status; once it has a reply, that reply's images and links come as
+    blocks, as ``run_python_code`` would have sent them."""
+    reply = view.get("reply")
+    if not reply:
+        return view
+    lean = _without_image_data(reply)
+    shown = {**view, "reply": lean}
+    text = shown if result_format == "content" else {**shown, "reply": _text_view(lean)}
+    return _shaped(shown, text, _blocks(reply), result_format)
+
+
+def _without_image_data(reply: dict[str, Any]) -> dict[str, Any]:
+    """Images travel once, as image blocks: the reply keeps only their description."""
     images = reply.get("images") or []
-    reply = {**reply, "images": [{k: v for k, v in i.items() if k != "data"} for i in images]}
-    text = reply if result_format == "content" else _text_view(reply)
-    content: list[Any] = [TextContent(type="text", text=json.dumps(text, default=str))]
-    content += [
+    return {**reply, "images": [{k: v for k, v in i.items() if k != "data"} for i in images]}
+
+
+def _blocks(reply: dict[str, Any]) -> list[Any]:
+    """Image blocks for the reply's inlined images, then links to the files it made."""
+    from mcp_types import ImageContent, ResourceLink
+
+    blocks: list[Any] = [
         ImageContent(type="image", data=image["data"], mime_type=image["inline_mime_type"])
-        for image in images
+        for image in reply.get("images") or []
         if image.get("data")
     ]
     for path in dict.fromkeys([*reply.get("outputs", []), *reply.get("new_files", [])]):
         uri = resource_uri(path)
         if uri is not None:
-            content.append(
+            blocks.append(
                 ResourceLink(
                     type="resource_link",
                     uri=uri,
@@ -59,25 +79,19 @@ def tool_result(reply: dict[str, Any], result_format: str = "structured") -> Any
                     mime_type=mimetypes.guess_type(path)[0] or "application/octet-stream",
                 )
             )
-    structured = reply if result_format == "structured" else None
-    return ToolResult(content=content, structured_content=structured)
+    return blocks
 
 
-def run_result(view: dict[str, Any], result_format: str = "structured") -> Any:
-    """A background run's status; once it has a reply, that reply's images and links come as
-    blocks, as ``run_python_code`` would have sent them."""
+def _shaped(
+    structured: dict[str, Any], text: dict[str, Any], blocks: list[Any], result_format: str
+) -> Any:
     from fastmcp.tools import ToolResult
     from mcp_types import TextContent
 
-    if not view.get("reply"):
-        return view
-    inner = tool_result(view["reply"], result_format)
-    reply = inner.structured_content or json.loads(inner.content[0].text)
-    shown = {**view, "reply": reply}
-    text = shown if result_format == "content" else {**shown, "reply": _text_view(reply)}
-    content = [TextContent(type="text", text=json.dumps(text, default=str)), *inner.content[1:]]
+    content = [TextContent(type="text", text=json.dumps(text, default=str)), *blocks]
     return ToolResult(
-        content=content, structured_content=shown if result_format == "structured" else None
+        content=content,
+        structured_content=structured if result_format == "structured" else None,
     )
 
 
