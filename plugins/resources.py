@@ -18,6 +18,8 @@ from raykernel.hookspecs import hookimpl
 def register_resources(register: Callable[..., Any], app: App) -> None:
     from fastmcp.resources import ResourceContent
 
+    from raykernel.plugins.execution import resource_uri
+
     async def read(path: str) -> Any:
         import base64
 
@@ -59,7 +61,7 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         listing = await app.files.run(app.files_session(None), "list", "outputs", True)
         return {
             "files": [
-                {**entry, "uri": "raykernel://" + entry["path"]}
+                {**entry, "uri": resource_uri(entry["path"])}
                 for entry in listing["entries"]
                 if entry["type"] == "file"
             ],
