@@ -1,31 +1,40 @@
-"""Argument types shared by the built-in tools: limits live in the schema a client sees."""
+"""Argument types shared by the built-in tools: limits live in the schema a client sees, and a
+value that breaks one is refused with a typed error naming the argument (argument_errors.py)."""
 
+from __future__ import annotations
+
+import unicodedata
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+
+from .session_ids import validate_session_id, validate_snapshot_name
 
 SESSION_ID_REGEX = r"^[A-Za-z0-9_.-]{1,64}$"
+# The schema shows the pattern; the check itself is validate_session_id, so that every bad id
+# ("", "../x", ".") gets the same InvalidSessionId whichever rule it breaks.
+_ID_SCHEMA = {"pattern": SESSION_ID_REGEX, "minLength": 1, "maxLength": 64}
 
-SessionId = Annotated[
-    str,
-    Field(
-        description="Session id: 1-64 letters, digits, '_', '.', '-'.",
-        pattern=SESSION_ID_REGEX,
-    ),
-]
+_Id = Annotated[str, AfterValidator(validate_session_id), Field(json_schema_extra=_ID_SCHEMA)]
+
+SessionId = Annotated[_Id, Field(description="Session id: 1-64 letters, digits, '_', '.', '-'.")]
 OptionalSessionId = Annotated[
-    str | None,
-    Field(
-        description="Session to use; omit for your active session (see switch_session).",
-        pattern=SESSION_ID_REGEX,
-    ),
+    _Id | None,
+    Field(description="Session to use; omit for your active session (see switch_session)."),
 ]
 ForSession = Annotated[
-    str | None,
+    _Id | None,
     Field(
         description="Act on the workspace as this session sees it (on a cluster: on its node); "
-        "omit for your active session.",
-        pattern=SESSION_ID_REGEX,
+        "omit for your active session."
+    ),
+]
+SnapshotName = Annotated[
+    str,
+    AfterValidator(validate_snapshot_name),
+    Field(
+        description="Snapshot name: 1-64 letters, digits, '_', '.', '-'.",
+        json_schema_extra=_ID_SCHEMA,
     ),
 ]
 WorkspacePath = Annotated[
@@ -36,6 +45,17 @@ WorkspacePath = Annotated[
         max_length=1024,
     ),
 ]
+
+
+def clean_text(text: str) -> str:
+    """Text that will be shown again (a session's description): control characters (an ESC
+    that would drive a terminal, a NUL) are removed; newlines and tabs are kept."""
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
+
+
+CleanText = AfterValidator(clean_text)
 
 
 def hints(

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.transport == "stdio":
         from .stdio_wire import claim_stdio
 
-        end_stdio = claim_stdio()
+        end_stdio = claim_stdio(settings.max_request_bytes)
 
     from .server import build_server
 

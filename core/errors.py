@@ -25,15 +25,20 @@ class RaykernelError(Exception):
         return f"{self.kind}: {self.message}"
 
 
-class InvalidArgument(RaykernelError):
-    """An argument is malformed or out of range; nothing was changed."""
+class InvalidArgument(RaykernelError, ValueError):
+    """An argument is malformed or out of range; nothing was changed. A ``ValueError`` too, so
+    that an argument validator may raise it and keep its kind."""
 
 
 class InvalidSessionId(InvalidArgument):
     """A session id does not match the allowed pattern."""
 
 
-class SessionNotFound(RaykernelError):
+class NotFound(RaykernelError):
+    """What the call names does not exist (or is not the caller's to see)."""
+
+
+class SessionNotFound(NotFound):
     """No session has this id (sessions are never created implicitly)."""
 
 
@@ -53,8 +58,20 @@ class KernelDied(SessionUnavailable):
     """The session's process died while (or before) serving the call; its state is gone."""
 
 
-class RunNotFound(RaykernelError):
+class RunNotFound(NotFound):
     """No background run has this id (or it was forgotten: only recent runs are kept)."""
+
+
+class ToolNotFound(NotFound):
+    """No tool has this name."""
+
+
+class ResourceNotFound(NotFound):
+    """No resource or resource template matches this URI."""
+
+
+class PromptNotFound(NotFound):
+    """No prompt has this name."""
 
 
 class PathOutsideWorkspace(InvalidArgument):

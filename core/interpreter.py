@@ -36,6 +36,7 @@ from .display import (
     mime_bundle,
     safe_repr,
 )
+from .errors import InvalidArgument
 from .history import History
 from .live_output import LiveTail
 from .packages import install_command, parse_requirements
@@ -487,11 +488,23 @@ class Interpreter:
     def get_blob(self, name: str) -> bytes:
         """One variable, pickled (for transfer to another session)."""
         if name not in self.namespace or (name.startswith("__") and name.endswith("__")):
-            raise KeyError(f"no variable named {name!r} in session {self.session_id!r}")
-        return cloudpickle.dumps(self.namespace[name])
+            raise InvalidArgument(f"no variable named {name!r} in session {self.session_id!r}")
+        try:
+            return cloudpickle.dumps(self.namespace[name])
+        except Exception as exc:
+            raise InvalidArgument(
+                f"variable {name!r} cannot be copied (cloudpickle cannot carry it: "
+                f"{truncate_text(str(exc), 200)})"
+            ) from None
 
     def set_blob(self, name: str, blob: bytes) -> str:
-        value = cloudpickle.loads(blob)
+        try:
+            value = cloudpickle.loads(blob)
+        except Exception as exc:
+            raise InvalidArgument(
+                f"the value cannot be loaded in session {self.session_id!r}: "
+                f"{truncate_text(str(exc), 200)} (a module the value needs may be missing here)"
+            ) from None
         self.namespace[name] = value
         return type(value).__name__
 

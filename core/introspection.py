@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .capture import truncate_text
+from .errors import InvalidArgument
 
 MAX_MATCHES = 200
 DOC_CHARS = 8000
@@ -15,20 +16,24 @@ DOC_CHARS = 8000
 
 def _position(code: str, cursor_pos: int | None) -> tuple[int, int, int]:
     """(offset, line, column) for jedi, whose lines start at 1; default: end of code."""
+    from parso import split_lines
+
     offset = len(code) if cursor_pos is None else cursor_pos
     if not 0 <= offset <= len(code):
-        raise ValueError(f"cursor_pos {cursor_pos} is outside the code (0..{len(code)})")
-    before = code[:offset]
-    line = before.count("\n") + 1
-    column = offset - (before.rfind("\n") + 1)
-    return offset, line, column
+        raise InvalidArgument(f"cursor_pos {cursor_pos} is outside the code (0..{len(code)})")
+    # jedi counts lines as parso splits them (\r and \r\n end a line too, not only \n).
+    lines = split_lines(code[:offset])
+    return offset, len(lines), len(lines[-1])
 
 
 def complete(namespace: dict[str, Any], code: str, cursor_pos: int | None) -> dict[str, Any]:
     import jedi
 
     offset, line, column = _position(code, cursor_pos)
-    completions = jedi.Interpreter(code, [namespace]).complete(line, column)
+    try:
+        completions = jedi.Interpreter(code, [namespace]).complete(line, column)
+    except Exception as exc:  # jedi fails on some half-typed code (a lone "[")
+        return {**_nothing(offset), "note": f"no completion here ({_why(exc)})"}
     matches: list[dict[str, Any]] = []
     prefix = 0
     for completion in completions[:MAX_MATCHES]:
@@ -46,8 +51,11 @@ def inspect(namespace: dict[str, Any], code: str, cursor_pos: int | None) -> dic
     import jedi
 
     _offset, line, column = _position(code, cursor_pos)
-    script = jedi.Interpreter(code, [namespace])
-    names = script.infer(line, column) or script.help(line, column)
+    try:
+        script = jedi.Interpreter(code, [namespace])
+        names = script.infer(line, column) or script.help(line, column)
+    except Exception as exc:
+        return {"found": False, "note": f"nothing to inspect here ({_why(exc)})"}
     if not names:
         return {"found": False}
     name = names[0]
@@ -63,3 +71,11 @@ def inspect(namespace: dict[str, Any], code: str, cursor_pos: int | None) -> dic
         "signatures": signatures[:10],
         "docstring": truncate_text(name.docstring(raw=True) or "", DOC_CHARS),
     }
+
+
+def _nothing(offset: int) -> dict[str, Any]:
+    return {"matches": [], "cursor_start": offset, "cursor_end": offset, "truncated": False}
+
+
+def _why(exc: Exception) -> str:
+    return f"jedi could not analyse the code: {type(exc).__name__}"

@@ -25,7 +25,6 @@ import psutil
 
 from . import containment
 from .errors import (
-    InvalidArgument,
     KernelDied,
     ProtectedSession,
     RaykernelError,
@@ -42,6 +41,7 @@ from .session_actors import ACTOR_NAME_PREFIX, ActorLifecycle
 from .session_health import SessionHealth
 from .session_ids import validate_session_id
 from .settings import Settings
+from .slot import Slot
 from .state_moves import CONTROL_TIMEOUT, StateMoves
 from .warm_pool import WarmPool
 
@@ -71,7 +71,10 @@ class SessionRecord:
     pgid: int | None = None
     deleted: bool = False
     process: psutil.Process | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    slot: Slot = field(default_factory=Slot)
+    # Why the actor is being killed on purpose (a restart that cannot wait): the death a run
+    # then meets is reported with this cause.
+    kill_reason: str | None = None
     # Set while a run whose caller went away is being stopped: the next caller waits for it.
     pending_stop: asyncio.Future[Any] | None = None
     run_token: str | None = None
@@ -146,7 +149,7 @@ class SessionRouter(ActorLifecycle, SessionHealth, StateMoves):
             now = time.time()
             for record in list(self.sessions.values()):
                 last_used = max(record.created_at, record.last_execution_time or 0)
-                idle = record.status != "busy" and not record.lock.locked()
+                idle = record.status != "busy" and not record.slot.locked()
                 if record.session_id != DEFAULT_SESSION and idle and now - last_used > timeout:
                     log.info(
                         "deleting session %s: idle for %.0f s", record.session_id, now - last_used
@@ -366,8 +369,15 @@ class SessionRouter(ActorLifecycle, SessionHealth, StateMoves):
         return reply
 
     @contextlib.asynccontextmanager
-    async def _slot(self, record: SessionRecord) -> AsyncIterator[None]:
-        async with record.lock:
+    async def _slot(
+        self,
+        record: SessionRecord,
+        urgent: bool = False,
+        acquiring: asyncio.Future[None] | None = None,
+    ) -> AsyncIterator[None]:
+        """Hold the session's slot (``acquiring``: an acquisition already under way)."""
+        await (acquiring if acquiring is not None else record.slot.acquire(urgent))
+        try:
             if record.pending_stop is not None:
                 with contextlib.suppress(Exception):
                     await record.pending_stop
@@ -375,6 +385,8 @@ class SessionRouter(ActorLifecycle, SessionHealth, StateMoves):
             if record.deleted:
                 raise SessionNotFound(f"session {record.session_id!r} was deleted")
             yield
+        finally:
+            record.slot.release()
 
     def _collect(self, record: SessionRecord, future: asyncio.Future[Any]) -> dict[str, Any]:
         import ray
@@ -427,6 +439,7 @@ class SessionRouter(ActorLifecycle, SessionHealth, StateMoves):
         record.crash_streak += 1
         local = self.is_local(record)
         note = containment.read_crash(record.pid) if local and record.pid else None
+        note = record.kill_reason or note
         if note is None and not local and not self.node_alive(record.node_id):
             note = f"session lost with its node {record.node_id} ({record.node_ip})"
         record.death_reason = note or fallback_reason
@@ -512,10 +525,15 @@ class SessionRouter(ActorLifecycle, SessionHealth, StateMoves):
         try:
             return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
         except ray.exceptions.RayTaskError as exc:
-            # The method raised inside the session (a missing variable, an unpicklable value):
-            # the caller's problem, reported with the original exception's type and text.
-            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-            raise InvalidArgument(f"{type(cause).__name__}: {cause}") from None
+            # A refusal raised inside the session (a missing variable, an unpicklable value)
+            # is typed there and reaches the caller as it is, even through a chained call
+            # (a transfer's get feeding its set); anything else is an internal fault.
+            cause: BaseException = exc
+            while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
+                cause = cause.cause
+            if isinstance(cause, RaykernelError):
+                raise cause from None
+            raise RuntimeError(f"session {record.session_id!r}: {first_line(str(cause))}") from None
         except ray.exceptions.RayActorError as exc:
             self._mark_dead(record, first_line(str(exc)))
             raise KernelDied(

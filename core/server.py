@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastmcp import FastMCP
-from fastmcp.exceptions import ToolError
 from fastmcp.server.middleware import Middleware
 
 from . import __version__
 from .active import ActiveSessions
 from .app import App
+from .argument_errors import TypedErrors, protocol_error, tool_error
 from .errors import PluginError, RaykernelError
 from .http_security import auth_provider
 from .pluginmanager import load_front_end_plugins, session_plugin_specs
@@ -93,7 +93,7 @@ class Registry:
                 description=description,
                 mime_type=mime_type,
                 meta={"plugin": plugin_name},
-            )(_typed_errors(fn))
+            )(_typed_errors(fn, protocol_error))
 
         return register
 
@@ -108,7 +108,7 @@ class Registry:
             prompt_name = name or fn.__name__
             self._claim("prompt", prompt_name, plugin_name)
             self.mcp.prompt(
-                _typed_errors(fn),
+                _typed_errors(fn, protocol_error),
                 name=prompt_name,
                 title=title,
                 description=description,
@@ -118,8 +118,11 @@ class Registry:
         return register
 
 
-def _typed_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Let a RaykernelError reach the client as ``Kind: message``; fastmcp masks the rest."""
+def _typed_errors(
+    fn: Callable[..., Any], to_error: Callable[[RaykernelError], Exception] = tool_error
+) -> Callable[..., Any]:
+    """Let a RaykernelError reach the client as ``Kind: message`` (a tool error result, or a
+    JSON-RPC error for resources and prompts); fastmcp masks the rest."""
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
@@ -127,7 +130,7 @@ def _typed_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 return await fn(*args, **kwargs)
             except RaykernelError as exc:
-                raise ToolError(str(exc)) from None
+                raise to_error(exc) from None
 
         return async_wrapper
 
@@ -136,7 +139,7 @@ def _typed_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except RaykernelError as exc:
-            raise ToolError(str(exc)) from None
+            raise to_error(exc) from None
 
     return wrapper
 
@@ -191,7 +194,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         mask_error_details=True,
         on_duplicate="error",
         auth=auth_provider(settings) if settings.transport == "http" else None,
-        middleware=[StartRayAfterToolsList(router)],
+        middleware=[TypedErrors(), StartRayAfterToolsList(router)],
     )
     registry = Registry(mcp)
     for hook, register_for in (

@@ -13,20 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgument, KernelDied, SessionUnavailable
-from .session_ids import SESSION_ID_PATTERN, validate_session_id
+from .session_ids import validate_session_id, validate_snapshot_name
 
 if TYPE_CHECKING:
-    from .router import SessionRouter
+    from .router import SessionRecord, SessionRouter
 
 CONTROL_TIMEOUT = 30.0
 
 
 class StateMoves:
     def snapshot_path(self: SessionRouter, name: str) -> Path:
-        if not SESSION_ID_PATTERN.fullmatch(name) or name in {".", ".."}:
-            raise InvalidArgument(
-                f"invalid snapshot name {name[:80]!r}: use 1-64 letters, digits, '_', '.', '-'"
-            )
+        validate_snapshot_name(name)
         return self.settings.workspace / ".raykernel" / "snapshots" / f"{name}.zip"
 
     async def snapshot(self: SessionRouter, session_id: str, name: str) -> dict[str, Any]:
@@ -92,8 +89,19 @@ class StateMoves:
         import ray
 
         record = await self.lookup(session_id)
-        async with self._slot(record):
+        acquiring = asyncio.ensure_future(record.slot.acquire(urgent=True))
+        try:
+            stopped = await self._stop_for_restart(record, acquiring)
+        except BaseException:
+            acquiring.cancel()
+            if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
+                record.slot.release()
+            raise
+        async with self._slot(record, acquiring=acquiring):
             snapshot_ref = None
+            lost = None
+            if preserve_state and record.status == "dead":
+                lost = f"the session's process was gone ({record.death_reason}): nothing to carry"
             if preserve_state and record.status != "dead":
                 snapshot_ref = record.handle.snapshot.remote()
                 # Wait without pulling the (possibly large) snapshot into this process.
@@ -103,8 +111,9 @@ class StateMoves:
                 if not ready:
                     raise SessionUnavailable("the session did not answer the snapshot request")
             await self._respawn(record, "restart requested")
+            record.kill_reason = None
             record.crash_streak = 0
-            report: dict[str, Any] = {"restored": [], "not_preserved": {}}
+            report: dict[str, Any] = {"restored": [], "not_preserved": {"*": lost} if lost else {}}
             if snapshot_ref is not None:
                 try:
                     report = await self._control(record, record.handle.restore.remote(snapshot_ref))
@@ -120,4 +129,22 @@ class StateMoves:
                 "not_preserved": report["not_preserved"],
                 "state_preserved": bool(preserve_state and not report["not_preserved"]),
                 "restart_count": record.restart_count,
+                "stopped_run": stopped,
             }
+
+    async def _stop_for_restart(
+        self: SessionRouter, record: SessionRecord, acquiring: asyncio.Future[None]
+    ) -> str | None:
+        """A restart stops the run in progress first, as Jupyter's does: SIGINT (the run ends
+        as interrupted, variables kept for ``preserve_state``), then, if the code ignores it
+        for ``interrupt_grace`` seconds, the process is killed. Returns how it stopped."""
+        token = record.run_token
+        if token is None:
+            return None
+        await self._send_interrupt(record, token)
+        done, _ = await asyncio.wait({acquiring}, timeout=self.settings.interrupt_grace)
+        if done:
+            return "interrupted"
+        record.kill_reason = "killed by restart_kernel (the code ignored the interrupt)"
+        await self._kill(record)
+        return "killed"

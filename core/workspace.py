@@ -12,7 +12,7 @@ import functools
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,9 @@ MAX_NAME_LENGTH = 255
 MAX_LIST_ENTRIES = 1000
 # The methods a file tool may ask for on a session's node (see session_files, node_agent).
 OPERATIONS = frozenset({"list", "read", "write", "delete", "info", "is_file"})
+# The server's own store inside the workspace (snapshots, package dirs): no file tool, resource
+# or listing reaches it, or a caller could plant a pickle that restore_session would load.
+STORE = ".raykernel"
 
 
 def _typed_os_errors(method: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -46,6 +49,7 @@ class Workspace:
         self.max_file_bytes = max_file_bytes
         self.outputs = self.root / "outputs"
         self.scripts = self.root / "scripts"
+        self.closed = (self.root / STORE,)
 
     def ensure(self) -> None:
         for folder in (self.root, self.outputs, self.scripts):
@@ -65,7 +69,14 @@ class Workspace:
         real = Path(os.path.realpath(candidate))
         if not real.is_relative_to(self.root):
             raise PathOutsideWorkspace(f"path {path!r} is outside the workspace")
+        if self._is_closed(real):
+            raise PathOutsideWorkspace(
+                f"path {path!r} is in the server's own store ({STORE}/), not a workspace file"
+            )
         return real
+
+    def _is_closed(self, real: Path) -> bool:
+        return any(real == closed or real.is_relative_to(closed) for closed in self.closed)
 
     def relative(self, real: Path) -> str:
         rel = real.relative_to(self.root).as_posix()
@@ -79,9 +90,11 @@ class Workspace:
         if not folder.is_dir():
             raise InvalidArgument(f"{path!r} is not a folder in the workspace")
         entries = []
-        walker = folder.rglob("*") if recursive else folder.iterdir()
+        walker = self._walk(folder) if recursive else folder.iterdir()
         truncated = False
         for entry in walker:
+            if self._is_closed(entry):
+                continue
             if len(entries) >= MAX_LIST_ENTRIES:
                 truncated = True
                 break
@@ -99,6 +112,13 @@ class Workspace:
             )
         entries.sort(key=lambda e: e["path"])
         return {"path": self.relative(folder), "entries": entries, "truncated": truncated}
+
+    def _walk(self, folder: Path) -> Iterator[Path]:
+        """Everything under ``folder``, never descending into the store (or symlinks)."""
+        for dirpath, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if not self._is_closed(Path(dirpath) / d)]
+            for name in (*dirs, *names):
+                yield Path(dirpath) / name
 
     @_typed_os_errors
     def read(self, path: str) -> dict[str, Any]:
@@ -168,7 +188,8 @@ class Workspace:
     def info(self) -> dict[str, Any]:
         files = 0
         size = 0
-        for _dirpath, _dirs, names in os.walk(self.root):
+        for _dirpath, dirs, names in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not self._is_closed(Path(_dirpath) / d)]
             for name in names:
                 files += 1
                 try:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raykernel.app import App
-from raykernel.errors import InvalidArgument
+from raykernel.errors import InvalidArgument, ResourceNotFound
 from raykernel.hookspecs import hookimpl
 
 
@@ -23,7 +23,14 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
     async def read(path: str) -> Any:
         import base64
 
-        reply = await app.files.run(app.files_session(None), "read", path)
+        session = app.files_session(None)
+        try:
+            found = (await app.files.run(session, "is_file", path))["is_file"]
+        except InvalidArgument:  # outside the workspace, in the store, a bad name
+            found = False
+        if not found:
+            raise ResourceNotFound(f"no file at {path[:300]!r} for this resource")
+        reply = await app.files.run(session, "read", path)
         mime = mimetypes.guess_type(path)[0]
         if reply["encoding"] == "base64":
             data = base64.b64decode(reply["content"])

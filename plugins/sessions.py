@@ -4,14 +4,31 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from raykernel.app import App
-from raykernel.arguments import OptionalSessionId, SessionId, hints
+from raykernel.arguments import CleanText, OptionalSessionId, SessionId, hints
+from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
 from raykernel.placement import Placement
 
-Description = Annotated[str, Field(description="What the session is for.", max_length=2000)]
+# Ray's own resources have their own arguments (num_cpus, num_gpus, memory); Ray refuses them
+# as custom resource names, so they are refused here, before anything starts.
+RAY_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+def _custom_resource(name: str) -> str:
+    if name in RAY_RESOURCES:
+        raise InvalidArgument(f"{name!r} has its own argument (num_cpus, num_gpus, memory)")
+    return name
+
+
+ResourceName = Annotated[
+    str, AfterValidator(_custom_resource), Field(pattern=r"^[A-Za-z0-9_.:/-]{1,100}$")
+]
+Description = Annotated[
+    str, CleanText, Field(description="What the session is for.", max_length=2000)
+]
 
 
 @hookimpl
@@ -25,11 +42,18 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         num_gpus: Annotated[float | None, Field(ge=0, description="GPUs to reserve.")] = None,
         memory: Annotated[int | None, Field(ge=0, description="Memory to reserve, bytes.")] = None,
         resources: Annotated[
-            dict[str, float] | None,
-            Field(description="Custom Ray resources to reserve, e.g. {'special_hardware': 1}."),
+            dict[ResourceName, Annotated[float, Field(gt=0, le=1e12)]] | None,
+            Field(
+                description="Custom Ray resources to reserve, e.g. {'special_hardware': 1}.",
+                max_length=32,
+            ),
         ] = None,
         node_id: Annotated[
-            str | None, Field(description="Run on this Ray node (hex id).", max_length=128)
+            str | None,
+            Field(
+                description="Run on this Ray node (its hex id, as list_sessions shows).",
+                pattern=r"^[0-9a-fA-F]{56}$",
+            ),
         ] = None,
         node_affinity: Annotated[
             Literal["hard", "soft"],

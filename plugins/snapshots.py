@@ -7,15 +7,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from raykernel.app import App
-from raykernel.arguments import SESSION_ID_REGEX, OptionalSessionId, SessionId, hints
+from raykernel.arguments import OptionalSessionId, SessionId, SnapshotName, hints
 from raykernel.hookspecs import hookimpl
 
-SnapshotName = Annotated[
-    str,
-    Field(
-        description="Snapshot name: 1-64 letters, digits, '_', '.', '-'.", pattern=SESSION_ID_REGEX
-    ),
-]
 VariableName = Annotated[
     str,
     Field(

@@ -60,7 +60,7 @@ def test_raw_legacy_session_keeps_stdout_clean_and_exits_cleanly(tmp_path: Path)
         assert peer.receive(30) == {
             "jsonrpc": "2.0",
             "id": None,
-            "error": {"code": -32700, "message": "Parse error"},
+            "error": {"code": -32700, "message": "Parse error: not valid JSON"},
         }
         peer.send_raw(b'{"jsonrpc": "2.0", "id": 99, "no_method": true}\n')
         assert peer.receive(30)["error"]["code"] == -32600

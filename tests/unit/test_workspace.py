@@ -105,3 +105,26 @@ def test_os_refusals_are_typed(ws: Workspace) -> None:
     ws.write("outputs/a.txt", "file")
     with pytest.raises(InvalidArgument, match=r"cannot access 'outputs/a\.txt/b'"):
         ws.write("outputs/a.txt/b", "under a file")
+
+
+@pytest.mark.parametrize(
+    "path", [".raykernel", ".raykernel/snapshots/evil.pkl", "outputs/../.raykernel/site/x"]
+)
+def test_the_servers_store_is_closed_to_file_operations(ws: Workspace, path: str) -> None:
+    (ws.root / ".raykernel" / "snapshots").mkdir(parents=True)
+    (ws.root / ".raykernel" / "snapshots" / "kept.zip").write_text("snapshot")
+    for operation, args in (("write", ("planted",)), ("read", ()), ("delete", ())):
+        with pytest.raises(PathOutsideWorkspace, match="store"):
+            getattr(ws, operation)(path, *args)
+    assert (ws.root / ".raykernel" / "snapshots" / "kept.zip").read_text() == "snapshot"
+    assert not (ws.root / ".raykernel" / "snapshots" / "evil.pkl").exists()
+    listed = [e["path"] for e in ws.list(".", recursive=True)["entries"]]
+    assert listed and not any(p.startswith(".raykernel") for p in listed)
+    assert ".raykernel" not in [e["path"] for e in ws.list(".")["entries"]]
+
+
+def test_a_symlink_into_the_store_is_closed_too(ws: Workspace) -> None:
+    (ws.root / ".raykernel").mkdir()
+    os.symlink(ws.root / ".raykernel", ws.root / "outputs" / "door")
+    with pytest.raises(PathOutsideWorkspace, match="store"):
+        ws.write("outputs/door/evil.pkl", "x")
