@@ -10,8 +10,8 @@ from typing import Any
 import psutil
 import ray
 
-from raykernel.interrupts import request_interrupt
-from raykernel.live_output import read_tail
+from raykernel.kernel.interrupts import request_interrupt
+from raykernel.kernel.live_output import read_tail
 from raykernel.workspace import OPERATIONS, Workspace
 
 

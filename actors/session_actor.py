@@ -17,10 +17,10 @@ from typing import Any
 import psutil
 import ray
 
-from raykernel import containment, display
-from raykernel.interpreter import Interpreter
-from raykernel.interrupts import install_handler
-from raykernel.live_output import LiveTail
+from raykernel.kernel import containment, display
+from raykernel.kernel.interpreter import Interpreter
+from raykernel.kernel.interrupts import install_handler
+from raykernel.kernel.live_output import LiveTail
 from raykernel.pluginmanager import load_session_plugins
 
 

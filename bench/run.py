@@ -214,7 +214,7 @@ def uss(pid: int) -> int:
 
 
 async def bench_memory_and_scale(n_sessions: int, n: int, workspace: str) -> None:
-    from raykernel.server import build_server
+    from raykernel.server.build import build_server
     from raykernel.settings import Settings
 
     mcp, _app = build_server(
@@ -276,7 +276,7 @@ LOOP = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 2:
 
 
 async def bench_parallel(workspace: str) -> None:
-    from raykernel.server import build_server
+    from raykernel.server.build import build_server
     from raykernel.settings import Settings
 
     mcp, _app = build_server(Settings(workspace=workspace, config=None))
@@ -304,7 +304,7 @@ async def bench_parallel(workspace: str) -> None:
 
 
 async def bench_interrupt(n: int, workspace: str) -> None:
-    from raykernel.server import build_server
+    from raykernel.server.build import build_server
     from raykernel.settings import Settings
 
     codes = {"busy loop": "while True: pass", "sleep": "import time\ntime.sleep(10**6)"}
@@ -391,7 +391,7 @@ async def bench_cold_start(n: int, workspace: str) -> None:
 
 
 async def bench_load(calls: int, workspace: str) -> None:
-    from raykernel.server import build_server
+    from raykernel.server.build import build_server
     from raykernel.settings import Settings
 
     mcp, _app = build_server(Settings(workspace=workspace, config=None, max_sessions=40))

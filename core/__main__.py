@@ -1,4 +1,4 @@
-from raykernel.cli import main
+from raykernel.server.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

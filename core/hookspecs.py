@@ -21,9 +21,12 @@ accept a subset of them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from raykernel.server.app import App
 
 PROJECT = "raykernel"
 ENTRY_POINT_GROUP = "raykernel"
@@ -45,17 +48,21 @@ SESSION_HOOKS = frozenset({"before_execute", "after_execute"})
 
 
 @hookspec
-def register_tools(register: Callable[..., Any], app: Any) -> None:
+def register_tools(register: Callable[..., Any], app: App) -> None:
     """Add MCP tools. Called once, in the front end, when the server is built.
 
     :param register: ``register(fn, *, name=None, title=None, description=None,
         annotations=None)``. ``fn`` is a plain or async function whose type hints become the
         tool's input schema (use ``typing.Annotated`` with ``pydantic.Field`` for limits and
         descriptions). A name already taken by another plugin is refused with ``PluginError``.
-    :param app: the ``raykernel.app.App``: ``app.router`` (the only road to sessions),
-        ``app.settings``, ``app.workspace``, ``app.files`` (file operations on a session's
-        node), ``app.runs`` (background runs), ``app.resolve_session(session_id)`` (the
-        caller's active session when ``session_id`` is None).
+    :param app: the ``raykernel.server.app.App``: ``app.router`` (the only road to sessions:
+        ``execute``, ``call(session_id, op)`` with an op on the session's ``SessionHandle``...),
+        ``app.health``, ``app.moves`` (snapshots, forks, transfers, restarts), ``app.files``
+        (file operations on a session's node), ``app.runs`` (background runs),
+        ``app.settings``, ``app.workspace``, ``app.resolve_session(session_id)`` (the
+        caller's active session when ``session_id`` is None). A tool may instead be a
+        module-level function taking ``app: App = Depends(current_app)`` (fastmcp's
+        ``Depends``), as the built-in tools are.
 
     A tool signals a refusal by raising a ``raykernel.errors.RaykernelError``; its message
     reaches the client. Any other exception is logged and masked as an internal error.
@@ -63,7 +70,7 @@ def register_tools(register: Callable[..., Any], app: Any) -> None:
 
 
 @hookspec
-def register_resources(register: Callable[..., Any], app: Any) -> None:
+def register_resources(register: Callable[..., Any], app: App) -> None:
     """Add MCP resources and resource templates. Called once, in the front end.
 
     :param register: ``register(fn, *, uri, name=None, title=None, description=None,
@@ -76,7 +83,7 @@ def register_resources(register: Callable[..., Any], app: Any) -> None:
 
 
 @hookspec
-def register_prompts(register: Callable[..., Any], app: Any) -> None:
+def register_prompts(register: Callable[..., Any], app: App) -> None:
     """Add MCP prompts. Called once, in the front end.
 
     :param register: ``register(fn, *, name=None, title=None, description=None)``. ``fn``'s

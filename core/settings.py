@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def detached(self) -> bool:
+        """On a cluster, sessions outlive the front end (detached actors, found again by the
+        next one); an embedded Ray dies with the front end anyway."""
+        return bool(self.ray_address)
+
+    @property
     def auth_enabled(self) -> bool:
         return bool(self.auth_token or self.jwt_public_key or self.jwt_jwks_uri)
 

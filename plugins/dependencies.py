@@ -3,13 +3,14 @@
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.app import App
-from raykernel.arguments import OptionalSessionId, hints
 from raykernel.hookspecs import hookimpl
-from raykernel.packages import MAX_PACKAGES, parse_requirements
-from raykernel.progress import progress_for_request
+from raykernel.kernel.packages import MAX_PACKAGES, parse_requirements
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import OptionalSessionId, hints
+from raykernel.server.progress import progress_for_request
 
 Packages = Annotated[
     list[Annotated[str, Field(max_length=200)]],
@@ -21,20 +22,21 @@ Packages = Annotated[
 ]
 
 
-@hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    async def install_dependencies(
-        packages: Packages, session_id: OptionalSessionId = None
-    ) -> dict[str, Any]:
-        """Install packages for one session only: importable at once there, invisible to the
-        other sessions. Uses uv when available, pip otherwise; never a shell. Downloads and
-        builds go to the installer's shared cache, so a package another session already
-        installed takes seconds. Progress notifications carry the installer's output."""
-        # Refuse bad specs here, before anything reaches a session.
-        parse_requirements(packages, allow_urls=app.settings.allow_package_urls)
-        async with progress_for_request(app.router) as on_start:
-            return await app.router.install(app.resolve_session(session_id), packages, on_start)
+async def install_dependencies(
+    packages: Packages, session_id: OptionalSessionId = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Install packages for one session only: importable at once there, invisible to the
+    other sessions. Uses uv when available, pip otherwise; never a shell. Downloads and
+    builds go to the installer's shared cache, so a package another session already
+    installed takes seconds. Progress notifications carry the installer's output."""
+    # Refuse bad specs here, before anything reaches a session.
+    parse_requirements(packages, allow_urls=app.settings.allow_package_urls)
+    async with progress_for_request(app.router) as on_start:
+        return await app.router.install(app.resolve_session(session_id), packages, on_start)
 
+
+@hookimpl
+def register_tools(register: Callable[..., Any]) -> None:
     register(
         install_dependencies,
         title="Install packages",

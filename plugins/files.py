@@ -1,52 +1,68 @@
 """Workspace file tools. Every path is resolved and must stay inside the workspace; on a cluster,
-each operation runs on the node of the session it is for (see core/session_files.py)."""
+each operation runs on the node of the session it is for (see raykernel.sessions.files)."""
 
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.app import App
-from raykernel.arguments import ForSession, WorkspacePath, hints
 from raykernel.hookspecs import hookimpl
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import ForSession, WorkspacePath, hints
+
+Folder = Annotated[str, Field(description="Folder, relative to the workspace.")]
+Recursive = Annotated[bool, Field(description="Include sub-folders.")]
+Content = Annotated[str, Field(description="The file's content (text, or base64).")]
+Encoding = Annotated[
+    Literal["utf-8", "base64"], Field(description="'utf-8' for text, 'base64' for binary content.")
+]
+
+
+async def list_files(
+    path: Folder = ".",
+    recursive: Recursive = False,
+    session_id: ForSession = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """List files in a workspace folder (at most 1000 entries)."""
+    return await app.files.run(app.files_session(session_id), "list", path, recursive)
+
+
+async def read_file(
+    path: WorkspacePath, session_id: ForSession = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Read a workspace file: UTF-8 text, or base64 for binary files."""
+    return await app.files.run(app.files_session(session_id), "read", path)
+
+
+async def write_file(
+    path: WorkspacePath,
+    content: Content,
+    encoding: Encoding = "utf-8",
+    session_id: ForSession = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Write a workspace file (folders are created). Every session sees it at once."""
+    return await app.files.run(app.files_session(session_id), "write", path, content, encoding)
+
+
+async def delete_file(
+    path: WorkspacePath, session_id: ForSession = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Delete a workspace file or folder."""
+    return await app.files.run(app.files_session(session_id), "delete", path)
+
+
+async def get_workspace_info(
+    session_id: ForSession = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Where the workspace is, its outputs/ and scripts/ folders, size and free space."""
+    return await app.files.run(app.files_session(session_id), "info")
 
 
 @hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    files = app.files
-
-    async def list_files(
-        path: Annotated[str, Field(description="Folder, relative to the workspace.")] = ".",
-        recursive: Annotated[bool, Field(description="Include sub-folders.")] = False,
-        session_id: ForSession = None,
-    ) -> dict[str, Any]:
-        """List files in a workspace folder (at most 1000 entries)."""
-        return await files.run(app.files_session(session_id), "list", path, recursive)
-
-    async def read_file(path: WorkspacePath, session_id: ForSession = None) -> dict[str, Any]:
-        """Read a workspace file: UTF-8 text, or base64 for binary files."""
-        return await files.run(app.files_session(session_id), "read", path)
-
-    async def write_file(
-        path: WorkspacePath,
-        content: Annotated[str, Field(description="The file's content (text, or base64).")],
-        encoding: Annotated[
-            Literal["utf-8", "base64"],
-            Field(description="'utf-8' for text, 'base64' for binary content."),
-        ] = "utf-8",
-        session_id: ForSession = None,
-    ) -> dict[str, Any]:
-        """Write a workspace file (folders are created). Every session sees it at once."""
-        return await files.run(app.files_session(session_id), "write", path, content, encoding)
-
-    async def delete_file(path: WorkspacePath, session_id: ForSession = None) -> dict[str, Any]:
-        """Delete a workspace file or folder."""
-        return await files.run(app.files_session(session_id), "delete", path)
-
-    async def get_workspace_info(session_id: ForSession = None) -> dict[str, Any]:
-        """Where the workspace is, its outputs/ and scripts/ folders, size and free space."""
-        return await files.run(app.files_session(session_id), "info")
-
+def register_tools(register: Callable[..., Any]) -> None:
     register(list_files, title="List workspace files", annotations=hints(read_only=True))
     register(read_file, title="Read a workspace file", annotations=hints(read_only=True))
     register(

@@ -4,36 +4,43 @@ a running cell."""
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from fastmcp.dependencies import Depends
 from pydantic import Field
 
 from raykernel import __version__
-from raykernel.app import App
-from raykernel.arguments import OptionalSessionId, hints
 from raykernel.hookspecs import hookimpl
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import OptionalSessionId, hints
+
+Wait = Annotated[float, Field(gt=0, le=60, description="Seconds to wait.")]
+
+
+async def get_kernel_health(
+    session_id: OptionalSessionId = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """A session's status (healthy, busy or dead), memory (RSS bytes), CPU %, uptime,
+    execution count, PID and node. Answers even while the session runs code."""
+    session = app.resolve_session(session_id)
+    report = await app.health.health(session)
+    report["queue"]["background_runs"] = app.runs.for_session(session)
+    return report
+
+
+async def check_kernel_responsiveness(
+    session_id: OptionalSessionId = None, timeout: Wait = 5.0, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Check that a session answers, and how fast. A busy session is reported responsive
+    (its process is alive) with busy: true."""
+    return await app.health.responsiveness(app.resolve_session(session_id), timeout)
+
+
+async def ping() -> dict[str, Any]:
+    """Check that the server is up (does not wait for Ray)."""
+    return {"status": "ok", "server": "raykernel", "version": __version__}
 
 
 @hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    async def get_kernel_health(session_id: OptionalSessionId = None) -> dict[str, Any]:
-        """A session's status (healthy, busy or dead), memory (RSS bytes), CPU %, uptime,
-        execution count, PID and node. Answers even while the session runs code."""
-        session = app.resolve_session(session_id)
-        report = await app.router.health(session)
-        report["queue"]["background_runs"] = app.runs.for_session(session)
-        return report
-
-    async def check_kernel_responsiveness(
-        session_id: OptionalSessionId = None,
-        timeout: Annotated[float, Field(gt=0, le=60, description="Seconds to wait.")] = 5.0,
-    ) -> dict[str, Any]:
-        """Check that a session answers, and how fast. A busy session is reported responsive
-        (its process is alive) with busy: true."""
-        return await app.router.responsiveness(app.resolve_session(session_id), timeout)
-
-    async def ping() -> dict[str, Any]:
-        """Check that the server is up (does not wait for Ray)."""
-        return {"status": "ok", "server": "raykernel", "version": __version__}
-
+def register_tools(register: Callable[..., Any]) -> None:
     register(get_kernel_health, title="Session health", annotations=hints(read_only=True))
     register(
         check_kernel_responsiveness,

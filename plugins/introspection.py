@@ -4,12 +4,13 @@ Answered by the session from its live namespace (queued behind a run in progress
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.app import App
-from raykernel.arguments import OptionalSessionId, hints
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import OptionalSessionId, hints
 
 SourceCode = Annotated[
     str,
@@ -22,6 +23,9 @@ CursorPos = Annotated[
     int | None,
     Field(ge=0, description="Character offset of the cursor in `code` (default: its end)."),
 ]
+Last = Annotated[
+    int | None, Field(ge=1, le=500, description="Only the last N runs (default: all kept).")
+]
 
 
 def _cursor(code: str, cursor_pos: int | None) -> int | None:
@@ -30,40 +34,46 @@ def _cursor(code: str, cursor_pos: int | None) -> int | None:
     return cursor_pos
 
 
+async def get_history(
+    session_id: OptionalSessionId = None, last: Last = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """The session's execution history since it (re)started: each run's code, status (ok,
+    error, interrupted), start time, duration, and the start of its output."""
+    session = app.resolve_session(session_id)
+    entries = await app.router.call(session, lambda h: h.history(last))
+    return {"session_id": session, "entries": entries, "total": len(entries)}
+
+
+async def code_completion(
+    code: SourceCode,
+    cursor_pos: CursorPos = None,
+    session_id: OptionalSessionId = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Completions at the cursor, from the session's live variables and modules (jedi):
+    `matches` replace code[cursor_start:cursor_end]."""
+    session = app.resolve_session(session_id)
+    cursor = _cursor(code, cursor_pos)
+    reply = await app.router.call(session, lambda h: h.complete(code, cursor))
+    return {"session_id": session, **reply}
+
+
+async def inspect_object(
+    code: SourceCode,
+    cursor_pos: CursorPos = None,
+    session_id: OptionalSessionId = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """What the name at the cursor is in the session: type, full name, signatures and
+    docstring. Nothing is called or evaluated."""
+    session = app.resolve_session(session_id)
+    cursor = _cursor(code, cursor_pos)
+    reply = await app.router.call(session, lambda h: h.inspect(code, cursor))
+    return {"session_id": session, **reply}
+
+
 @hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    router = app.router
-
-    async def get_history(
-        session_id: OptionalSessionId = None,
-        last: Annotated[
-            int | None, Field(ge=1, le=500, description="Only the last N runs (default: all kept).")
-        ] = None,
-    ) -> dict[str, Any]:
-        """The session's execution history since it (re)started: each run's code, status (ok,
-        error, interrupted), start time, duration, and the start of its output."""
-        session = app.resolve_session(session_id)
-        entries = await router.call(session, "get_history", last)
-        return {"session_id": session, "entries": entries, "total": len(entries)}
-
-    async def code_completion(
-        code: SourceCode, cursor_pos: CursorPos = None, session_id: OptionalSessionId = None
-    ) -> dict[str, Any]:
-        """Completions at the cursor, from the session's live variables and modules (jedi):
-        `matches` replace code[cursor_start:cursor_end]."""
-        session = app.resolve_session(session_id)
-        reply = await router.call(session, "complete", code, _cursor(code, cursor_pos))
-        return {"session_id": session, **reply}
-
-    async def inspect_object(
-        code: SourceCode, cursor_pos: CursorPos = None, session_id: OptionalSessionId = None
-    ) -> dict[str, Any]:
-        """What the name at the cursor is in the session: type, full name, signatures and
-        docstring. Nothing is called or evaluated."""
-        session = app.resolve_session(session_id)
-        reply = await router.call(session, "inspect", code, _cursor(code, cursor_pos))
-        return {"session_id": session, **reply}
-
+def register_tools(register: Callable[..., Any]) -> None:
     register(get_history, title="Execution history", annotations=hints(read_only=True))
     register(code_completion, title="Complete code", annotations=hints(read_only=True))
     register(inspect_object, title="Inspect an object", annotations=hints(read_only=True))

@@ -5,8 +5,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from raykernel.app import App
 from raykernel.hookspecs import hookimpl
+from raykernel.server.app import App
 
 
 @hookimpl

@@ -9,16 +9,15 @@ import mimetypes
 from collections.abc import Callable
 from typing import Any
 
-from raykernel.app import App
 from raykernel.errors import InvalidArgument, ResourceNotFound
 from raykernel.hookspecs import hookimpl
+from raykernel.replies import resource_uri
+from raykernel.server.app import App
 
 
 @hookimpl
 def register_resources(register: Callable[..., Any], app: App) -> None:
     from fastmcp.resources import ResourceContent
-
-    from raykernel.plugins.execution import resource_uri
 
     async def read(path: str) -> Any:
         import base64
@@ -48,7 +47,7 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
 
     async def session_summary(session_id: str) -> dict[str, Any]:
         record = await app.router.lookup(session_id)
-        health = await app.router.health(session_id)
+        health = await app.health.health(session_id)
         return {
             "session_id": session_id,
             **record.summary(session_id == app.active_session()),

@@ -4,13 +4,15 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.app import App
-from raykernel.arguments import ForSession, OptionalSessionId, hints
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
-from raykernel.progress import progress_for_request
+from raykernel.replies import tool_result
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import ForSession, OptionalSessionId, hints
+from raykernel.server.progress import progress_for_request
 
 SCRIPT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
@@ -21,6 +23,11 @@ ScriptName = Annotated[
         "scripts/<name>.py and importable as `import <name>` in every session.",
         max_length=103,
     ),
+]
+Source = Annotated[str, Field(description="Python source.")]
+Arguments = Annotated[
+    list[Annotated[str, Field(max_length=4096)]],
+    Field(description="Command-line arguments (sys.argv[1:]).", max_length=256),
 ]
 
 
@@ -33,58 +40,58 @@ def module_name(name: str) -> str:
     return stem
 
 
-@hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    files = app.files
+async def save_script(
+    name: ScriptName,
+    content: Source,
+    session_id: ForSession = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Save Python code as scripts/<name>.py. Any session can then `import <name>` or run it
+    with run_script."""
+    stem = module_name(name)
+    written = await app.files.run(
+        app.files_session(session_id), "write", f"scripts/{stem}.py", content
+    )
+    return {"script": written["path"], "name": stem, "size": written["size"]}
 
-    async def save_script(
-        name: ScriptName,
-        content: Annotated[str, Field(description="Python source.")],
-        session_id: ForSession = None,
-    ) -> dict[str, Any]:
-        """Save Python code as scripts/<name>.py. Any session can then `import <name>` or run it
-        with run_script."""
-        stem = module_name(name)
-        written = await files.run(
-            app.files_session(session_id), "write", f"scripts/{stem}.py", content
+
+async def run_script(
+    name: ScriptName,
+    args: Arguments = [],  # noqa: B006 - pydantic copies defaults
+    session_id: OptionalSessionId = None,
+    app: App = Depends(current_app),
+) -> Any:
+    """Run a saved script in a session like IPython's %run: as __main__ with sys.argv set;
+    its top-level names are then available in the session."""
+    stem = module_name(name)
+    session = app.resolve_session(session_id)
+    found = await app.files.run(session, "is_file", f"scripts/{stem}.py")
+    if not found["is_file"]:
+        raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
+    path = app.workspace.root / found["path"]
+    async with progress_for_request(app.router) as on_start:
+        reply = await app.router.run_script(
+            session, path, list(args), app.settings.max_timeout, on_start
         )
-        return {"script": written["path"], "name": stem, "size": written["size"]}
+    return tool_result(reply, app.settings.result_format)
 
-    async def run_script(
-        name: ScriptName,
-        args: Annotated[
-            list[Annotated[str, Field(max_length=4096)]],
-            Field(description="Command-line arguments (sys.argv[1:]).", max_length=256),
-        ] = [],  # noqa: B006 - pydantic copies defaults
-        session_id: OptionalSessionId = None,
-    ) -> Any:
-        """Run a saved script in a session like IPython's %run: as __main__ with sys.argv set;
-        its top-level names are then available in the session."""
-        from raykernel.plugins.execution import tool_result
 
-        stem = module_name(name)
-        session = app.resolve_session(session_id)
-        found = await files.run(session, "is_file", f"scripts/{stem}.py")
-        if not found["is_file"]:
-            raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
-        path = app.workspace.root / found["path"]
-        async with progress_for_request(app.router) as on_start:
-            reply = await app.router.run_script(
-                session, path, list(args), app.settings.max_timeout, on_start
-            )
-        return tool_result(reply, app.settings.result_format)
+async def list_scripts(
+    session_id: ForSession = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """List saved scripts (name, path, size, modified time); each is importable by name
+    in every session."""
+    listing = await app.files.run(app.files_session(session_id), "list", "scripts")
+    scripts = [
+        {"name": entry["path"].rsplit("/", 1)[-1][:-3], **entry}
+        for entry in listing["entries"]
+        if entry["type"] == "file" and entry["path"].endswith(".py")
+    ]
+    return {"scripts": scripts, "total": len(scripts)}
 
-    async def list_scripts(session_id: ForSession = None) -> dict[str, Any]:
-        """List saved scripts (name, path, size, modified time); each is importable by name
-        in every session."""
-        listing = await files.run(app.files_session(session_id), "list", "scripts")
-        scripts = [
-            {"name": entry["path"].rsplit("/", 1)[-1][:-3], **entry}
-            for entry in listing["entries"]
-            if entry["type"] == "file" and entry["path"].endswith(".py")
-        ]
-        return {"scripts": scripts, "total": len(scripts)}
 
+@hookimpl
+def register_tools(register: Callable[..., Any]) -> None:
     register(
         save_script,
         title="Save a script",

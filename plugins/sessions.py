@@ -4,13 +4,14 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+from fastmcp.dependencies import Depends
 from pydantic import AfterValidator, Field
 
-from raykernel.app import App
-from raykernel.arguments import CleanText, OptionalSessionId, SessionId, hints
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
-from raykernel.placement import Placement
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import CleanText, OptionalSessionId, SessionId, hints
+from raykernel.sessions.placement import Placement
 
 # Ray's own resources have their own arguments (num_cpus, num_gpus, memory); Ray refuses them
 # as custom resource names, so they are refused here, before anything starts.
@@ -29,114 +30,126 @@ ResourceName = Annotated[
 Description = Annotated[
     str, CleanText, Field(description="What the session is for.", max_length=2000)
 ]
+Resources = Annotated[
+    dict[ResourceName, Annotated[float, Field(gt=0, le=1e12)]] | None,
+    Field(
+        description="Custom Ray resources to reserve, e.g. {'special_hardware': 1}.",
+        max_length=32,
+    ),
+]
+NodeId = Annotated[
+    str | None,
+    Field(
+        description="Run on this Ray node (its hex id, as list_sessions shows).",
+        pattern=r"^[0-9a-fA-F]{56}$",
+    ),
+]
+NodeAffinity = Annotated[
+    Literal["hard", "soft"], Field(description="'hard': only that node; 'soft': prefer it.")
+]
+PreserveState = Annotated[
+    bool, Field(description="Carry picklable variables over to the new process.")
+]
+
+
+async def create_session(
+    session_id: OptionalSessionId = None,
+    description: Description = "",
+    num_cpus: Annotated[float | None, Field(ge=0, description="CPUs to reserve.")] = None,
+    num_gpus: Annotated[float | None, Field(ge=0, description="GPUs to reserve.")] = None,
+    memory: Annotated[int | None, Field(ge=0, description="Memory to reserve, bytes.")] = None,
+    resources: Resources = None,
+    node_id: NodeId = None,
+    node_affinity: NodeAffinity = "hard",
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Create a new isolated Python session (its own process and variables). An existing id
+    is returned unchanged with status "exists". Omit session_id to get a generated one.
+    Creating does not switch to it: pass session_id to tools, or call switch_session.
+    On a Ray cluster, ask for resources or a node; a request no node can satisfy is refused
+    at once."""
+    session_id = session_id or f"session-{uuid.uuid4().hex[:8]}"
+    placement = Placement(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        memory=memory,
+        resources=dict(resources or {}),
+        node_id=node_id,
+        node_affinity=node_affinity,
+    )
+    record, created = await app.router.create(
+        app.resolve_session(session_id), description, placement
+    )
+    summary = record.summary(False)
+    return {
+        "session_id": record.session_id,
+        "status": "created" if created else "exists",
+        "description": record.description,
+        "created_at": summary["created_at"],
+        "node_id": summary["node_id"],
+        "resources": summary["resources"],
+    }
+
+
+async def switch_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
+    """Make a session your active one: tools called without session_id will use it."""
+    record = await app.router.lookup(session_id)
+    previous = app.switch_session(record.session_id)
+    return {
+        "previous_session": previous,
+        "current_session": record.session_id,
+        "status": "switched",
+    }
+
+
+async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
+    """List every session with its description, status and execution count."""
+    router = app.router
+    await router.ready()
+    active = app.active_session()
+    return {
+        "active_session": active,
+        "total_sessions": len(router.sessions),
+        "max_sessions": app.settings.max_sessions,
+        "sessions": {sid: record.summary(sid == active) for sid, record in router.sessions.items()},
+    }
+
+
+async def delete_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
+    """Delete a session: its process is killed and its variables are gone (workspace files
+    stay). "default" cannot be deleted. If it was your active session, "default" becomes
+    active."""
+    was_active = app.active_session() == session_id
+    await app.router.delete(session_id)
+    return {
+        "session_id": session_id,
+        "status": "deleted",
+        "was_active": was_active,
+        "active_session": app.active_session(),
+    }
+
+
+async def restart_kernel(
+    session_id: OptionalSessionId = None,
+    preserve_state: PreserveState = False,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Restart a session's process. A run in progress is stopped first (interrupted, or killed
+    if it ignores the interrupt), and the restart goes ahead of queued runs. With
+    preserve_state, variables that cloudpickle can carry are restored; the reply names those
+    it could not."""
+    return await app.moves.restart(app.resolve_session(session_id), preserve_state)
+
+
+async def interrupt_session(
+    session_id: OptionalSessionId = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Interrupt the code running in a session (like Ctrl-C); its variables are kept."""
+    return await app.router.interrupt(app.resolve_session(session_id))
 
 
 @hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    router = app.router
-
-    async def create_session(
-        session_id: OptionalSessionId = None,
-        description: Description = "",
-        num_cpus: Annotated[float | None, Field(ge=0, description="CPUs to reserve.")] = None,
-        num_gpus: Annotated[float | None, Field(ge=0, description="GPUs to reserve.")] = None,
-        memory: Annotated[int | None, Field(ge=0, description="Memory to reserve, bytes.")] = None,
-        resources: Annotated[
-            dict[ResourceName, Annotated[float, Field(gt=0, le=1e12)]] | None,
-            Field(
-                description="Custom Ray resources to reserve, e.g. {'special_hardware': 1}.",
-                max_length=32,
-            ),
-        ] = None,
-        node_id: Annotated[
-            str | None,
-            Field(
-                description="Run on this Ray node (its hex id, as list_sessions shows).",
-                pattern=r"^[0-9a-fA-F]{56}$",
-            ),
-        ] = None,
-        node_affinity: Annotated[
-            Literal["hard", "soft"],
-            Field(description="'hard': only that node; 'soft': prefer it."),
-        ] = "hard",
-    ) -> dict[str, Any]:
-        """Create a new isolated Python session (its own process and variables). An existing id
-        is returned unchanged with status "exists". Omit session_id to get a generated one.
-        Creating does not switch to it: pass session_id to tools, or call switch_session.
-        On a Ray cluster, ask for resources or a node; a request no node can satisfy is refused
-        at once."""
-        session_id = session_id or f"session-{uuid.uuid4().hex[:8]}"
-        placement = Placement(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            memory=memory,
-            resources=dict(resources or {}),
-            node_id=node_id,
-            node_affinity=node_affinity,
-        )
-        record, created = await router.create(
-            app.resolve_session(session_id), description, placement
-        )
-        summary = record.summary(False)
-        return {
-            "session_id": record.session_id,
-            "status": "created" if created else "exists",
-            "description": record.description,
-            "created_at": summary["created_at"],
-            "node_id": summary["node_id"],
-            "resources": summary["resources"],
-        }
-
-    async def switch_session(session_id: SessionId) -> dict[str, Any]:
-        """Make a session your active one: tools called without session_id will use it."""
-        record = await router.lookup(session_id)
-        previous = app.switch_session(record.session_id)
-        return {
-            "previous_session": previous,
-            "current_session": record.session_id,
-            "status": "switched",
-        }
-
-    async def list_sessions() -> dict[str, Any]:
-        """List every session with its description, status and execution count."""
-        await router.ready()
-        active = app.active_session()
-        return {
-            "active_session": active,
-            "total_sessions": len(router.sessions),
-            "max_sessions": app.settings.max_sessions,
-            "sessions": {
-                sid: record.summary(sid == active) for sid, record in router.sessions.items()
-            },
-        }
-
-    async def delete_session(session_id: SessionId) -> dict[str, Any]:
-        """Delete a session: its process is killed and its variables are gone (workspace files
-        stay). "default" cannot be deleted. If it was your active session, "default" becomes
-        active."""
-        was_active = app.active_session() == session_id
-        await router.delete(session_id)
-        return {
-            "session_id": session_id,
-            "status": "deleted",
-            "was_active": was_active,
-            "active_session": app.active_session(),
-        }
-
-    async def restart_kernel(
-        session_id: OptionalSessionId = None,
-        preserve_state: Annotated[
-            bool, Field(description="Carry picklable variables over to the new process.")
-        ] = False,
-    ) -> dict[str, Any]:
-        """Restart a session's process. With preserve_state, variables that cloudpickle can
-        carry are restored; the reply names those it could not."""
-        return await router.restart(app.resolve_session(session_id), preserve_state)
-
-    async def interrupt_session(session_id: OptionalSessionId = None) -> dict[str, Any]:
-        """Interrupt the code running in a session (like Ctrl-C); its variables are kept."""
-        return await router.interrupt(app.resolve_session(session_id))
-
+def register_tools(register: Callable[..., Any]) -> None:
     register(
         create_session,
         title="Create a session",

@@ -4,11 +4,12 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.app import App
-from raykernel.arguments import OptionalSessionId, SessionId, SnapshotName, hints
 from raykernel.hookspecs import hookimpl
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import OptionalSessionId, SessionId, SnapshotName, hints
 
 VariableName = Annotated[
     str,
@@ -18,64 +19,73 @@ VariableName = Annotated[
         max_length=200,
     ),
 ]
+TargetName = Annotated[
+    VariableName | None,
+    Field(alias="as", description="Name in the target session (default: the same)."),
+]
+
+
+async def snapshot_session(
+    session_id: OptionalSessionId = None,
+    name: SnapshotName | None = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Save a session's variables to disk (under the workspace's .raykernel/snapshots).
+    What cloudpickle cannot carry (open files, locks, generators) is named in
+    not_preserved. Restore later with restore_session, even after a server restart."""
+    session = app.resolve_session(session_id)
+    name = name or f"{session}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return await app.moves.snapshot(session, name)
+
+
+async def restore_session(
+    snapshot: SnapshotName, session_id: OptionalSessionId = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Load a snapshot's variables into a session (created if it does not exist; default:
+    your active session). Existing variables with other names are kept."""
+    return await app.moves.restore_snapshot(snapshot, app.resolve_session(session_id))
+
+
+async def list_snapshots(app: App = Depends(current_app)) -> dict[str, Any]:
+    """List saved snapshots."""
+    folder = app.moves.snapshot_dir
+    rows = (
+        [
+            {
+                "snapshot": p.stem,
+                "size_bytes": p.stat().st_size,
+                "modified": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p.stat().st_mtime)),
+            }
+            for p in sorted(folder.glob("*.zip"))
+        ]
+        if folder.is_dir()
+        else []
+    )
+    return {"snapshots": rows, "total": len(rows)}
+
+
+async def fork_session(
+    session_id: SessionId, new_session_id: SessionId, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Create a new session holding a copy of a live session's variables, for parallel
+    experiments from one starting point. The two are independent afterwards."""
+    return await app.moves.fork(session_id, new_session_id)
+
+
+async def transfer_variable(
+    from_session: SessionId,
+    to_session: SessionId,
+    name: VariableName,
+    as_name: TargetName = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Copy one variable from a session to another through Ray's object store, without
+    files (works across machines)."""
+    return await app.moves.transfer(from_session, to_session, name, as_name or name)
 
 
 @hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    router = app.router
-
-    async def snapshot_session(
-        session_id: OptionalSessionId = None, name: SnapshotName | None = None
-    ) -> dict[str, Any]:
-        """Save a session's variables to disk (under the workspace's .raykernel/snapshots).
-        What cloudpickle cannot carry (open files, locks, generators) is named in
-        not_preserved. Restore later with restore_session, even after a server restart."""
-        session = app.resolve_session(session_id)
-        name = name or f"{session}-{time.strftime('%Y%m%d-%H%M%S')}"
-        return await router.snapshot(session, name)
-
-    async def restore_session(
-        snapshot: SnapshotName, session_id: OptionalSessionId = None
-    ) -> dict[str, Any]:
-        """Load a snapshot's variables into a session (created if it does not exist; default:
-        your active session). Existing variables with other names are kept."""
-        return await router.restore_snapshot(snapshot, app.resolve_session(session_id))
-
-    async def list_snapshots() -> dict[str, Any]:
-        """List saved snapshots."""
-        folder = app.settings.workspace / ".raykernel" / "snapshots"
-        rows = (
-            [
-                {
-                    "snapshot": p.stem,
-                    "size_bytes": p.stat().st_size,
-                    "modified": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p.stat().st_mtime)),
-                }
-                for p in sorted(folder.glob("*.zip"))
-            ]
-            if folder.is_dir()
-            else []
-        )
-        return {"snapshots": rows, "total": len(rows)}
-
-    async def fork_session(session_id: SessionId, new_session_id: SessionId) -> dict[str, Any]:
-        """Create a new session holding a copy of a live session's variables, for parallel
-        experiments from one starting point. The two are independent afterwards."""
-        return await router.fork(session_id, new_session_id)
-
-    async def transfer_variable(
-        from_session: SessionId,
-        to_session: SessionId,
-        name: VariableName,
-        as_name: Annotated[
-            VariableName | None,
-            Field(alias="as", description="Name in the target session (default: the same)."),
-        ] = None,
-    ) -> dict[str, Any]:
-        """Copy one variable from a session to another through Ray's object store, without
-        files (works across machines)."""
-        return await router.transfer(from_session, to_session, name, as_name or name)
-
+def register_tools(register: Callable[..., Any]) -> None:
     register(snapshot_session, title="Snapshot a session", annotations=hints(read_only=False))
     register(
         restore_session,

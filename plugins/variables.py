@@ -3,18 +3,24 @@
 from collections.abc import Callable
 from typing import Any
 
-from raykernel.app import App
-from raykernel.arguments import OptionalSessionId, hints
+from fastmcp.dependencies import Depends
+
 from raykernel.hookspecs import hookimpl
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import OptionalSessionId, hints
+from raykernel.sessions.handle import SessionHandle
+
+
+async def list_variables(
+    session_id: OptionalSessionId = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """List a session's variables with their type and a short repr (modules and names
+    starting with '_' are left out)."""
+    session = app.resolve_session(session_id)
+    variables = await app.router.call(session, SessionHandle.variables)
+    return {"session_id": session, "variables": variables, "total": len(variables)}
 
 
 @hookimpl
-def register_tools(register: Callable[..., Any], app: App) -> None:
-    async def list_variables(session_id: OptionalSessionId = None) -> dict[str, Any]:
-        """List a session's variables with their type and a short repr (modules and names
-        starting with '_' are left out)."""
-        session = app.resolve_session(session_id)
-        variables = await app.router.call(session, "variables")
-        return {"session_id": session, "variables": variables, "total": len(variables)}
-
+def register_tools(register: Callable[..., Any]) -> None:
     register(list_variables, title="List variables", annotations=hints(read_only=True))

@@ -4,13 +4,9 @@ authentication on explicitly, and front ends that join it with --ray-address."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastmcp import Client
-
-from tests.conftest import stdio_transport
 
 
 @pytest.fixture
@@ -39,15 +35,3 @@ def _token_auth_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     Config.initialize("")  # this process reads the mode once; the cluster's GCS client needs it
     ensure_token_if_auth_enabled(create_token_if_missing=True)
-
-
-def cluster_client(cluster: Any, workspace: Path, **env: str | None) -> Client:
-    return Client(
-        stdio_transport(
-            workspace, "--ray-address", cluster.address, RAYKERNEL_WARM_POOL_SIZE="0", **env
-        )
-    )
-
-
-async def create(client: Client, **arguments: Any) -> dict[str, Any]:
-    return (await client.call_tool("create_session", arguments)).structured_content

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import cluster_client, create
-from tests.conftest import call, call_error, run
+from tests.cluster.helpers import cluster_client, create
+from tests.helpers import call, call_error, run
 
 pytestmark = pytest.mark.subprocess
 

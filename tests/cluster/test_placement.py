@@ -13,9 +13,9 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from tests.cluster.conftest import cluster_client
-from tests.cluster.conftest import create as _create
-from tests.conftest import call_error, stdio_transport
+from tests.cluster.helpers import cluster_client
+from tests.cluster.helpers import create as _create
+from tests.helpers import call_error, stdio_transport
 
 pytestmark = pytest.mark.subprocess
 

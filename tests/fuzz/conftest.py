@@ -6,7 +6,7 @@ from typing import Any
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    from tests.fuzz.test_tools import BUDGET, OUTCOMES
+    from tests.fuzz.strategies import BUDGET, OUTCOMES
 
     if not OUTCOMES:
         return

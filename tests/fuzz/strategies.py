@@ -8,12 +8,18 @@ install_dependencies gets only broken calls (a valid one would install from PyPI
 from __future__ import annotations
 
 import copy
+import os
+from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
+# Calls of each kind (valid, broken) per tool; CI keeps the default, a longer run raises it.
+BUDGET = int(os.environ.get("RAYKERNEL_FUZZ_EXAMPLES", "8"))
+# Counts by outcome ("valid/ok", "broken/InvalidArgument"...), printed at the end of the run.
+OUTCOMES: Counter[str] = Counter()
 FUZZ_SESSIONS = ["fuzz-1", "fuzz-2", "ghost-fuzz", "default"]
 SESSION_FIELDS = {"session_id", "from_session", "to_session", "new_session_id"}
 # Valid calls of these would reach the network or block for minutes.

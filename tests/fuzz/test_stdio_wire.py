@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import server_command, subprocess_env
-from tests.transports.stdio_peer import StdioPeer
+from tests.helpers import server_command, subprocess_env
+from tests.stdio_peer import StdioPeer
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.fuzz]
 

@@ -21,18 +21,19 @@ import pytest
 from fastmcp import Client
 
 from raykernel import errors
-from tests.conftest import call, run
 from tests.fuzz.strategies import (
+    BUDGET,
     FUZZ_SESSIONS,
     NO_VALID_CALLS,
+    OUTCOMES,
     broken_arguments,
     examples,
     valid_arguments,
 )
+from tests.helpers import call, run
 
 pytestmark = pytest.mark.fuzz
 
-BUDGET = int(os.environ.get("RAYKERNEL_FUZZ_EXAMPLES", "8"))
 KINDS = {
     name
     for name, cls in vars(errors).items()
@@ -45,7 +46,6 @@ INTERNAL = re.compile(
     r"validation error for|errors\.pydantic\.dev|call\[|Traceback \(most recent|"
     r"Error calling tool|input_value=|type=\w+_\w+|RayTaskError|RayActorError",
 )
-OUTCOMES: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import call, call_error, run
+from tests.helpers import call, call_error, run
 
 
 @pytest.mark.parametrize(

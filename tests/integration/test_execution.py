@@ -11,7 +11,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from tests.conftest import call, call_error, run, text_of
+from tests.helpers import call, call_error, run, text_of
 
 
 async def test_reply_fields(client: Client, scratch: str) -> None:

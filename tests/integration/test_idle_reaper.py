@@ -7,11 +7,11 @@ from pathlib import Path
 
 from fastmcp import Client
 
-from tests.conftest import call, run
+from tests.helpers import call, run
 
 
 async def test_idle_sessions_are_deleted(server, workspace: Path) -> None:
-    from raykernel.server import build_server
+    from raykernel.server.build import build_server
     from raykernel.settings import Settings
 
     # A second server on the Ray this test process already runs, with a 2 s idle timeout.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastmcp import Client
 
-from tests.conftest import call, call_error, run
+from tests.helpers import call, call_error, run
 
 
 async def test_history_records_each_run(client: Client, scratch: str) -> None:

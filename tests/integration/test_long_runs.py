@@ -8,7 +8,7 @@ import time
 
 from fastmcp import Client
 
-from tests.conftest import call, call_error, run
+from tests.helpers import call, call_error, run
 
 TICKING = (
     "import time\n"

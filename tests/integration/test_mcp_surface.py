@@ -8,7 +8,7 @@ import json
 import pytest
 from fastmcp import Client
 
-from tests.conftest import call
+from tests.helpers import call
 
 HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
 

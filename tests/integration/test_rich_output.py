@@ -8,7 +8,7 @@ import json
 
 from fastmcp import Client
 
-from tests.conftest import run
+from tests.helpers import run
 
 DATAFRAME = (
     "import pandas as pd\ndf = pd.DataFrame({'city': ['Oslo', 'Lima'], 'temp': [3.5, 19.0]})\ndf"

@@ -6,7 +6,7 @@ import psutil
 import pytest
 from fastmcp import Client
 
-from tests.conftest import call, call_error, run
+from tests.helpers import call, call_error, run
 
 
 async def test_default_session_exists_and_cannot_be_deleted(client: Client) -> None:

@@ -7,7 +7,7 @@ import zipfile
 
 from fastmcp import Client
 
-from tests.conftest import call, call_error, run
+from tests.helpers import call, call_error, run
 
 SETUP = (
     "import threading\n"

@@ -11,8 +11,7 @@ import psutil
 import pytest
 from fastmcp import Client
 
-from tests.conftest import call, call_error, run
-from tests.unit.test_packages import HOSTILE
+from tests.helpers import HOSTILE_PACKAGE_SPECS, call, call_error, run
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ async def pair(client: Client):
         await call(client, "delete_session", session_id=sid)
 
 
-@pytest.mark.parametrize("spec", [s for s in HOSTILE if s.strip()])
+@pytest.mark.parametrize("spec", [s for s in HOSTILE_PACKAGE_SPECS if s.strip()])
 async def test_hostile_package_specs_are_refused_before_anything_runs(
     client: Client, spec: str, app
 ) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastmcp import Client
 
-from tests.conftest import call, run
+from tests.helpers import call, run
 
 
 async def test_isolation_example(client: Client) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
-from tests.conftest import call, call_error, run
+from tests.helpers import call, call_error, run
 
 
 async def test_cancelled_call_interrupts_its_run_and_the_session_recovers(

@@ -15,7 +15,7 @@ import psutil
 import ray
 from fastmcp import Client
 
-from tests.conftest import call, run
+from tests.helpers import call, run
 
 CYCLES = int(os.environ.get("RAYKERNEL_CHURN_CYCLES", "60"))
 

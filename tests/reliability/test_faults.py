@@ -12,7 +12,7 @@ import psutil
 import pytest
 from fastmcp import Client
 
-from tests.conftest import call, call_error, run
+from tests.helpers import call, call_error, run
 
 
 @pytest.fixture

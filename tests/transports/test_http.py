@@ -13,7 +13,7 @@ import psutil
 import pytest
 from fastmcp import Client
 
-from tests.conftest import http_server_process
+from tests.helpers import http_server_process
 
 pytestmark = pytest.mark.subprocess
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
-from tests.conftest import http_server_process, server_command, subprocess_env
+from tests.helpers import http_server_process, server_command, subprocess_env
 
 pytestmark = pytest.mark.subprocess
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, http_server_process, subprocess_env
+from tests.helpers import REPO, http_server_process, subprocess_env
 
 pytestmark = pytest.mark.subprocess
 

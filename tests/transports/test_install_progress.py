@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 
-from tests.conftest import stdio_transport
+from tests.helpers import stdio_transport
 
 pytestmark = pytest.mark.subprocess
 

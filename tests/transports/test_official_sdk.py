@@ -14,7 +14,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import http_server_process, server_command, subprocess_env
+from tests.helpers import http_server_process, server_command, subprocess_env
 
 pytestmark = pytest.mark.subprocess
 

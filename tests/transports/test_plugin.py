@@ -15,7 +15,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from tests.conftest import REPO, stdio_transport
+from tests.helpers import REPO, stdio_transport
 
 pytestmark = pytest.mark.subprocess
 

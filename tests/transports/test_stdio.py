@@ -10,8 +10,8 @@ import psutil
 import pytest
 from fastmcp import Client
 
-from tests.conftest import server_command, stdio_transport, subprocess_env
-from tests.transports.stdio_peer import StdioPeer
+from tests.helpers import server_command, stdio_transport, subprocess_env
+from tests.stdio_peer import StdioPeer
 
 pytestmark = pytest.mark.subprocess
 

@@ -7,9 +7,9 @@ from typing import Annotated
 import pytest
 from pydantic import Field, TypeAdapter, ValidationError
 
-from raykernel.argument_errors import normalise_uri, typed_from_validation
-from raykernel.arguments import OptionalSessionId, SessionId, clean_text
 from raykernel.errors import InvalidArgument, InvalidSessionId
+from raykernel.server.arguments import OptionalSessionId, SessionId, clean_text
+from raykernel.server.typed_errors import normalise_uri, typed_from_validation
 
 
 def _error(annotation: object, value: object) -> Exception:

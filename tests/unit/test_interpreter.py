@@ -11,9 +11,9 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from raykernel import interrupts
 from raykernel.hookspecs import hookimpl
-from raykernel.interpreter import Interpreter
+from raykernel.kernel import interrupts
+from raykernel.kernel.interpreter import Interpreter
 from raykernel.pluginmanager import new_manager
 
 

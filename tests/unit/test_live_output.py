@@ -9,8 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from raykernel.interpreter import Interpreter, _run_streaming
-from raykernel.live_output import LiveTail, read_tail
+from raykernel.kernel.interpreter import Interpreter
+from raykernel.kernel.live_output import LiveTail, read_tail
+from raykernel.kernel.packages import run_installer
 
 
 def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
@@ -62,7 +63,9 @@ def test_installer_output_streams_to_the_tail_and_into_the_reply() -> None:
         "print('Installed 1 package', file=sys.stderr)",
     ]
     result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(out=_run_streaming(command, 30, tail)))
+    runner = threading.Thread(
+        target=lambda: result.update(out=run_installer(command, 30, tail.feed))
+    )
     runner.start()
     seen = _wait_for(lambda: read_tail(2 * 10**7 + os.getpid(), "install"))
     runner.join()
@@ -75,6 +78,6 @@ def test_installer_output_streams_to_the_tail_and_into_the_reply() -> None:
 def test_installer_timeout_is_reported() -> None:
     command = [sys.executable, "-c", "import time; time.sleep(30)"]
     started = time.monotonic()
-    _stdout, stderr, ok = _run_streaming(command, 0.5, None)
+    _stdout, stderr, ok = run_installer(command, 0.5, None)
     assert ok is False and "timed out after 0.5 s" in stderr
     assert time.monotonic() - started < 10

@@ -7,28 +7,11 @@ from pathlib import Path
 import pytest
 
 from raykernel.errors import InvalidPackageSpec
-from raykernel.packages import install_command, parse_requirements
-
-HOSTILE = [
-    "x; rm -rf ~",
-    "$(id)",
-    "`id`",
-    "--index-url=https://evil.example/simple",
-    "-e .",
-    "-r requirements.txt",
-    "git+https://github.com/x/y.git@--upload-pack=touch /tmp/pwned",
-    "./local/path",
-    "/abs/path/pkg.whl",
-    "https://example.com/pkg.tar.gz",
-    "pkg @ https://example.com/pkg.whl",
-    "pkg && echo hi",
-    "pkg | cat",
-    "",
-    "   ",
-]
+from raykernel.kernel.packages import install_command, parse_requirements
+from tests.helpers import HOSTILE_PACKAGE_SPECS
 
 
-@pytest.mark.parametrize("spec", HOSTILE)
+@pytest.mark.parametrize("spec", HOSTILE_PACKAGE_SPECS)
 def test_hostile_specs_are_refused(spec: str) -> None:
     with pytest.raises(InvalidPackageSpec):
         parse_requirements([spec])

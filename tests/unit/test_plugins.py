@@ -14,7 +14,7 @@ from raykernel import hookspecs
 from raykernel.errors import PluginError
 from raykernel.pluginmanager import load_front_end_plugins, load_session_plugins
 from raykernel.plugins import DEFAULT_PLUGINS
-from raykernel.server import Registry
+from raykernel.server.build import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = sorted(
@@ -62,7 +62,7 @@ def test_builtin_plugins_register_like_third_party_ones() -> None:
 
 
 async def test_blocking_a_plugin_removes_its_tools(tmp_path: Path) -> None:
-    from raykernel.server import build_server
+    from raykernel.server.build import build_server
     from raykernel.settings import Settings
 
     mcp, _app = build_server(Settings(workspace=tmp_path, blocked_plugins=["files"], config=None))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from raykernel.cli import main, parse_args
+from raykernel.server.cli import main, parse_args
 from raykernel.settings import load_settings
 
 

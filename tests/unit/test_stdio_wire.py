@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from raykernel.stdio_wire import INVALID_REQUEST, PARSE_ERROR, check_line, top_level_id
+from raykernel.server.stdio_wire import INVALID_REQUEST, PARSE_ERROR, check_line, top_level_id
 
 
 def _request(request_id: str, arguments: str = "{}") -> bytes:

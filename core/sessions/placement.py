@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import InvalidArgument
+from raykernel.errors import InvalidArgument
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from raykernel.errors import InvalidArgument
+
 from .capture import truncate_text
-from .errors import InvalidArgument
 
 MAX_MATCHES = 200
 DOC_CHARS = 8000

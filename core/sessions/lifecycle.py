@@ -1,9 +1,6 @@
 """Session actors' lifecycle: starting one (placement, options), giving it its identity,
-adopting it into a record, restarting it, and killing it with everything it started.
-
-A mixin of SessionRouter, like StateMoves: it uses the router's settings, warm pool, runtime
-and node agents.
-"""
+adopting it into a record, killing it with everything it started, and finding the sessions a
+previous front end left on a cluster. The router and the warm pool call it."""
 
 from __future__ import annotations
 
@@ -13,39 +10,53 @@ import dataclasses
 import logging
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
-from . import containment
-from .errors import RaykernelError, SessionUnavailable
-from .formatting import first_line
-from .interrupts import clear_token_file
-from .live_output import clear_live_file
-from .placement import Placement, actor_options, check_feasible, choose_node
+from raykernel.errors import RaykernelError, SessionUnavailable
+from raykernel.kernel import containment
+from raykernel.kernel.interrupts import clear_token_file
+from raykernel.kernel.live_output import clear_live_file
+from raykernel.settings import Settings
 
-if TYPE_CHECKING:
-    from .router import SessionRecord, SessionRouter
+from .formatting import first_line
+from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle
+from .nodes import Nodes, local_process
+from .placement import Placement, actor_options, check_feasible, choose_node
+from .record import SessionRecord
 
 log = logging.getLogger(__name__)
 
-ACTOR_NAME_PREFIX = "raykernel-session:"
 # Creating an actor includes starting a Python worker; on a loaded 2-core machine that can take
 # several seconds, and on a cluster scaling up much longer.
 CREATE_TIMEOUT = 120.0
 
 
-class ActorLifecycle:
-    def _memory_limit(self: SessionRouter) -> int:
+class Lifecycle:
+    def __init__(
+        self,
+        settings: Settings,
+        nodes: Nodes,
+        sessions: dict[str, SessionRecord],
+        session_plugin_specs: list[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.nodes = nodes
+        self.sessions = sessions  # the router's table, read for spreading sessions over nodes
+        self.session_plugin_specs = session_plugin_specs or []
+
+    def site_dir(self, session_id: str) -> Path:
+        """Where ``install_dependencies`` puts a session's packages."""
+        return self.settings.workspace / ".raykernel" / "site" / session_id
+
+    def _memory_limit(self) -> int:
         limit = self.settings.session_memory_limit
         if limit is None:
             return psutil.virtual_memory().total // 4
         return limit
 
-    def _site_dir(self: SessionRouter, session_id: str) -> Path:
-        return self.settings.workspace / ".raykernel" / "site" / session_id
-
-    def _actor_options(self: SessionRouter, placement: Placement) -> dict[str, Any]:
+    def _actor_options(self, placement: Placement) -> dict[str, Any]:
         return actor_options(
             placement,
             self.settings.session_num_cpus,
@@ -53,18 +64,16 @@ class ActorLifecycle:
             self.settings.placement_strategy,
         )
 
-    def _sessions_per_node(self: SessionRouter) -> dict[str, int]:
+    def _sessions_per_node(self) -> dict[str, int]:
         load: dict[str, int] = {}
         for record in self.sessions.values():
             if record.node_id is not None:
                 load[record.node_id] = load.get(record.node_id, 0) + 1
         return load
 
-    async def _start_actor(self: SessionRouter, placement: Placement | None = None) -> Any:
+    async def start_actor(self, placement: Placement | None = None) -> SessionHandle:
         """Start a session actor (no identity yet) and wait until it is ready."""
         import ray
-
-        from raykernel.actors.session_actor import RemoteSessionActor
 
         placement = placement or Placement()
         strategy = self.settings.placement_strategy
@@ -84,11 +93,12 @@ class ActorLifecycle:
             "namespace": self.settings.namespace,
             "max_restarts": 0,
             "max_task_retries": 0,  # never re-run user code
-            "lifetime": "detached" if self.detached else None,
+            "lifetime": "detached" if self.settings.detached else None,
             **self._actor_options(placement),
         }
-        handle = RemoteSessionActor.options(**options).remote(
-            str(self.settings.workspace),
+        handle = SessionHandle.start(
+            options,
+            workspace=str(self.settings.workspace),
             max_output_bytes=self.settings.max_output_bytes,
             plugin_specs=self.session_plugin_specs,
             memory_limit=self._memory_limit(),
@@ -96,54 +106,44 @@ class ActorLifecycle:
             max_image_bytes=self.settings.max_image_bytes,
         )
         try:
-            await asyncio.wait_for(
-                asyncio.wrap_future(handle.ping.remote().future()), CREATE_TIMEOUT
-            )
+            await handle.ready(CREATE_TIMEOUT)
         except BaseException:
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
+            handle.kill()
             raise
         return handle
 
-    async def _spawn(self: SessionRouter, record: SessionRecord) -> None:
-        """Give ``record`` a ready actor: a pooled one if there is one, else a new one."""
-        import ray
-
-        # Pooled actors have the default placement; other requests get an actor of their own.
-        handle = self.pool.take() if record.placement.is_default else None
+    async def spawn(self, record: SessionRecord, pooled: SessionHandle | None) -> None:
+        """Give ``record`` a ready actor: ``pooled`` if given, else a new one."""
+        handle = pooled
         try:
             if handle is None:
-                handle = await self._start_actor(record.placement)
-            claim = handle.claim.remote(
+                handle = await self.start_actor(record.placement)
+            info = await handle.claim(
                 record.session_id,
                 record.description,
                 record.created_at,
-                str(self._site_dir(record.session_id)),
+                str(self.site_dir(record.session_id)),
                 dataclasses.asdict(record.placement),
+                CREATE_TIMEOUT,
             )
-            info = await asyncio.wait_for(asyncio.wrap_future(claim.future()), CREATE_TIMEOUT)
         except BaseException as exc:
             if handle is not None:
-                with contextlib.suppress(Exception):
-                    ray.kill(handle, no_restart=True)
-            if isinstance(exc, RaykernelError):
-                raise
-            if isinstance(exc, TimeoutError):
+                handle.kill()
+            if isinstance(exc, SessionUnavailable):  # no answer in time
                 raise SessionUnavailable(
                     f"session {record.session_id!r} did not start within {CREATE_TIMEOUT:g} s"
                 ) from None
+            if isinstance(exc, RaykernelError):
+                raise
             if isinstance(exc, Exception):
                 raise SessionUnavailable(
                     f"session {record.session_id!r} failed to start: {first_line(str(exc))}"
                 ) from exc
             raise
-        self._adopt(record, handle, info)
+        self.adopt(record, handle, info)
 
-    def _adopt(
-        self: SessionRouter, record: SessionRecord, handle: Any, info: dict[str, Any]
-    ) -> None:
-        """Point ``record`` at a ready, claimed actor described by ``info``; a session on
-        another node gets that node's interrupt agent started now (a cold worker takes ~1 s)."""
+    def adopt(self, record: SessionRecord, handle: SessionHandle, info: dict[str, Any]) -> None:
+        """Point ``record`` at a ready, claimed actor described by ``info``."""
         record.handle = handle
         record.pid = info["pid"]
         record.node_id = info["node_id"]
@@ -153,37 +153,22 @@ class ActorLifecycle:
         record.status = "healthy"
         record.execution_count = info["execution_count"]
         record.death_reason = None
-        record.process = None
-        if not self.is_local(record):
-            self.node_agent(record.node_id).ping.remote()  # warm it up
-        if self.is_local(record):
-            with contextlib.suppress(psutil.Error):
-                record.process = psutil.Process(record.pid)
-                record.process.cpu_percent(None)
+        record.process = local_process(record.pid) if self.nodes.is_local(record.node_id) else None
+        self.nodes.warm_up(record.node_id)
 
-    async def _respawn(self: SessionRouter, record: SessionRecord, reason: str) -> None:
-        log.info("restarting session %s: %s", record.session_id, reason)
-        await self._kill(record)
-        record.restart_count += 1
-        record.status = "starting"
-        await self._spawn(record)
-        self._notify("session_created", session_id=record.session_id, info=self._info(record, True))
-
-    async def _kill(self: SessionRouter, record: SessionRecord) -> None:
+    async def kill(self, record: SessionRecord) -> None:
         """Kill the actor and everything it started; return once its processes are gone."""
         processes = self._terminate(record)
         if processes:
             await asyncio.to_thread(_wait_gone, processes)
-        if record.pgid is not None and self.is_local(record):
+        if record.pgid is not None and self.nodes.is_local(record.node_id):
             # Orphans that left the process tree but not the session's process group.
             await asyncio.to_thread(containment.kill_process_group, record.pgid)
 
-    def _terminate(self: SessionRouter, record: SessionRecord) -> list[psutil.Process]:
+    def _terminate(self, record: SessionRecord) -> list[psutil.Process]:
         """Ask Ray to kill the actor and kill its children now (no waiting); return the
         processes to reap. The process group is killed once the actor has gone: killing it
         first would race Ray's own kill and be reported as an unexpected worker death."""
-        import ray
-
         if record.handle is None:
             return []
         processes: list[psutil.Process] = []
@@ -191,11 +176,10 @@ class ActorLifecycle:
             processes.append(record.process)
             with contextlib.suppress(psutil.Error):
                 processes += record.process.children(recursive=True)
-        with contextlib.suppress(Exception):
-            ray.kill(record.handle, no_restart=True)
+        record.handle.kill()
         record.handle = None
         record.status = "dead"
-        if record.pid is not None and self.is_local(record):
+        if record.pid is not None and self.nodes.is_local(record.node_id):
             for child in processes[1:]:
                 with contextlib.suppress(psutil.Error):
                     child.kill()
@@ -203,6 +187,40 @@ class ActorLifecycle:
             clear_live_file(record.pid)
             containment.read_crash(record.pid)  # removes the note
         return processes
+
+    async def rediscover(self) -> list[SessionRecord]:
+        """The sessions a previous front end left in this namespace, adopted; its unclaimed
+        pooled actors (and duplicates of a known id) are killed."""
+        import ray
+
+        names = await asyncio.to_thread(ray.util.list_named_actors)
+        names = [n for n in names if n.startswith(ACTOR_NAME_PREFIX)]
+        found: dict[str, SessionRecord] = {}
+
+        async def adopt(name: str) -> None:
+            try:
+                handle = await asyncio.to_thread(SessionHandle.find, name, self.settings.namespace)
+                info = await handle.info(CONTROL_TIMEOUT)
+            except Exception as exc:
+                log.warning("could not adopt %s: %s", name, exc)
+                return
+            session_id = info["session_id"]
+            if not session_id or session_id in found or session_id in self.sessions:
+                handle.kill()
+                return
+            record = SessionRecord(
+                session_id,
+                info["description"],
+                info["created_at"],
+                placement=Placement(**info.get("placement") or {}),
+            )
+            record.last_execution_time = info.get("last_execution_time")
+            self.adopt(record, handle, info)
+            found[session_id] = record
+            log.info("adopted session %s on node %s", session_id, record.node_id)
+
+        await asyncio.gather(*(adopt(name) for name in names))
+        return list(found.values())
 
 
 def _wait_gone(processes: list[psutil.Process], timeout: float = 10.0) -> None:

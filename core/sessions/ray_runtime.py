@@ -9,8 +9,8 @@ import signal
 import threading
 from typing import Any
 
-from .errors import RayUnavailable
-from .settings import Settings
+from raykernel.errors import RayUnavailable
+from raykernel.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,16 @@ shell string), so nothing in a requirement can reach a shell.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .errors import InvalidPackageSpec
+from raykernel.errors import InvalidPackageSpec
 
 MAX_PACKAGES = 50
 MAX_SPEC_LENGTH = 200
@@ -83,3 +87,51 @@ def _find_uv() -> str | None:
     if beside.is_file():
         return str(beside)
     return shutil.which("uv")
+
+
+def run_installer(
+    command: list[str], timeout: float, feed: Callable[[str], None] | None = None
+) -> tuple[str, str, bool]:
+    """Run an installer, handing its output to ``feed`` line by line as it comes (progress for
+    the client); ``(stdout, stderr, succeeded)``. Killed at ``timeout`` or on
+    KeyboardInterrupt (which is re-raised)."""
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    captured: dict[str, list[str]] = {"out": [], "err": []}
+
+    def pump(stream: Any, key: str) -> None:
+        for line in stream:
+            captured[key].append(line)
+            if feed is not None:
+                feed(line)
+
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=5)
+    stdout, stderr = "".join(captured["out"]), "".join(captured["err"])
+    if timed_out:
+        stderr += f"\ninstall timed out after {timeout:g} s"
+    return stdout, stderr, not timed_out and proc.returncode == 0

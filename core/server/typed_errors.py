@@ -22,7 +22,7 @@ from fastmcp.server.middleware import Middleware
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from .errors import (
+from raykernel.errors import (
     InvalidArgument,
     NotFound,
     PromptNotFound,
@@ -217,32 +217,26 @@ class TypedErrors(Middleware):
         normal = normalise_uri(uri)
         if normal != uri:
             context = context.copy(message=context.message.model_copy(update={"uri": normal}))
-        try:
-            return await call_next(context)
-        except FastMCPValidationError as exc:
-            raise protocol_error(typed_from_fastmcp(exc)) from None
-        except NotFoundError:
-            raise protocol_error(ResourceNotFound(f"no resource at {normal[:300]!r}")) from None
-        except MCPError:
-            raise
-        except Exception as exc:
-            typed = _raykernel_cause(exc)
-            if typed is None:
-                raise
-            raise protocol_error(typed) from None
+        missing = ResourceNotFound(f"no resource at {normal[:300]!r}")
+        return await _protocol_call(call_next, context, missing)
 
     async def on_get_prompt(self, context: Any, call_next: Any) -> Any:
-        try:
-            return await call_next(context)
-        except FastMCPValidationError as exc:
-            raise protocol_error(typed_from_fastmcp(exc)) from None
-        except NotFoundError:
-            name = str(context.message.name)[:100]
-            raise protocol_error(PromptNotFound(f"no prompt named {name!r}")) from None
-        except MCPError:
+        missing = PromptNotFound(f"no prompt named {str(context.message.name)[:100]!r}")
+        return await _protocol_call(call_next, context, missing)
+
+
+async def _protocol_call(call_next: Any, context: Any, missing: RaykernelError) -> Any:
+    """A resource read or prompt, its failures as typed JSON-RPC errors."""
+    try:
+        return await call_next(context)
+    except FastMCPValidationError as exc:
+        raise protocol_error(typed_from_fastmcp(exc)) from None
+    except NotFoundError:
+        raise protocol_error(missing) from None
+    except MCPError:
+        raise
+    except Exception as exc:
+        typed = _raykernel_cause(exc)
+        if typed is None:
             raise
-        except Exception as exc:
-            typed = _raykernel_cause(exc)
-            if typed is None:
-                raise
-            raise protocol_error(typed) from None
+        raise protocol_error(typed) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidArgument, InvalidSessionId
+from raykernel.errors import InvalidArgument, InvalidSessionId
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 RULE = "use 1-64 letters, digits, '_', '.', '-' (not '.' or '..')"

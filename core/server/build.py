@@ -13,17 +13,25 @@ from typing import Any
 from fastmcp import FastMCP
 from fastmcp.server.middleware import Middleware
 
-from . import __version__
+from raykernel import __version__
+from raykernel.errors import PluginError, RaykernelError
+from raykernel.pluginmanager import load_front_end_plugins, session_plugin_specs
+from raykernel.sessions.files import SessionFiles
+from raykernel.sessions.health import SessionHealth
+from raykernel.sessions.lifecycle import Lifecycle
+from raykernel.sessions.nodes import Nodes
+from raykernel.sessions.ray_runtime import RayRuntime
+from raykernel.sessions.record import SessionRecord
+from raykernel.sessions.router import DEFAULT_SESSION, SessionRouter
+from raykernel.sessions.state_moves import StateMoves
+from raykernel.sessions.warm_pool import WarmPool
+from raykernel.settings import Settings
+from raykernel.workspace import Workspace
+
 from .active import ActiveSessions
-from .app import App
-from .argument_errors import TypedErrors, protocol_error, tool_error
-from .errors import PluginError, RaykernelError
+from .app import App, register_app
 from .http_security import auth_provider
-from .pluginmanager import load_front_end_plugins, session_plugin_specs
-from .ray_runtime import RayRuntime
-from .router import DEFAULT_SESSION, SessionRouter
-from .settings import Settings
-from .workspace import Workspace
+from .typed_errors import TypedErrors, protocol_error, tool_error
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +172,21 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
     pm, specs = load_front_end_plugins(settings.blocked_plugins, settings.allowed_plugins)
     workspace = Workspace(settings.workspace, settings.max_file_bytes)
     runtime = RayRuntime(settings)
-    router = SessionRouter(
+    nodes = Nodes(runtime, settings.namespace, settings.detached)
+    sessions: dict[str, SessionRecord] = {}
+    lifecycle = Lifecycle(settings, nodes, sessions, session_plugin_specs(pm, specs))
+    pool = WarmPool(settings.warm_pool_size, lifecycle.start_actor)
+    router = SessionRouter(settings, runtime, lifecycle, pool, nodes, sessions, pm.hook)
+    app = App(
         settings,
-        runtime,
-        session_plugin_specs=session_plugin_specs(pm, specs),
+        router,
+        workspace,
+        ActiveSessions(DEFAULT_SESSION),
+        files=SessionFiles(router, nodes, workspace),
+        health=SessionHealth(router, nodes, pm.hook),
+        moves=StateMoves(router),
         hooks=pm.hook,
     )
-    app = App(settings, router, workspace, ActiveSessions(DEFAULT_SESSION), pm.hook)
     runs = app.runs
     router.on_delete.append(app.active.forget_session)
 
@@ -196,6 +212,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         auth=auth_provider(settings) if settings.transport == "http" else None,
         middleware=[TypedErrors(), StartRayAfterToolsList(router)],
     )
+    register_app(mcp, app)
     registry = Registry(mcp)
     for hook, register_for in (
         (pm.hook.register_tools, registry.tools_for),

@@ -6,96 +6,32 @@ No Ray here: the session actor is a thin shell over this class, and tests drive 
 from __future__ import annotations
 
 import ast
-import base64
 import builtins
 import contextlib
 import importlib
-import io
-import json
 import linecache
-import os
-import subprocess
 import sys
 import time
 import traceback
 import types
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
+from raykernel.errors import InvalidArgument
+from raykernel.replies import RunError, RunReply, run_error, run_reply
+
 from . import display, interrupts, introspection
-from .capture import CappedStream, truncate_text
-from .display import (
-    BINARY_TYPES,
-    Display,
-    DisplayCollector,
-    bound_image,
-    image_bytes,
-    mime_bundle,
-    safe_repr,
-)
-from .errors import InvalidArgument
+from .capture import CappedStream, WriteWatcher, truncate_text
+from .display import Display, DisplayCollector, mime_bundle, safe_repr
 from .history import History
+from .images import RichOutput
 from .live_output import LiveTail
-from .packages import install_command, parse_requirements
+from .packages import install_command, parse_requirements, run_installer
+from .snapshots import read_snapshot, write_snapshot
 
 _OWN_FILES = frozenset({__file__, interrupts.__file__, display.__file__})
-IMAGE_SUFFIX = {"image/png": "png", "image/jpeg": "jpg"}
-
-
-class _WriteWatcher:
-    """Collects files opened for writing under one folder while a run is in progress.
-
-    An audit hook sees every ``open``/``os.rename`` in the process for the price of a comparison,
-    which is far cheaper than walking outputs/ before and after every run.
-    """
-
-    _active: _WriteWatcher | None = None
-    _installed = False
-
-    def __init__(self, folder: Path) -> None:
-        self.prefix = str(folder) + os.sep
-        self.created: dict[str, None] = {}
-
-    def __enter__(self) -> _WriteWatcher:
-        if not _WriteWatcher._installed:
-            sys.addaudithook(_WriteWatcher._hook)
-            _WriteWatcher._installed = True
-        _WriteWatcher._active = self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _WriteWatcher._active = None
-
-    @staticmethod
-    def _hook(event: str, args: tuple[Any, ...]) -> None:
-        watcher = _WriteWatcher._active
-        if watcher is None:
-            return
-        if event == "open":
-            path, mode, flags = args
-            writing = (mode and any(c in mode for c in "wax+")) or (
-                flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
-            )
-            if writing:
-                watcher._note(path)
-        elif event in ("os.rename", "shutil.copyfile", "shutil.copytree"):
-            watcher._note(args[1])
-
-    def _note(self, path: object) -> None:
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        if not isinstance(path, str | os.PathLike):
-            return
-        full = os.path.abspath(path)
-        if full.startswith(self.prefix) and full not in self.created:
-            if not os.path.exists(full):
-                self.created[full] = None
-
-    def files(self, root: Path) -> list[str]:
-        return [os.path.relpath(p, root) for p in self.created if os.path.isfile(p)]
 
 
 class Interpreter:
@@ -114,13 +50,11 @@ class Interpreter:
     ) -> None:
         self.session_id = session_id
         self.workspace = Path(workspace)
-        self.outputs = self.workspace / "outputs"
-        self.scripts = self.workspace / "scripts"
         self.max_output_bytes = max_output_bytes
         self.hooks = hooks
         self.site_dir = site_dir
         self.live = live
-        self.max_image_bytes = max_image_bytes
+        self.rich = RichOutput(self.workspace, max_output_bytes, max_image_bytes)
         self.display = Display()
         self.history = History()
         self.namespace: dict[str, Any] = {}
@@ -149,25 +83,26 @@ class Interpreter:
 
     # -- execution -----------------------------------------------------------------------------
 
-    def execute(self, code: str, token: str | None = None) -> dict[str, Any]:
-        """Run ``code`` like a Jupyter cell and return the reply dict."""
+    def execute(self, code: str, token: str | None = None) -> RunReply:
+        """Run ``code`` like a Jupyter cell and return its reply."""
         self.execution_count += 1
         count = self.execution_count
         if self.hooks is not None:
             try:
                 self.hooks.before_execute(session_id=self.session_id, code=code)
             except Exception as exc:
-                return self._reply(count, 0.0, "", "", _error("ExecutionRefused", str(exc), ""), [])
+                refused = run_error("ExecutionRefused", str(exc))
+                return run_reply(self.session_id, count, 0.0, error=refused)
         filename = f"<cell-{count}>"
         try:
             body, last = _compile_cell(code, filename)
         except SyntaxError as exc:
             tb = "".join(traceback.format_exception_only(type(exc), exc))
-            return self._finish(count, code, 0.0, "", "", _error_from(exc, tb), [])
+            return self._finish(count, code, 0.0, error=_error_from(exc, tb))
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         return self._run(count, code, token, body, last, self.namespace)
 
-    def run_script(self, path: Path, args: list[str], token: str | None = None) -> dict[str, Any]:
+    def run_script(self, path: Path, args: list[str], token: str | None = None) -> RunReply:
         """Run a script file in this session like IPython's ``%run``: as ``__main__``, with
         ``sys.argv`` set, and its top-level names merged into the namespace afterwards."""
         self.execution_count += 1
@@ -178,7 +113,7 @@ class Interpreter:
             body = compile(source, filename, "exec")
         except SyntaxError as exc:
             tb = "".join(traceback.format_exception_only(type(exc), exc))
-            return self._finish(count, source, 0.0, "", "", _error_from(exc, tb), [])
+            return self._finish(count, source, 0.0, error=_error_from(exc, tb))
         script_ns: dict[str, Any] = {
             "__name__": "__main__",
             "__file__": filename,
@@ -203,19 +138,19 @@ class Interpreter:
         body: types.CodeType | None,
         last: types.CodeType | None,
         namespace: dict[str, Any],
-    ) -> dict[str, Any]:
+    ) -> RunReply:
         mirror = self.live.feed if self.live is not None else None
         out = CappedStream(self.max_output_bytes, "<stdout>", mirror)
         err = CappedStream(self.max_output_bytes, "<stderr>", mirror)
         collector = DisplayCollector()
         value: Any = None
-        error: dict[str, Any] | None = None
+        error: RunError | None = None
         interrupted = False
         started = time.perf_counter()
         if self.live is not None:
             self.live.start(token or "")
         self.display.collector = collector
-        with _WriteWatcher(self.outputs) as watcher:
+        with WriteWatcher(self.rich.outputs) as watcher:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 self._token = token
                 try:
@@ -238,16 +173,15 @@ class Interpreter:
         if value is not None:
             namespace["_"] = value
             bundles.append(mime_bundle(value))
-        new_files = watcher.files(self.workspace)
         return self._finish(
             count,
             code,
             elapsed,
-            out.getvalue(),
-            err.getvalue(),
-            error,
-            new_files,
-            bundles,
+            stdout=out.getvalue(),
+            stderr=err.getvalue(),
+            error=error,
+            new_files=watcher.files(self.workspace),
+            bundles=bundles,
             has_result=value is not None,
             interrupted=interrupted,
         )
@@ -257,20 +191,28 @@ class Interpreter:
         count: int,
         code: str,
         elapsed: float,
-        stdout: str,
-        stderr: str,
-        error: dict[str, Any] | None,
-        new_files: list[str],
-        bundles: list[dict[str, Any]] | None = None,
         *,
+        stdout: str = "",
+        stderr: str = "",
+        error: RunError | None = None,
+        new_files: list[str] | None = None,
+        bundles: list[dict[str, Any]] | None = None,
         has_result: bool = False,
         interrupted: bool = False,
-    ) -> dict[str, Any]:
+    ) -> RunReply:
         self.last_execution_time = time.time()
-        rich = self._rich_output(count, bundles or [], has_result)
-        reply = self._reply(count, elapsed, stdout, stderr, error, new_files, rich)
-        if interrupted:
-            reply["interrupted"] = True
+        rich = self.rich.settle(self.session_id, count, bundles or [], has_result)
+        reply = run_reply(
+            self.session_id,
+            count,
+            round(elapsed, 6),
+            stdout=stdout,
+            stderr=stderr,
+            error=error,
+            new_files=new_files,
+            interrupted=interrupted,
+            **rich,
+        )
         if self.hooks is not None:
             extras: dict[str, Any] = {}
             for contribution in self.hooks.after_execute(
@@ -282,130 +224,6 @@ class Interpreter:
                 reply["extras"] = extras
         self.history.record(code, reply, self.last_execution_time - elapsed)
         return reply
-
-    def _reply(
-        self,
-        count: int,
-        elapsed: float,
-        stdout: str,
-        stderr: str,
-        error: dict[str, Any] | None,
-        new_files: list[str],
-        rich: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        rich = rich or {}
-        return {
-            "success": error is None,
-            "stdout": stdout,
-            "stderr": stderr,
-            "result": rich.get("result"),
-            "result_data": rich.get("result_data", {}),
-            "displays": rich.get("displays", []),
-            "error": error,
-            "execution_count": count,
-            "execution_time": round(elapsed, 6),
-            "session_id": self.session_id,
-            "outputs": rich.get("outputs", []),
-            "new_files": new_files,
-            "images": rich.get("images", []),
-        }
-
-    def _rich_output(
-        self, count: int, bundles: list[dict[str, Any]], has_result: bool
-    ) -> dict[str, Any]:
-        """Split display bundles into text forms (kept in the reply) and images (saved under
-        outputs/ and inlined within ``max_image_bytes``); matplotlib figures join the images."""
-        images = self._save_figures(count)
-        displays: list[dict[str, Any]] = []
-        result: str | None = None
-        result_data: dict[str, Any] = {}
-        for index, bundle in enumerate(bundles, 1):
-            is_result = has_result and index == len(bundles)
-            forms: dict[str, Any] = {}
-            for mime, data in bundle.items():
-                if mime not in BINARY_TYPES and (kept := self._bounded(data)) is not None:
-                    forms[mime] = kept
-            image_mime = next((m for m in IMAGE_SUFFIX if m in bundle), None)
-            if image_mime is not None:
-                name = f"{'result' if is_result else 'display'}_{self.session_id}_{count}_{index}"
-                path = self.outputs / f"{name}.{IMAGE_SUFFIX[image_mime]}"
-                try:
-                    data = image_bytes(bundle[image_mime])
-                    self.outputs.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
-                    image = self._image_entry(
-                        path, data, image_mime, "result" if is_result else "display"
-                    )
-                    images.append(image)
-                    forms["image"] = image["path"]
-                except (OSError, ValueError):
-                    pass
-            if is_result:
-                result = forms.pop("text/plain", None)
-                result_data = forms
-            else:
-                displays.append(forms)
-        return {
-            "result": result,
-            "result_data": result_data,
-            "displays": displays,
-            "images": images,
-            "outputs": [image["path"] for image in images],
-        }
-
-    def _bounded(self, data: Any) -> Any:
-        """A text form cut to the output limit; JSON dropped (None) when it is too large."""
-        if isinstance(data, str):
-            return truncate_text(data, self.max_output_bytes)
-        if len(json.dumps(data, default=str)) > self.max_output_bytes:
-            return None
-        return data
-
-    def _image_entry(self, path: Path, data: bytes, mime: str, source: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "path": os.path.relpath(path, self.workspace),
-            "mime_type": mime,
-            "source": source,
-            "size_bytes": len(data),
-        }
-        bounded = bound_image(data, mime, self.max_image_bytes)
-        if bounded is None:
-            entry["data"] = None
-            entry["note"] = (
-                f"image is {len(data)} bytes, above max_image_bytes={self.max_image_bytes}, "
-                "and could not be downscaled; read it from its file"
-            )
-        else:
-            inline, inline_mime = bounded
-            entry["data"] = base64.b64encode(inline).decode("ascii")
-            entry["inline_mime_type"] = inline_mime
-            if inline is not data:
-                entry["note"] = (
-                    f"downscaled to {len(inline)} bytes for display; the file is full size"
-                )
-        return entry
-
-    def _save_figures(self, count: int) -> list[dict[str, Any]]:
-        # Only when the user already loaded pyplot: importing matplotlib costs ~0.5 s.
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is None:
-            return []
-        images: list[dict[str, Any]] = []
-        try:
-            numbers = plt.get_fignums()
-            if numbers:
-                self.outputs.mkdir(parents=True, exist_ok=True)
-            for index, number in enumerate(numbers, 1):
-                figure = plt.figure(number)
-                path = self.outputs / f"figure_{self.session_id}_{count}_{index}.png"
-                buffer = io.BytesIO()
-                figure.savefig(buffer, format="png", bbox_inches="tight")
-                data = buffer.getvalue()
-                path.write_bytes(data)
-                images.append(self._image_entry(path, data, "image/png", "figure"))
-        finally:
-            plt.close("all")
-        return images
 
     # -- namespace ------------------------------------------------------------------------------
 
@@ -450,36 +268,19 @@ class Interpreter:
         return {"restored": sorted(restored), "not_preserved": failed}
 
     def save_snapshot(self, path: Path) -> dict[str, Any]:
-        """Write the picklable part of the namespace to ``path`` (a zip of one pickle per name
-        and a JSON manifest); name what could not be pickled."""
+        """Write the picklable part of the namespace to ``path``; name what could not be
+        pickled."""
         snap = self.snapshot()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "session_id": self.session_id,
-            "names": list(snap["blobs"]),
-            "not_preserved": snap["not_preserved"],
-            "created_at": time.time(),
-        }
-        tmp = path.with_name(path.name + ".partial")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-            archive.writestr("manifest.json", json.dumps(manifest))
-            for index, blob in enumerate(snap["blobs"].values()):
-                archive.writestr(f"values/{index}.pkl", blob)
-        os.replace(tmp, path)
+        size = write_snapshot(path, self.session_id, snap["blobs"], snap["not_preserved"])
         return {
             "saved": sorted(snap["blobs"]),
             "not_preserved": snap["not_preserved"],
-            "size_bytes": path.stat().st_size,
+            "size_bytes": size,
         }
 
     def load_snapshot(self, path: Path) -> dict[str, Any]:
         """Restore the names saved by ``save_snapshot`` into this namespace."""
-        with zipfile.ZipFile(path) as archive:
-            manifest = json.loads(archive.read("manifest.json"))
-            blobs = {
-                name: archive.read(f"values/{index}.pkl")
-                for index, name in enumerate(manifest["names"])
-            }
+        blobs, manifest = read_snapshot(path)
         report = self.restore(blobs)
         report["not_preserved"].update(manifest.get("not_preserved", {}))
         report["snapshot_of"] = manifest.get("session_id")
@@ -539,7 +340,8 @@ class Interpreter:
         if self.live is not None:
             self.live.start(token or "")
         try:
-            stdout, stderr, ok = _run_streaming(command, timeout, self.live)
+            feed = self.live.feed if self.live is not None else None
+            stdout, stderr, ok = run_installer(command, timeout, feed)
         except KeyboardInterrupt:
             stdout, stderr, ok = "", "install interrupted", False
         finally:
@@ -583,58 +385,5 @@ def _format_user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-def _error(ename: str, evalue: str, tb: str) -> dict[str, Any]:
-    return {"ename": ename, "evalue": evalue, "traceback": tb}
-
-
-def _error_from(exc: BaseException, tb: str) -> dict[str, Any]:
-    return _error(type(exc).__name__, truncate_text(str(exc), 10_000), truncate_text(tb, 50_000))
-
-
-def _run_streaming(
-    command: list[str], timeout: float, live: LiveTail | None
-) -> tuple[str, str, bool]:
-    """Run an installer, feeding its output to the live tail as it comes (progress for the
-    client); (stdout, stderr, succeeded). Killed at ``timeout`` or on KeyboardInterrupt."""
-    import threading
-
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-    )
-    captured: dict[str, list[str]] = {"out": [], "err": []}
-
-    def pump(stream: Any, key: str) -> None:
-        for line in stream:
-            captured[key].append(line)
-            if live is not None:
-                live.feed(line)
-
-    readers = [
-        threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
-        threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-        proc.wait()
-    except KeyboardInterrupt:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        for reader in readers:
-            reader.join(timeout=5)
-    stdout, stderr = "".join(captured["out"]), "".join(captured["err"])
-    if timed_out:
-        stderr += f"\ninstall timed out after {timeout:g} s"
-    return stdout, stderr, not timed_out and proc.returncode == 0
+def _error_from(exc: BaseException, tb: str) -> RunError:
+    return run_error(type(exc).__name__, truncate_text(str(exc), 10_000), truncate_text(tb, 50_000))

@@ -1,10 +1,15 @@
-"""Output capture with a hard cap, so endless printing cannot exhaust memory anywhere."""
+"""What a run leaves behind, captured: its output (with a hard cap, so endless printing cannot
+exhaust memory anywhere) and the files it creates under outputs/."""
 
 from __future__ import annotations
 
 import io
+import os
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 class CappedStream(io.TextIOBase):
@@ -68,3 +73,56 @@ def truncate_text(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + f"\n[... truncated: {len(text) - limit} more characters ...]"
+
+
+class WriteWatcher:
+    """Collects files opened for writing under one folder while a run is in progress.
+
+    An audit hook sees every ``open``/``os.rename`` in the process for the price of a comparison,
+    which is far cheaper than walking outputs/ before and after every run.
+    """
+
+    _active: WriteWatcher | None = None
+    _installed = False
+
+    def __init__(self, folder: Path) -> None:
+        self.prefix = str(folder) + os.sep
+        self.created: dict[str, None] = {}
+
+    def __enter__(self) -> WriteWatcher:
+        if not WriteWatcher._installed:
+            sys.addaudithook(WriteWatcher._hook)
+            WriteWatcher._installed = True
+        WriteWatcher._active = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        WriteWatcher._active = None
+
+    @staticmethod
+    def _hook(event: str, args: tuple[Any, ...]) -> None:
+        watcher = WriteWatcher._active
+        if watcher is None:
+            return
+        if event == "open":
+            path, mode, flags = args
+            writing = (mode and any(c in mode for c in "wax+")) or (
+                flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            )
+            if writing:
+                watcher._note(path)
+        elif event in ("os.rename", "shutil.copyfile", "shutil.copytree"):
+            watcher._note(args[1])
+
+    def _note(self, path: object) -> None:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str | os.PathLike):
+            return
+        full = os.path.abspath(path)
+        if full.startswith(self.prefix) and full not in self.created:
+            if not os.path.exists(full):
+                self.created[full] = None
+
+    def files(self, root: Path) -> list[str]:
+        return [os.path.relpath(p, root) for p in self.created if os.path.isfile(p)]

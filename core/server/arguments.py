@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from .session_ids import validate_session_id, validate_snapshot_name
+from raykernel.sessions.session_ids import validate_session_id, validate_snapshot_name
 
 SESSION_ID_REGEX = r"^[A-Za-z0-9_.-]{1,64}$"
 # The schema shows the pattern; the check itself is validate_session_id, so that every bad id

@@ -15,7 +15,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .router import OnStart, SessionRecord, SessionRouter
+from raykernel.sessions.record import SessionRecord
+from raykernel.sessions.router import OnStart, SessionRouter
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
+from raykernel import __version__
 
 
 def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def _graceful_sigterm(end_stdio: Callable[[], None] | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .settings import load_settings
+    from raykernel.settings import load_settings
 
     flags = parse_args(argv)
     try:
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         end_stdio = claim_stdio(settings.max_request_bytes)
 
-    from .server import build_server
+    from .build import build_server
 
     mcp, _app = build_server(settings)
     _graceful_sigterm(end_stdio)

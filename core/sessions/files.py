@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .errors import RaykernelError, SessionUnavailable
-from .router import SessionRouter
-from .workspace import OPERATIONS, Workspace
+from raykernel.errors import RaykernelError, SessionUnavailable
+from raykernel.workspace import OPERATIONS, Workspace
 
-FILE_CALL_TIMEOUT = 60.0
+from .nodes import Nodes
+from .router import SessionRouter
 
 
 class SessionFiles:
-    def __init__(self, router: SessionRouter, workspace: Workspace) -> None:
+    def __init__(self, router: SessionRouter, nodes: Nodes, workspace: Workspace) -> None:
         self.router = router
+        self.nodes = nodes
         self.workspace = workspace
 
     async def run(self, session_id: str | None, op: str, *args: Any) -> dict[str, Any]:
@@ -32,11 +33,11 @@ class SessionFiles:
         node_id = None
         if session_id is not None:
             record = await self.router.lookup(session_id)
-            if not self.router.is_local(record):
+            if not self.nodes.is_local(record.node_id):
                 node_id = record.node_id
         if node_id is None:
             reply = getattr(self.workspace, op)(*args)
-            reply["node_id"] = self.router.runtime.node_id
+            reply["node_id"] = self.nodes.local_id
             return reply
         return await self._on_node(session_id, node_id, op, args)
 
@@ -46,17 +47,14 @@ class SessionFiles:
         import ray
 
         # An agent pinned to a lost node would wait forever to start: say so at once.
-        if not await asyncio.to_thread(self.router.node_alive, node_id):
+        if not await asyncio.to_thread(self.nodes.alive, node_id):
             raise SessionUnavailable(
                 f"session {session_id!r} was on node {node_id}, which is lost; run code in it "
                 "to restart it on a live node"
             )
-        agent = self.router.node_agent(node_id)
-        ref = agent.workspace.remote(
-            str(self.workspace.root), self.workspace.max_file_bytes, op, *args
-        )
+        root, limit = str(self.workspace.root), self.workspace.max_file_bytes
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), FILE_CALL_TIMEOUT)
+            return await self.nodes.workspace(node_id, root, limit, op, args)
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, RaykernelError):
                 raise exc.cause from None
@@ -67,5 +65,5 @@ class SessionFiles:
             ) from None
         except TimeoutError:
             raise SessionUnavailable(
-                f"the node of session {session_id!r} did not answer within {FILE_CALL_TIMEOUT:g} s"
+                f"the node of session {session_id!r} did not answer in time"
             ) from None

@@ -1,62 +1,73 @@
 """Moving a session's state: restart with or without it, snapshots on disk, forks, and single
 variables between sessions. State travels through Ray's object store or a file the session
-writes itself; the front end never unpickles it.
-
-A mixin of SessionRouter: it uses the router's slots (one call at a time per session) and
-control calls.
+writes itself; the front end never unpickles it. Every move takes the sessions' slots, so it
+happens between runs, never in the middle of one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import InvalidArgument, KernelDied, SessionUnavailable
+from raykernel.errors import InvalidArgument, KernelDied, SessionUnavailable
+
+from .handle import CONTROL_TIMEOUT, SessionHandle
+from .record import SessionRecord
+from .router import SessionRouter
 from .session_ids import validate_session_id, validate_snapshot_name
-
-if TYPE_CHECKING:
-    from .router import SessionRecord, SessionRouter
-
-CONTROL_TIMEOUT = 30.0
 
 
 class StateMoves:
-    def snapshot_path(self: SessionRouter, name: str) -> Path:
-        validate_snapshot_name(name)
-        return self.settings.workspace / ".raykernel" / "snapshots" / f"{name}.zip"
+    def __init__(self, router: SessionRouter) -> None:
+        self.router = router
+        self.settings = router.settings
+        self.snapshot_dir = self.settings.workspace / ".raykernel" / "snapshots"
 
-    async def snapshot(self: SessionRouter, session_id: str, name: str) -> dict[str, Any]:
+    def snapshot_path(self, name: str) -> Path:
+        """Where snapshot ``name`` is kept (in the server's store)."""
+        return self.snapshot_dir / f"{validate_snapshot_name(name)}.zip"
+
+    def _long(self) -> float:
+        return self.settings.max_timeout
+
+    async def snapshot(self, session_id: str, name: str) -> dict[str, Any]:
         """The session writes its own snapshot file (nothing is unpickled in the front end)."""
-        path = self.snapshot_path(name)
-        report = await self.call(session_id, "save_snapshot", str(path), timeout=self._long())
+        path = str(self.snapshot_path(name))
+        report = await self.router.call(session_id, lambda h: h.save_snapshot(path, self._long()))
         return {"snapshot": name, "session_id": session_id, **report}
 
-    async def restore_snapshot(self: SessionRouter, name: str, session_id: str) -> dict[str, Any]:
+    async def restore_snapshot(self, name: str, session_id: str) -> dict[str, Any]:
+        """Load snapshot ``name`` into a session, created if it does not exist."""
         path = self.snapshot_path(name)
         if not path.is_file():
             raise InvalidArgument(f"no snapshot named {name!r}")
-        _record, created = await self.create(session_id, f"restored from snapshot {name}")
-        report = await self.call(session_id, "load_snapshot", str(path), timeout=self._long())
+        _record, created = await self.router.create(session_id, f"restored from snapshot {name}")
+        report = await self.router.call(
+            session_id, lambda h: h.load_snapshot(str(path), self._long())
+        )
         return {"snapshot": name, "session_id": session_id, "created": created, **report}
 
-    async def fork(self: SessionRouter, session_id: str, new_session_id: str) -> dict[str, Any]:
+    async def fork(self, session_id: str, new_session_id: str) -> dict[str, Any]:
         """A new session holding a copy of ``session_id``'s picklable state, passed through the
         object store (never through this process)."""
-        source = await self.lookup(session_id)
+        router = self.router
+        source = await router.lookup(session_id)
         validate_session_id(new_session_id)
-        if new_session_id in self.sessions:
+        if new_session_id in router.sessions:
             raise InvalidArgument(f"session {new_session_id!r} already exists")
-        target, _ = await self.create(new_session_id, f"fork of {session_id}")
+        target, _ = await router.create(new_session_id, f"fork of {session_id}")
         try:
-            async with self._slot(source):
-                self._require_alive(source)
-                snapshot = source.handle.snapshot.remote()
-                async with self._slot(target):
-                    ref = target.handle.restore.remote(snapshot)
-                    report = await self._control(target, ref, self._long())
+            async with router.slot(source):
+                router.require_alive(source)
+                assert source.handle is not None
+                snapshot = source.handle.snapshot()
+                async with router.slot(target):
+                    report = await router.control(
+                        target, lambda h: h.restore(snapshot, self._long())
+                    )
         except BaseException:
-            await self.delete(new_session_id)
+            await router.delete(new_session_id)
             raise
         return {"session_id": new_session_id, "forked_from": session_id, **report}
 
@@ -64,15 +75,17 @@ class StateMoves:
         self, from_session: str, to_session: str, name: str, as_name: str
     ) -> dict[str, Any]:
         """Copy one variable between sessions through the object store (cloudpickle)."""
-        source = await self.lookup(from_session)
-        target = await self.lookup(to_session)
-        async with self._slot(source):
-            self._require_alive(source)
-            blob = source.handle.get_blob.remote(name)
-        async with self._slot(target):
-            self._require_alive(target)
-            type_name = await self._control(
-                target, target.handle.set_blob.remote(as_name, blob), self._long()
+        router = self.router
+        source = await router.lookup(from_session)
+        target = await router.lookup(to_session)
+        async with router.slot(source):
+            router.require_alive(source)
+            assert source.handle is not None
+            blob = source.handle.blob(name)
+        async with router.slot(target):
+            router.require_alive(target)
+            type_name = await router.control(
+                target, lambda h: h.set_blob(as_name, blob, self._long())
             )
         return {
             "from_session": from_session,
@@ -82,13 +95,11 @@ class StateMoves:
             "type": type_name,
         }
 
-    def _long(self: SessionRouter) -> float:
-        return self.settings.max_timeout
-
-    async def restart(self: SessionRouter, session_id: str, preserve_state: bool) -> dict[str, Any]:
-        import ray
-
-        record = await self.lookup(session_id)
+    async def restart(self, session_id: str, preserve_state: bool) -> dict[str, Any]:
+        """Restart a session's process, carrying its picklable state over if asked. A run in
+        progress is stopped first, and the restart goes ahead of runs queued behind it."""
+        router = self.router
+        record = await router.lookup(session_id)
         acquiring = asyncio.ensure_future(record.slot.acquire(urgent=True))
         try:
             stopped = await self._stop_for_restart(record, acquiring)
@@ -97,26 +108,26 @@ class StateMoves:
             if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
                 record.slot.release()
             raise
-        async with self._slot(record, acquiring=acquiring):
-            snapshot_ref = None
+        async with router.slot(record, acquiring=acquiring):
+            snapshot = None
             lost = None
             if preserve_state and record.status == "dead":
                 lost = f"the session's process was gone ({record.death_reason}): nothing to carry"
             if preserve_state and record.status != "dead":
-                snapshot_ref = record.handle.snapshot.remote()
+                assert record.handle is not None
+                snapshot = record.handle.snapshot()
                 # Wait without pulling the (possibly large) snapshot into this process.
-                ready, _ = await asyncio.to_thread(
-                    ray.wait, [snapshot_ref], timeout=CONTROL_TIMEOUT
-                )
-                if not ready:
+                if not await SessionHandle.settled(snapshot, CONTROL_TIMEOUT):
                     raise SessionUnavailable("the session did not answer the snapshot request")
-            await self._respawn(record, "restart requested")
+            await router.respawn(record, "restart requested")
             record.kill_reason = None
             record.crash_streak = 0
             report: dict[str, Any] = {"restored": [], "not_preserved": {"*": lost} if lost else {}}
-            if snapshot_ref is not None:
+            if snapshot is not None:
                 try:
-                    report = await self._control(record, record.handle.restore.remote(snapshot_ref))
+                    report = await router.control(
+                        record, lambda h: h.restore(snapshot, CONTROL_TIMEOUT)
+                    )
                 except KernelDied:
                     raise
                 except Exception as exc:
@@ -133,7 +144,7 @@ class StateMoves:
             }
 
     async def _stop_for_restart(
-        self: SessionRouter, record: SessionRecord, acquiring: asyncio.Future[None]
+        self, record: SessionRecord, acquiring: asyncio.Future[None]
     ) -> str | None:
         """A restart stops the run in progress first, as Jupyter's does: SIGINT (the run ends
         as interrupted, variables kept for ``preserve_state``), then, if the code ignores it
@@ -141,10 +152,10 @@ class StateMoves:
         token = record.run_token
         if token is None:
             return None
-        await self._send_interrupt(record, token)
+        await self.router.send_interrupt(record, token)
         done, _ = await asyncio.wait({acquiring}, timeout=self.settings.interrupt_grace)
         if done:
             return "interrupted"
         record.kill_reason = "killed by restart_kernel (the code ignored the interrupt)"
-        await self._kill(record)
+        await self.router.lifecycle.kill(record)
         return "killed"

@@ -16,8 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RaykernelError, RunNotFound
-from .router import SessionRecord, SessionRouter
+from raykernel.errors import RaykernelError, RunNotFound
+from raykernel.sessions.record import SessionRecord
+from raykernel.sessions.router import SessionRouter
 
 MAX_KEPT = 200  # finished runs remembered; the oldest are forgotten first
 

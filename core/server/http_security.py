@@ -6,7 +6,7 @@ import hmac
 import ipaddress
 from typing import Any
 
-from .settings import Settings
+from raykernel.settings import Settings
 
 STATIC_CLIENT_ID = "raykernel-static-token"
 

@@ -1,0 +1,212 @@
+"""The one reply of a run, and how it is shaped for MCP clients.
+
+``RunReply`` is what ``run_python_code``, ``run_script`` (and a background run's ``get_run``)
+answer: the kernel builds it with ``run_reply``, the router builds the ones no code produced
+(a death, an interrupt that could not stop the code) with ``failed_reply``, and ``tool_result``
+/ ``run_result`` turn it into MCP content. Plugins use these; none imports another plugin.
+
+Importing this module is cheap (the kernel does): MCP types are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from typing import Any, NotRequired, TypedDict
+
+
+class RunError(TypedDict):
+    ename: str
+    evalue: str
+    traceback: str
+
+
+class ImageEntry(TypedDict, total=False):
+    path: str
+    mime_type: str
+    source: str  # figure | result | display
+    size_bytes: int
+    data: str | None  # base64 of the inlined (possibly downscaled) image
+    inline_mime_type: str
+    note: str
+
+
+class RunReply(TypedDict):
+    success: bool
+    stdout: str
+    stderr: str
+    result: str | None  # the trailing expression's repr
+    result_data: dict[str, Any]  # its other forms (text/html, ...)
+    displays: list[dict[str, Any]]
+    error: RunError | None
+    execution_count: int
+    execution_time: float | None
+    session_id: str
+    outputs: list[str]
+    new_files: list[str]
+    images: list[ImageEntry]
+    interrupted: bool
+    restarted: bool
+    state_preserved: bool
+    notice: NotRequired[str]  # what happened to the session besides the run
+    extras: NotRequired[dict[str, Any]]  # after_execute hooks' contributions
+
+
+def run_error(ename: str, evalue: str, traceback: str = "") -> RunError:
+    return {"ename": ename, "evalue": evalue, "traceback": traceback}
+
+
+def run_reply(
+    session_id: str,
+    execution_count: int,
+    execution_time: float | None,
+    *,
+    stdout: str = "",
+    stderr: str = "",
+    error: RunError | None = None,
+    result: str | None = None,
+    result_data: dict[str, Any] | None = None,
+    displays: list[dict[str, Any]] | None = None,
+    images: list[ImageEntry] | None = None,
+    new_files: list[str] | None = None,
+    interrupted: bool = False,
+    restarted: bool = False,
+    state_preserved: bool | None = None,
+) -> RunReply:
+    images = images or []
+    return {
+        "success": error is None,
+        "stdout": stdout,
+        "stderr": stderr,
+        "result": result,
+        "result_data": result_data or {},
+        "displays": displays or [],
+        "error": error,
+        "execution_count": execution_count,
+        "execution_time": execution_time,
+        "session_id": session_id,
+        "outputs": [image["path"] for image in images],
+        "new_files": new_files or [],
+        "images": images,
+        "interrupted": interrupted,
+        "restarted": restarted,
+        "state_preserved": (not restarted) if state_preserved is None else state_preserved,
+    }
+
+
+def failed_reply(
+    session_id: str,
+    execution_count: int,
+    ename: str,
+    evalue: str,
+    *,
+    interrupted: bool,
+    restarted: bool,
+    state_preserved: bool = False,
+) -> RunReply:
+    """The reply to a run whose code produced none (its process died, it was killed)."""
+    return run_reply(
+        session_id,
+        execution_count,
+        None,
+        error=run_error(ename, evalue),
+        interrupted=interrupted,
+        restarted=restarted,
+        state_preserved=state_preserved,
+    )
+
+
+# -- shaping for MCP clients ---------------------------------------------------------------
+
+# Bulky forms a model rarely needs twice: kept in structured content, left out of the text.
+TEXT_VIEW_SKIPS = frozenset({"text/html", "image/svg+xml"})
+RESOURCE_FOLDERS = ("outputs/", "scripts/")
+
+
+def resource_uri(path: str) -> str | None:
+    """The resource URI of a workspace file, if it is one the resources plugin serves."""
+    for folder in RESOURCE_FOLDERS:
+        if path.startswith(folder):
+            return f"raykernel://{folder}{path[len(folder) :]}"
+    return None
+
+
+def tool_result(reply: RunReply | dict[str, Any], result_format: str = "structured") -> Any:
+    """A run's reply for every kind of client:
+
+    * a JSON text block (what text-only clients and most models read);
+    * one image block per figure or displayed image (downscaled within ``max_image_bytes``);
+    * one resource link per file the run created or saved under outputs/;
+    * ``structuredContent``, the whole reply (HTML tables, SVG...), unless ``result_format``
+      is "content": some clients show only structured content when both are present, and so
+      would hide the images.
+    """
+    lean = _without_image_data(reply)
+    text = lean if result_format == "content" else _text_view(lean)
+    return _shaped(lean, text, _blocks(reply), result_format)
+
+
+def run_result(view: dict[str, Any], result_format: str = "structured") -> Any:
+    """A background run's status; once it has a reply, that reply's images and links come as
+    blocks, as ``run_python_code`` would have sent them."""
+    reply = view.get("reply")
+    if not reply:
+        return view
+    lean = _without_image_data(reply)
+    shown = {**view, "reply": lean}
+    text = shown if result_format == "content" else {**shown, "reply": _text_view(lean)}
+    return _shaped(shown, text, _blocks(reply), result_format)
+
+
+def _without_image_data(reply: Any) -> dict[str, Any]:
+    """Images travel once, as image blocks: the reply keeps only their description."""
+    images = reply.get("images") or []
+    return {**reply, "images": [{k: v for k, v in i.items() if k != "data"} for i in images]}
+
+
+def _blocks(reply: Any) -> list[Any]:
+    """Image blocks for the reply's inlined images, then links to the files it made."""
+    from mcp_types import ImageContent, ResourceLink
+
+    blocks: list[Any] = [
+        ImageContent(type="image", data=image["data"], mime_type=image["inline_mime_type"])
+        for image in reply.get("images") or []
+        if image.get("data")
+    ]
+    for path in dict.fromkeys([*reply.get("outputs", []), *reply.get("new_files", [])]):
+        uri = resource_uri(path)
+        if uri is not None:
+            blocks.append(
+                ResourceLink(
+                    type="resource_link",
+                    uri=uri,
+                    name=path.rsplit("/", 1)[-1],
+                    mime_type=mimetypes.guess_type(path)[0] or "application/octet-stream",
+                )
+            )
+    return blocks
+
+
+def _shaped(
+    structured: dict[str, Any], text: dict[str, Any], blocks: list[Any], result_format: str
+) -> Any:
+    from fastmcp.tools import ToolResult
+    from mcp_types import TextContent
+
+    content = [TextContent(type="text", text=json.dumps(text, default=str)), *blocks]
+    return ToolResult(
+        content=content,
+        structured_content=structured if result_format == "structured" else None,
+    )
+
+
+def _text_view(reply: dict[str, Any]) -> dict[str, Any]:
+    def lean(forms: dict[str, Any]) -> dict[str, Any]:
+        return {mime: data for mime, data in forms.items() if mime not in TEXT_VIEW_SKIPS}
+
+    view = dict(reply)
+    if view.get("result_data"):
+        view["result_data"] = lean(view["result_data"])
+    if view.get("displays"):
+        view["displays"] = [lean(forms) for forms in view["displays"]]
+    return view

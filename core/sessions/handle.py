@@ -1,0 +1,198 @@
+"""SessionHandle: a typed facade over one session actor, as ``ray.util.queue.Queue`` is over its
+actor. Every call to a session goes through a method here with a real signature; one place
+awaits Ray's object refs with a timeout and turns Ray's errors into raykernel's:
+
+* a refusal raised inside the session (a ``RaykernelError``) reaches the caller as it is, even
+  through a chained call (a transfer's get feeding its set);
+* the actor's death (a crash, its node lost, a kill) is ``ActorDied``, for the router to record
+  before it answers with ``KernelDied``;
+* no answer in time is ``SessionUnavailable``;
+* anything else is an internal fault (``RuntimeError``: logged, masked for clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from raykernel.errors import RaykernelError, SessionUnavailable
+
+from .formatting import first_line
+
+ACTOR_NAME_PREFIX = "raykernel-session:"
+CONTROL_TIMEOUT = 30.0
+
+
+class ActorDied(Exception):
+    """The session's actor is gone; ``reason`` is Ray's first line about it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SessionHandle:
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, options: dict[str, Any], **init: Any) -> SessionHandle:
+        """Start a session actor (no identity yet); ``ready`` waits for it."""
+        from raykernel.actors.session_actor import RemoteSessionActor
+
+        return cls(RemoteSessionActor.options(**options).remote(**init))
+
+    @classmethod
+    def find(cls, name: str, namespace: str) -> SessionHandle:
+        """The handle of the named actor (blocking: call it in a thread)."""
+        import ray
+
+        return cls(ray.get_actor(name, namespace=namespace))
+
+    async def ready(self, timeout: float) -> None:
+        """Wait until the actor has started (its constructor ran)."""
+        await self._await(self._actor.ping.remote(), timeout)
+
+    async def claim(
+        self,
+        session_id: str,
+        description: str,
+        created_at: float,
+        site_dir: str | None,
+        placement: dict[str, Any],
+        timeout: float,
+    ) -> dict[str, Any]:
+        """Give a fresh actor its identity; returns ``info()``."""
+        ref = self._actor.claim.remote(session_id, description, created_at, site_dir, placement)
+        return await self._await(ref, timeout)
+
+    async def info(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
+        """Who the session is and where it runs (id, pid, node, placement, counts)."""
+        return await self._await(self._actor.info.remote(), timeout)
+
+    def kill(self) -> None:
+        """Kill the actor now (not restarted; nothing waits for it)."""
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.kill(self._actor, no_restart=True)
+
+    # -- runs: the router keeps the future, to stop a run that overstays -----------------------
+
+    def execute(self, code: str, token: str) -> asyncio.Future[Any]:
+        """Start a run of ``code``; the future's ``run_outcome`` is its reply."""
+        return _future(self._actor.execute.remote(code, token))
+
+    def run_script(self, path: str, args: list[str], token: str) -> asyncio.Future[Any]:
+        """Start a script run (``%run`` semantics)."""
+        return _future(self._actor.run_script.remote(path, args, token))
+
+    def install(
+        self, specs: list[str], allow_urls: bool, timeout: float, token: str
+    ) -> asyncio.Future[Any]:
+        """Start installing ``specs`` into the session's own package folder."""
+        return _future(self._actor.install.remote(specs, allow_urls, timeout, token))
+
+    def run_outcome(self, future: asyncio.Future[Any]) -> Any:
+        """A finished run's reply, or ``ActorDied`` if the actor died under it."""
+        return _translated(future)
+
+    # -- control calls ------------------------------------------------------------------------
+
+    async def variables(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
+        """User-defined names with type and a short repr."""
+        return await self._await(self._actor.variables.remote(), timeout)
+
+    async def history(
+        self, last: int | None, timeout: float = CONTROL_TIMEOUT
+    ) -> list[dict[str, Any]]:
+        """The last ``last`` runs (all kept when None)."""
+        return await self._await(self._actor.get_history.remote(last), timeout)
+
+    async def complete(
+        self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
+    ) -> dict[str, Any]:
+        """Completions at the cursor from the live namespace."""
+        return await self._await(self._actor.complete.remote(code, cursor_pos), timeout)
+
+    async def inspect(
+        self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
+    ) -> dict[str, Any]:
+        """What the name at the cursor is (nothing is called)."""
+        return await self._await(self._actor.inspect.remote(code, cursor_pos), timeout)
+
+    def snapshot(self) -> Any:
+        """A ref to the session's picklable state (it stays in the object store)."""
+        return self._actor.snapshot.remote()
+
+    async def restore(self, snapshot: Any, timeout: float) -> dict[str, Any]:
+        """Load a ``snapshot()`` ref into this session."""
+        return await self._await(self._actor.restore.remote(snapshot), timeout)
+
+    async def save_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
+        """The session writes its own snapshot file."""
+        return await self._await(self._actor.save_snapshot.remote(path), timeout)
+
+    async def load_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
+        """The session reads a snapshot file into its namespace."""
+        return await self._await(self._actor.load_snapshot.remote(path), timeout)
+
+    def blob(self, name: str) -> Any:
+        """A ref to one variable, pickled (for ``set_blob`` of another session)."""
+        return self._actor.get_blob.remote(name)
+
+    async def set_blob(self, name: str, blob: Any, timeout: float) -> str:
+        """Set ``name`` from a ``blob()`` ref; returns the value's type name."""
+        return await self._await(self._actor.set_blob.remote(name, blob), timeout)
+
+    async def ping(self, timeout: float = CONTROL_TIMEOUT) -> float:
+        """The actor's clock: it answers (it is not running code)."""
+        return await self._await(self._actor.ping.remote(), timeout)
+
+    async def health(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
+        """Memory, CPU and children, measured by the session itself."""
+        return await self._await(self._actor.health.remote(), timeout)
+
+    @staticmethod
+    async def settled(ref: Any, timeout: float) -> bool:
+        """Whether ``ref`` (a ``snapshot()``) is ready, without pulling it here."""
+        import ray
+
+        ready, _ = await asyncio.to_thread(ray.wait, [ref], timeout=timeout)
+        return bool(ready)
+
+    async def _await(self, ref: Any, timeout: float) -> Any:
+        """The one place a session's answer is awaited."""
+        future = _future(ref)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        if not done:
+            future.cancel()
+            raise SessionUnavailable(f"the session did not answer within {timeout:g} s")
+        return _translated(future)
+
+
+def _future(ref: Any) -> asyncio.Future[Any]:
+    return asyncio.wrap_future(ref.future())
+
+
+def _translated(future: asyncio.Future[Any]) -> Any:
+    import ray
+
+    try:
+        return future.result()
+    except ray.exceptions.RayTaskError as exc:
+        cause: BaseException = exc
+        while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
+            cause = cause.cause
+        if isinstance(cause, RaykernelError):
+            raise cause from None
+        raise RuntimeError(first_line(str(cause))) from None
+    except ray.exceptions.RayActorError as exc:
+        raise ActorDied(first_line(str(exc))) from None

@@ -1,0 +1,73 @@
+"""What the front end knows about one session, answered without asking the session: its
+actor, process and node, whether it is busy and since when, its queue, how it last died."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from .formatting import iso_time
+from .handle import SessionHandle
+from .placement import Placement
+from .slot import Slot
+
+
+@dataclass
+class SessionRecord:
+    session_id: str
+    description: str
+    created_at: float
+    handle: SessionHandle | None = None
+    pid: int | None = None
+    node_id: str | None = None
+    node_ip: str | None = None
+    started_at: float = field(default_factory=time.time)
+    status: str = "starting"  # starting | healthy | busy | dead
+    execution_count: int = 0
+    last_execution_time: float | None = None
+    restart_count: int = 0
+    death_reason: str | None = None
+    crash_streak: int = 0
+    pgid: int | None = None
+    deleted: bool = False
+    process: psutil.Process | None = None
+    slot: Slot = field(default_factory=Slot)
+    # Why the actor is being killed on purpose (a restart that cannot wait): the death a run
+    # then meets is reported with this cause.
+    kill_reason: str | None = None
+    # Set while a run whose caller went away is being stopped: the next caller waits for it.
+    pending_stop: asyncio.Future[Any] | None = None
+    run_token: str | None = None
+    # Runs (and installs) waiting for this session while another one runs.
+    waiting: int = 0
+    placement: Placement = field(default_factory=Placement)
+
+    def summary(self, active: bool) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "created_at": iso_time(self.created_at),
+            "execution_count": self.execution_count,
+            "status": self.status,
+            "active": active,
+            "node_id": self.node_id,
+            "node_ip": self.node_ip,
+            "resources": self.placement.describe(),
+        }
+
+    def info(self, restarted: bool) -> dict[str, Any]:
+        """What the ``session_created`` hook is told."""
+        return {
+            "session_id": self.session_id,
+            "description": self.description,
+            "created_at": iso_time(self.created_at),
+            "pid": self.pid,
+            "node_id": self.node_id,
+            "restarted": restarted,
+        }
+
+    def last_used(self) -> float:
+        return max(self.created_at, self.last_execution_time or 0)

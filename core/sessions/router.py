@@ -1,0 +1,495 @@
+"""SessionRouter: the only road from tools to sessions.
+
+It owns the session table and the per-session slot: a session runs one call at a time, and
+callers queue in order, never interleave. A run that passes its timeout (or whose caller goes
+away) is interrupted with SIGINT and keeps the session's state; if it does not stop within the
+grace period, the actor is killed and restarted and the reply says the state is lost. User code
+is never run twice. Actors are reached through their ``SessionHandle``; starting and killing
+them is the ``Lifecycle``'s job, and what happens on a session's node is the ``Nodes``'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from raykernel.errors import (
+    KernelDied,
+    ProtectedSession,
+    RaykernelError,
+    SessionLimitReached,
+    SessionNotFound,
+    SessionUnavailable,
+)
+from raykernel.kernel import containment
+from raykernel.replies import RunReply, failed_reply
+from raykernel.settings import Settings
+
+from .handle import ActorDied, SessionHandle
+from .lifecycle import Lifecycle
+from .nodes import Nodes
+from .placement import Placement
+from .ray_runtime import RayRuntime
+from .record import SessionRecord
+from .session_ids import validate_session_id
+from .warm_pool import WarmPool
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SESSION = "default"
+# Called with the record and the run's token once a run has been handed to its session.
+OnStart = Callable[[SessionRecord, str], None]
+T = TypeVar("T")
+
+
+class SessionRouter:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: RayRuntime,
+        lifecycle: Lifecycle,
+        pool: WarmPool,
+        nodes: Nodes,
+        sessions: dict[str, SessionRecord],
+        hooks: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.lifecycle = lifecycle
+        self.pool = pool
+        self.nodes = nodes
+        self.sessions = sessions
+        self.hooks = hooks
+        self._table_lock = asyncio.Lock()
+        self._startup: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        # Called with the id of every deleted session (the active-session map forgets it).
+        self.on_delete: list[Callable[[str], None]] = []
+
+    # -- start and stop -----------------------------------------------------------------------
+
+    @property
+    def detached(self) -> bool:
+        """Whether sessions outlive this front end (on a cluster)."""
+        return self.settings.detached
+
+    def start(self) -> None:
+        """Start Ray and the default session in the background."""
+        if self._startup is None:
+            self.runtime.start()
+            self._startup = asyncio.ensure_future(self._start_default())
+
+    async def ready(self) -> None:
+        """Wait until Ray is up and the default session exists."""
+        if self._startup is None:
+            self.start()
+        assert self._startup is not None
+        await asyncio.shield(self._startup)
+
+    async def _start_default(self) -> None:
+        await self.runtime.ready()
+        if self.detached:
+            for record in await self.lifecycle.rediscover():
+                self.sessions.setdefault(record.session_id, record)
+        if DEFAULT_SESSION not in self.sessions:
+            await self._create(DEFAULT_SESSION, "Default session", None)
+        self.pool.refill()
+        if self.settings.idle_timeout > 0:
+            self._keep(asyncio.ensure_future(self._reap_idle()))
+
+    async def _reap_idle(self) -> None:
+        """Delete sessions nobody has used for ``idle_timeout`` seconds (never "default", never
+        one that is running code)."""
+        timeout = self.settings.idle_timeout
+        while True:
+            await asyncio.sleep(min(30.0, max(timeout / 4, 0.25)))
+            now = time.time()
+            for record in list(self.sessions.values()):
+                idle = record.status != "busy" and not record.slot.locked()
+                if record.session_id == DEFAULT_SESSION or not idle:
+                    continue
+                if now - record.last_used() > timeout:
+                    log.info(
+                        "deleting session %s: idle for %.0f s",
+                        record.session_id,
+                        now - record.last_used(),
+                    )
+                    with contextlib.suppress(RaykernelError):
+                        await self.delete(record.session_id)
+
+    async def shutdown(self) -> None:
+        """Kill the warm pool and, unless sessions outlive the front end (on a cluster), every
+        session this router started."""
+        records = [] if self.detached else list(self.sessions.values())
+        self.sessions.clear()
+        self.pool.close()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(
+            *(self.lifecycle.kill(record) for record in records), return_exceptions=True
+        )
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def get(self, session_id: str) -> SessionRecord:
+        """The record of ``session_id`` (``SessionNotFound`` if there is none)."""
+        validate_session_id(session_id)
+        record = self.sessions.get(session_id)
+        if record is None:
+            raise SessionNotFound(f"session {session_id!r} does not exist")
+        return record
+
+    async def lookup(self, session_id: str) -> SessionRecord:
+        """``get``, once start-up (and rediscovery) is over."""
+        await self.ready()
+        return self.get(session_id)
+
+    # -- create / delete ----------------------------------------------------------------------
+
+    async def create(
+        self, session_id: str, description: str = "", placement: Placement | None = None
+    ) -> tuple[SessionRecord, bool]:
+        """Create a session; an existing id returns ``(record, False)`` unchanged."""
+        validate_session_id(session_id)
+        # After start-up (rediscovery included): an actor being created must not be mistaken
+        # for an abandoned one.
+        await self.ready()
+        return await self._create(session_id, description, placement)
+
+    async def _create(
+        self, session_id: str, description: str, placement: Placement | None
+    ) -> tuple[SessionRecord, bool]:
+        placement = placement or Placement()
+        async with self._table_lock:
+            existing = self.sessions.get(session_id)
+            if existing is not None:
+                return existing, False
+            if len(self.sessions) >= self.settings.max_sessions:
+                raise SessionLimitReached(
+                    f"{len(self.sessions)} sessions exist, the maximum is "
+                    f"{self.settings.max_sessions}; delete one first"
+                )
+            record = SessionRecord(session_id, description, time.time(), placement=placement)
+            self.sessions[session_id] = record
+        # Pooled actors have the default placement; other requests get an actor of their own.
+        pooled = self.pool.take() if placement.is_default else None
+        try:
+            await self.lifecycle.spawn(record, pooled)
+        except BaseException:
+            self.sessions.pop(session_id, None)
+            raise
+        self._notify("session_created", session_id=session_id, info=record.info(False))
+        return record, True
+
+    async def delete(self, session_id: str) -> SessionRecord:
+        """Delete a session: its actor and everything it started are killed."""
+        if validate_session_id(session_id) == DEFAULT_SESSION:
+            raise ProtectedSession("the 'default' session cannot be deleted")
+        await self.ready()
+        async with self._table_lock:
+            record = self.get(session_id)
+            record.deleted = True
+            del self.sessions[session_id]
+        await self.lifecycle.kill(record)
+        shutil.rmtree(self.lifecycle.site_dir(session_id), ignore_errors=True)
+        for callback in self.on_delete:
+            callback(session_id)
+        self._notify("session_deleted", session_id=session_id)
+        return record
+
+    async def respawn(self, record: SessionRecord, reason: str) -> None:
+        """Replace a session's actor by a new one (state lost), keeping its id and place."""
+        log.info("restarting session %s: %s", record.session_id, reason)
+        await self.lifecycle.kill(record)
+        record.restart_count += 1
+        record.status = "starting"
+        await self.lifecycle.spawn(record, None)
+        self._notify("session_created", session_id=record.session_id, info=record.info(True))
+
+    # -- running code -------------------------------------------------------------------------
+
+    async def execute(
+        self, session_id: str, code: str, timeout: float, on_start: OnStart | None = None
+    ) -> RunReply:
+        """Run ``code`` in the session, in its turn; interrupted past ``timeout``."""
+        record = await self.lookup(session_id)
+        return await self._run(record, lambda h, t: h.execute(code, t), timeout, on_start)
+
+    async def run_script(
+        self,
+        session_id: str,
+        path: Path,
+        args: list[str],
+        timeout: float,
+        on_start: OnStart | None = None,
+    ) -> RunReply:
+        """Run a saved script in the session, like ``%run``."""
+        record = await self.lookup(session_id)
+        return await self._run(
+            record, lambda h, t: h.run_script(str(path), args, t), timeout, on_start
+        )
+
+    async def install(
+        self, session_id: str, specs: list[str], on_start: OnStart | None = None
+    ) -> dict[str, Any]:
+        """Install packages into the session's own folder, in its turn."""
+        record = await self.lookup(session_id)
+        settings = self.settings
+
+        def start(handle: SessionHandle, token: str) -> asyncio.Future[Any]:
+            return handle.install(
+                specs, settings.allow_package_urls, settings.install_timeout, token
+            )
+
+        # The actor enforces the install timeout on its subprocess; the router's is a backstop.
+        reply: Any = await self._run(record, start, settings.install_timeout + 30, on_start)
+        return reply
+
+    async def _run(
+        self,
+        record: SessionRecord,
+        start: Callable[[SessionHandle, str], asyncio.Future[Any]],
+        timeout: float,
+        on_start: OnStart | None = None,
+    ) -> RunReply:
+        # Counted so that health can show the queue: runs wait here one behind the other.
+        record.waiting += 1
+        entered = False
+        try:
+            async with self.slot(record):
+                record.waiting -= 1
+                entered = True
+                return await self._run_in_slot(record, start, timeout, on_start)
+        finally:
+            if not entered:
+                record.waiting -= 1
+
+    async def _run_in_slot(
+        self,
+        record: SessionRecord,
+        start: Callable[[SessionHandle, str], asyncio.Future[Any]],
+        timeout: float,
+        on_start: OnStart | None,
+    ) -> RunReply:
+        notice = await self.revive_if_dead(record)
+        handle = record.handle
+        assert handle is not None
+        token = uuid.uuid4().hex
+        future = start(handle, token)
+        record.status = "busy"
+        record.run_token = token
+        if on_start is not None:
+            on_start(record, token)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if done:
+                reply = self._collect(record, handle, future)
+            else:
+                reply = await self._stop(record, handle, future, token, timeout)
+        except asyncio.CancelledError:
+            # The caller went away: stop its code, and make the next caller wait for that.
+            stop = asyncio.ensure_future(self._stop(record, handle, future, token, None))
+            record.pending_stop = stop
+            self._keep(stop)
+            raise
+        finally:
+            record.run_token = None
+            if record.status == "busy":
+                record.status = "healthy"
+        reply.setdefault("interrupted", False)
+        reply.setdefault("restarted", False)
+        reply.setdefault("state_preserved", not reply["restarted"])
+        if not reply["restarted"] and reply.get("execution_count") is not None:
+            record.execution_count = reply["execution_count"]
+            record.last_execution_time = time.time()
+        if record.status != "dead":
+            record.crash_streak = 0
+        if notice:
+            reply.update(notice)  # type: ignore[typeddict-item]
+        return reply
+
+    @contextlib.asynccontextmanager
+    async def slot(
+        self,
+        record: SessionRecord,
+        urgent: bool = False,
+        acquiring: asyncio.Future[None] | None = None,
+    ) -> AsyncIterator[None]:
+        """Hold the session's slot (``acquiring``: an acquisition already under way)."""
+        await (acquiring if acquiring is not None else record.slot.acquire(urgent))
+        try:
+            if record.pending_stop is not None:
+                with contextlib.suppress(Exception):
+                    await record.pending_stop
+                record.pending_stop = None
+            if record.deleted:
+                raise SessionNotFound(f"session {record.session_id!r} was deleted")
+            yield
+        finally:
+            record.slot.release()
+
+    def _collect(
+        self, record: SessionRecord, handle: SessionHandle, future: asyncio.Future[Any]
+    ) -> RunReply:
+        try:
+            return handle.run_outcome(future)
+        except ActorDied as exc:
+            return self._died_reply(record, exc.reason)
+
+    async def _stop(
+        self,
+        record: SessionRecord,
+        handle: SessionHandle,
+        future: asyncio.Future[Any],
+        token: str,
+        timeout: float | None,
+    ) -> RunReply:
+        """Interrupt the run ``token``; escalate to kill-and-restart if it will not stop."""
+        why = f"timed out after {timeout:g} s" if timeout is not None else "was cancelled"
+        ename = "TimeoutError" if timeout is not None else "Cancelled"
+        await self.send_interrupt(record, token)
+        done, _ = await asyncio.wait({future}, timeout=self.settings.interrupt_grace)
+        if done:
+            reply = self._collect(record, handle, future)
+            if reply.get("interrupted"):
+                reply["error"] = {
+                    "ename": ename,
+                    "evalue": f"execution {why} and was interrupted; "
+                    "the session and its variables are kept",
+                    "traceback": (reply.get("error") or {}).get("traceback", ""),
+                }
+                reply["success"] = False
+                reply["state_preserved"] = True
+            return reply
+        log.warning("session %s ignored the interrupt; restarting it", record.session_id)
+        await self.respawn(record, "ignored an interrupt")
+        return failed_reply(
+            record.session_id,
+            record.execution_count,
+            ename,
+            f"execution {why} and did not stop when interrupted; the session was restarted "
+            "and its state is lost (workspace files are kept)",
+            interrupted=True,
+            restarted=True,
+        )
+
+    # -- deaths -------------------------------------------------------------------------------
+
+    def mark_dead(self, record: SessionRecord, fallback_reason: str) -> None:
+        """Record a death and its best-known cause: a kill on purpose, else the note the process
+        left (signal, ``os._exit``), else the loss of its node, else ``fallback_reason``."""
+        if record.deleted:
+            raise SessionNotFound(f"session {record.session_id!r} was deleted while it ran")
+        record.status = "dead"
+        record.crash_streak += 1
+        local = self.nodes.is_local(record.node_id)
+        note = containment.read_crash(record.pid) if local and record.pid else None
+        note = record.kill_reason or note
+        if note is None and not local and not self.nodes.alive(record.node_id):
+            note = f"session lost with its node {record.node_id} ({record.node_ip})"
+        record.death_reason = note or fallback_reason
+        log.warning("session %s died: %s", record.session_id, record.death_reason)
+
+    def _died_reply(self, record: SessionRecord, reason: str) -> RunReply:
+        self.mark_dead(record, reason)
+        return failed_reply(
+            record.session_id,
+            record.execution_count,
+            "KernelDied",
+            "the session's process died while running this code; its state is lost. "
+            f"The next call restarts it. Cause: {record.death_reason}",
+            interrupted=False,
+            restarted=False,
+        )
+
+    async def revive_if_dead(self, record: SessionRecord) -> dict[str, Any] | None:
+        """Restart a dead session before a run; the notice that run's reply must carry."""
+        if record.status != "dead":
+            return None
+        reason = record.death_reason or "unknown cause"
+        if record.crash_streak >= self.settings.max_crash_streak:
+            raise SessionUnavailable(
+                f"session {record.session_id!r} died {record.crash_streak} times in a row "
+                f"(last: {reason}); it stays dead until restart_kernel is called"
+            )
+        await self.respawn(record, reason)
+        return {
+            "restarted": True,
+            "state_preserved": False,
+            "notice": f"session {record.session_id!r} had died ({reason}); it was restarted "
+            "before this call, and its earlier state is lost",
+        }
+
+    # -- control calls ------------------------------------------------------------------------
+
+    async def call(self, session_id: str, op: Callable[[SessionHandle], Awaitable[T]]) -> T:
+        """``op(handle)`` in the session's turn (queued behind any run), e.g.
+        ``router.call(sid, SessionHandle.variables)``."""
+        record = await self.lookup(session_id)
+        async with self.slot(record):
+            self.require_alive(record)
+            return await self.control(record, op)
+
+    async def control(
+        self, record: SessionRecord, op: Callable[[SessionHandle], Awaitable[T]]
+    ) -> T:
+        """``op(handle)`` now (the caller holds the slot); a death on the way is recorded."""
+        assert record.handle is not None
+        try:
+            return await op(record.handle)
+        except ActorDied as exc:
+            self.mark_dead(record, exc.reason)
+            raise KernelDied(
+                f"session {record.session_id!r} died ({record.death_reason})"
+            ) from None
+        except SessionUnavailable as exc:
+            raise SessionUnavailable(f"session {record.session_id!r}: {exc.message}") from None
+
+    def require_alive(self, record: SessionRecord) -> None:
+        """Refuse a control call to a dead session (a run would restart it instead)."""
+        if record.status == "dead":
+            raise KernelDied(f"session {record.session_id!r} is dead ({record.death_reason})")
+
+    async def interrupt(self, session_id: str) -> dict[str, Any]:
+        """Interrupt the run in progress, if any; does not wait behind it."""
+        record = await self.lookup(session_id)
+        token = record.run_token
+        if token is None or record.pid is None:
+            return {"session_id": session_id, "interrupted": False, "status": record.status}
+        await self.send_interrupt(record, token)
+        return {"session_id": session_id, "interrupted": True, "status": record.status}
+
+    async def send_interrupt(self, record: SessionRecord, token: str) -> None:
+        """SIGINT for run ``token``, from the session's own node."""
+        if record.pid is not None:
+            await self.nodes.interrupt(
+                record.pid, record.node_id, token, self.settings.interrupt_grace
+            )
+
+    async def live_tail(self, record: SessionRecord, token: str) -> str | None:
+        """What run ``token`` has printed so far (its last few thousand characters), read from
+        the session's node without waiting for the session; None once the run is over."""
+        if record.pid is None or record.run_token != token:
+            return None
+        return await self.nodes.tail(record.pid, record.node_id, token)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        if self.hooks is None:
+            return
+        try:
+            getattr(self.hooks, hook)(**kwargs)
+        except Exception:
+            log.exception("plugin hook %s failed", hook)
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

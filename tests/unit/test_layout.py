@@ -1,0 +1,102 @@
+"""The layout holds: the kernel package runs without Ray or the MCP front end, no module
+imports another that imports it back, and the parts depend on each other one way only
+(server -> sessions -> kernel -> top level)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGES = {"raykernel": REPO / "core", "raykernel.plugins": REPO / "plugins"}
+PACKAGES["raykernel.actors"] = REPO / "actors"
+
+
+def test_the_kernel_imports_neither_ray_nor_fastmcp() -> None:
+    modules = sorted(p.stem for p in (REPO / "core" / "kernel").glob("*.py"))
+    imports = "; ".join(f"import raykernel.kernel.{m}" for m in modules if m != "__init__")
+    probe = (
+        f"import sys; {imports}; "
+        "heavy = sorted(m for m in ('ray', 'fastmcp', 'mcp', 'mcp_types', 'starlette') "
+        "if m in sys.modules); print(','.join(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "", f"raykernel.kernel pulled in: {out.stdout.strip()}"
+
+
+def _module_name(path: Path) -> str:
+    for package, root in sorted(PACKAGES.items(), key=lambda kv: -len(str(kv[1]))):
+        if path.is_relative_to(root):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            return ".".join([package, *parts])
+    raise AssertionError(path)
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """raykernel modules ``path`` imports anywhere, except under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+        for node in ast.walk(branch)
+    }
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("raykernel"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base]) if base else ".".join(anchor)
+            if base.startswith("raykernel"):
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = [p for root in PACKAGES.values() for p in root.rglob("*.py")]
+    names = {_module_name(p): p for p in files}
+    return {n: {m for m in _imports(p, n) if m in names and m != n} for n, p in names.items()}
+
+
+def test_no_module_imports_another_that_imports_it_back() -> None:
+    graph = _graph()
+    cycles = []
+    for start in graph:
+        stack = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    assert cycles == []
+
+
+def test_the_parts_depend_one_way() -> None:
+    order = ["raykernel.server", "raykernel.sessions", "raykernel.kernel"]
+    for module, imported in _graph().items():
+        part = next((p for p in order if module.startswith(p + ".")), None)
+        if part is None:
+            continue
+        for target in imported:
+            other = next((p for p in order if target.startswith(p + ".")), None)
+            if other is not None:
+                assert order.index(other) >= order.index(part), f"{module} imports {target}"

@@ -1,0 +1,190 @@
+"""The router's own logic with a fake session handle (no Ray): runs queue one at a time in
+order, a run past its timeout is interrupted and keeps its state, code that ignores the
+interrupt gets its session restarted, deaths are reported and revived, and a crash streak
+keeps a session dead. tests/reliability/ checks the same against real actors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raykernel.errors import SessionUnavailable
+from raykernel.replies import run_reply
+from raykernel.sessions.handle import ActorDied
+from raykernel.sessions.record import SessionRecord
+from raykernel.sessions.router import SessionRouter
+from raykernel.sessions.warm_pool import WarmPool
+from raykernel.settings import Settings
+
+
+class FakeHandle:
+    """Runs "ok" (answers after a moment), "hang" (until interrupted), "stubborn" (ignores
+    interrupts) and "die" (its actor dies) codes; counts how many run at once."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.running = 0
+        self.most_at_once = 0
+        self.runs: dict[str, tuple[asyncio.Future[Any], str]] = {}
+
+    def execute(self, code: str, token: str) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.log.append(code)
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        future.add_done_callback(lambda _: setattr(self, "running", self.running - 1))
+        self.runs[token] = (future, code)
+        if code.startswith("ok"):
+            loop.call_later(0.01, future.set_result, run_reply("s", len(self.log), 0.01))
+        elif code == "die":
+            loop.call_later(0.01, future.set_exception, ActorDied("the worker died"))
+        return future
+
+    def interrupt(self, token: str) -> None:
+        future, code = self.runs[token]
+        if code == "hang" and not future.done():
+            future.set_result(run_reply("s", len(self.log), 1.0, interrupted=True))
+
+    def run_outcome(self, future: asyncio.Future[Any]) -> Any:
+        return future.result()
+
+    def kill(self) -> None:
+        for future, _ in self.runs.values():
+            if not future.done():
+                future.set_exception(ActorDied("killed"))
+
+
+class FakeLifecycle:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.spawned = 0
+        self.killed = 0
+
+    async def spawn(self, record: SessionRecord, pooled: Any) -> None:
+        self.spawned += 1
+        record.handle = FakeHandle(self.log)  # type: ignore[assignment]
+        record.pid, record.node_id, record.status = 4242, "node", "healthy"
+
+    async def kill(self, record: SessionRecord) -> None:
+        self.killed += 1
+        if record.handle is not None:
+            record.handle.kill()
+        record.handle = None
+        record.status = "dead"
+
+    def site_dir(self, session_id: str) -> Path:
+        return Path("/nonexistent") / session_id
+
+    async def rediscover(self) -> list[SessionRecord]:
+        return []
+
+
+class FakeNodes:
+    def __init__(self, router_sessions: dict[str, SessionRecord]) -> None:
+        self.sessions = router_sessions
+
+    def is_local(self, node_id: str | None) -> bool:
+        return False  # no crash notes to read from this machine
+
+    def alive(self, node_id: str | None) -> bool:
+        return True
+
+    async def interrupt(self, pid: int, node_id: str | None, token: str, timeout: float) -> None:
+        for record in self.sessions.values():
+            if record.handle is not None and token in record.handle.runs:
+                record.handle.interrupt(token)
+
+    async def tail(self, pid: int, node_id: str | None, token: str) -> str | None:
+        return None
+
+
+class FakeRuntime:
+    node_id = "node"
+
+    def start(self) -> None:
+        pass
+
+    async def ready(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def router(tmp_path: Path) -> SessionRouter:
+    settings = Settings(workspace=tmp_path, interrupt_grace=0.3, max_crash_streak=3, config=None)
+    sessions: dict[str, SessionRecord] = {}
+    lifecycle = FakeLifecycle()
+    router = SessionRouter(
+        settings,
+        FakeRuntime(),  # type: ignore[arg-type]
+        lifecycle,  # type: ignore[arg-type]
+        WarmPool(0, lifecycle.spawn),  # type: ignore[arg-type]
+        FakeNodes(sessions),  # type: ignore[arg-type]
+        sessions,
+    )
+    await router.ready()
+    return router
+
+
+def _lifecycle(router: SessionRouter) -> FakeLifecycle:
+    return router.lifecycle  # type: ignore[return-value]
+
+
+async def test_runs_queue_one_at_a_time_in_arrival_order(router: SessionRouter) -> None:
+    codes = [f"ok-{i}" for i in range(5)]
+    replies = await asyncio.gather(*(router.execute("default", c, 5) for c in codes))
+    handle = router.sessions["default"].handle
+    assert _lifecycle(router).log == codes
+    assert handle.most_at_once == 1  # type: ignore[union-attr]
+    assert all(r["success"] for r in replies)
+    assert router.sessions["default"].execution_count == 5
+
+
+async def test_a_run_past_its_timeout_is_interrupted_and_keeps_its_state(
+    router: SessionRouter,
+) -> None:
+    reply = await router.execute("default", "hang", 0.05)
+    assert reply["interrupted"] is True and reply["state_preserved"] is True
+    assert reply["error"]["ename"] == "TimeoutError"
+    assert _lifecycle(router).spawned == 1  # no restart
+
+
+async def test_code_that_ignores_the_interrupt_gets_its_session_restarted(
+    router: SessionRouter,
+) -> None:
+    reply = await router.execute("default", "stubborn", 0.05)
+    assert reply["restarted"] is True and reply["state_preserved"] is False
+    assert "did not stop" in reply["error"]["evalue"]
+    assert _lifecycle(router).spawned == 2 and _lifecycle(router).killed == 1
+    assert router.sessions["default"].restart_count == 1
+    assert (await router.execute("default", "ok", 5))["success"] is True
+
+
+async def test_a_death_is_reported_then_revived_with_a_notice(router: SessionRouter) -> None:
+    died = await router.execute("default", "die", 5)
+    assert died["error"]["ename"] == "KernelDied" and "the worker died" in died["error"]["evalue"]
+    assert router.sessions["default"].status == "dead"
+    revived = await router.execute("default", "ok", 5)
+    assert revived["success"] is True and revived["restarted"] is True
+    assert "had died" in revived["notice"]
+
+
+async def test_a_crash_streak_keeps_the_session_dead(router: SessionRouter) -> None:
+    for _ in range(3):
+        assert (await router.execute("default", "die", 5))["error"]["ename"] == "KernelDied"
+    with pytest.raises(SessionUnavailable, match="3 times in a row"):
+        await router.execute("default", "ok", 5)
+
+
+async def test_a_caller_that_goes_away_has_its_run_stopped_before_the_next(
+    router: SessionRouter,
+) -> None:
+    abandoned = asyncio.ensure_future(router.execute("default", "hang", 60))
+    await asyncio.sleep(0.05)
+    abandoned.cancel()
+    next_reply = await router.execute("default", "ok", 5)
+    assert next_reply["success"] is True
+    assert _lifecycle(router).log == ["hang", "ok"]
