@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     path: str = "/mcp"
     workspace: Path = Field(default_factory=Path.cwd)
     config: Path | None = None
+    # The server's own state (each session's packages, snapshots), outside the workspace that
+    # sessions can write. Default: $XDG_STATE_HOME/raykernel/<a hash of the workspace path>
+    # (~/.local/state/...). On a cluster: storage every node mounts at the same path.
+    state_dir: Path | None = None
 
     # HTTP security. Binding to a non-loopback address requires auth_token or a JWT verifier.
     auth_token: SecretStr | None = None
@@ -49,6 +54,12 @@ class Settings(BaseSettings):
     placement_strategy: Literal["SPREAD", "DEFAULT"] = "SPREAD"
 
     # Sessions.
+    # "confined": each kernel runs in namespaces and under Landlock (README: Security model);
+    # "process": a plain child process that can do what the server's user can.
+    isolation: Literal["confined", "process"] = "confined"
+    # A new session's network unless create_session says: "off" gives its kernel no interface
+    # but a loopback of its own (needs isolation "confined" and user namespaces).
+    session_network: Literal["on", "off"] = "on"
     # Actors started ahead of time so create_session needs no cold start (0: off). Each idle
     # pooled actor costs a Python process (about 90 MB RSS).
     warm_pool_size: int = Field(default=2, ge=0, le=64)
@@ -89,6 +100,21 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_workspace(cls, value: Path) -> Path:
         return Path(os.path.realpath(value.expanduser()))
+
+    @model_validator(mode="after")
+    def _default_state_dir(self) -> Settings:
+        if self.state_dir is None:
+            root = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+            digest = hashlib.sha256(str(self.workspace).encode()).hexdigest()[:16]
+            self.state_dir = root / "raykernel" / digest
+        self.state_dir = Path(os.path.realpath(self.state_dir.expanduser()))
+        return self
+
+    @property
+    def store(self) -> Path:
+        """``state_dir``, resolved."""
+        assert self.state_dir is not None
+        return self.state_dir
 
     @model_validator(mode="after")
     def _ray_address_from_ray(self) -> Settings:

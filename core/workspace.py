@@ -44,12 +44,19 @@ def _typed_os_errors(method: Callable[..., dict[str, Any]]) -> Callable[..., dic
 
 
 class Workspace:
-    def __init__(self, root: Path, max_file_bytes: int = 10_000_000) -> None:
+    def __init__(
+        self, root: Path, max_file_bytes: int = 10_000_000, store: Path | None = None
+    ) -> None:
         self.root = Path(os.path.realpath(root))
         self.max_file_bytes = max_file_bytes
         self.outputs = self.root / "outputs"
         self.scripts = self.root / "scripts"
-        self.closed = (self.root / STORE,)
+        # The server's store (when configured inside the workspace) and the folder older
+        # versions kept it in.
+        closed = [self.root / STORE]
+        if store is not None:
+            closed.append(Path(os.path.realpath(store)))
+        self.closed = tuple(closed)
 
     def ensure(self) -> None:
         for folder in (self.root, self.outputs, self.scripts):

@@ -1,6 +1,6 @@
-"""What a session process does to itself so that its failures stay its own: a memory limit
+"""What a kernel process does to itself so that its failures stay its own: a memory limit
 that turns into MemoryError, a process group that holds everything it starts, a bound on its
-child processes, and a record of how it died."""
+child processes, and a note of how it died."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import faulthandler
 import os
 import resource
 import signal
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -29,43 +28,39 @@ _FATAL = {
 }
 
 
-def crash_file(pid: int) -> Path:
-    return Path(tempfile.gettempdir()) / f"raykernel-crash-{os.getuid()}-{pid}.log"
-
-
 def record_crashes() -> None:
-    """Make a fatal signal or ``os._exit`` leave a note the front end can read after the death."""
-    path = crash_file(os.getpid())
-    handle = path.open("w")
-    faulthandler.enable(file=handle, all_threads=False)
+    """Make a fatal signal or ``os._exit`` leave a note on stderr, which the kernel's parent
+    keeps the end of and reads after the death."""
+    faulthandler.enable(file=sys.__stderr__, all_threads=False)
     real_exit = os._exit
 
     def _exit(status: int) -> None:
         with contextlib.suppress(Exception):
-            handle.write(f"raykernel: os._exit({status})\n")
-            handle.flush()
+            os.write(2, f"\nraykernel: os._exit({status})\n".encode())
         real_exit(status)
 
     os._exit = _exit  # type: ignore[assignment]
 
 
-def read_crash(pid: int) -> str | None:
-    """How process ``pid`` died, if it left a note; the note is removed."""
-    path = crash_file(pid)
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return None
-    with contextlib.suppress(OSError):
-        path.unlink()
-    for line in text.splitlines():
+def death_reason(stderr_tail: str, returncode: int | None) -> str:
+    """How a kernel died, from the end of its stderr and its exit status."""
+    for line in reversed(stderr_tail.splitlines()):
         if line.startswith("raykernel: os._exit("):
             return f"the code called {line.removeprefix('raykernel: ')}"
         if line.startswith("Fatal Python error:"):
             what = line.split(":", 1)[1].strip()
             name = _FATAL.get(what)
             return f"killed by signal {name} ({what})" if name else f"fatal error: {what}"
-    return None
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    if returncode is not None:
+        return f"the process exited with status {returncode}"
+    return "the process ended"
 
 
 def lead_process_group() -> int:

@@ -1,57 +1,42 @@
-"""Interrupting a running session from another process on the same node.
+"""Interrupting the run in progress in a kernel, with the run's token.
 
-Ray runs a synchronous actor's methods on the worker's main thread and blocks SIGINT there. The
-session unblocks it and installs a handler that raises KeyboardInterrupt only when the signal is
-meant for the run in progress: the sender first writes that run's token to a per-PID file. A
-signal that arrives late (after its run ended, or during the next run) finds another token and
-is ignored, so an interrupt can never hit the wrong run.
+The kernel's parent asks for an interrupt of run ``token``; the kernel's reader thread, if that
+run is the one in progress, sends SIGINT to the main thread (``pthread_kill``: a blocking call
+such as ``time.sleep`` is woken, as with Ctrl-C). The handler raises KeyboardInterrupt only
+while that run is still in progress, so a late request can never hit the next run. Code that
+replaces the handler (or C code that never returns to Python) is not stopped: the parent then
+kills the kernel.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import tempfile
+import threading
 from collections.abc import Callable
-from pathlib import Path
 
 
-def token_file(pid: int) -> Path:
-    return Path(tempfile.gettempdir()) / f"raykernel-interrupt-{os.getuid()}-{pid}"
+class Interrupts:
+    def __init__(self, current_token: Callable[[], str | None]) -> None:
+        self.current_token = current_token
+        self._wanted: str | None = None
+        self._main = threading.main_thread().ident
 
+    def install(self) -> None:
+        """Install the SIGINT handler; call on the main thread."""
+        signal.signal(signal.SIGINT, self._handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
-def request_interrupt(pid: int, token: str) -> None:
-    """Ask the run ``token`` in process ``pid`` to stop. Raises ProcessLookupError if it is gone."""
-    if pid <= 0:  # os.kill(0 or -n, ...) would signal whole process groups
-        raise ValueError(f"not a process id: {pid}")
-    path = token_file(pid)
-    tmp = path.with_name(path.name + f".{os.getpid()}")
-    tmp.write_text(token)
-    os.replace(tmp, path)
-    os.kill(pid, signal.SIGINT)
+    def request(self, token: str) -> bool:
+        """Interrupt run ``token`` if it is the one in progress; False if it is not."""
+        if token != self.current_token():
+            return False
+        self._wanted = token
+        assert self._main is not None
+        signal.pthread_kill(self._main, signal.SIGINT)
+        return True
 
-
-def install_handler(current_token: Callable[[], str | None]) -> None:
-    """Install the SIGINT handler in this process; call on the main thread."""
-    path = token_file(os.getpid())
-
-    def _handler(signum: int, frame: object) -> None:
-        token = current_token()
-        if token is None:
-            return
-        try:
-            wanted = path.read_text()
-        except OSError:
-            return
-        if wanted == token:
+    def _handler(self, signum: int, frame: object) -> None:
+        token = self.current_token()
+        if token is not None and token == self._wanted:
+            self._wanted = None
             raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, _handler)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def clear_token_file(pid: int) -> None:
-    try:
-        token_file(pid).unlink()
-    except OSError:
-        pass

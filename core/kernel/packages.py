@@ -90,11 +90,15 @@ def _find_uv() -> str | None:
 
 
 def run_installer(
-    command: list[str], timeout: float, feed: Callable[[str], None] | None = None
+    command: list[str],
+    timeout: float,
+    feed: Callable[[str], None] | None = None,
+    started: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> tuple[str, str, bool]:
     """Run an installer, handing its output to ``feed`` line by line as it comes (progress for
     the client); ``(stdout, stderr, succeeded)``. Killed at ``timeout`` or on
-    KeyboardInterrupt (which is re-raised)."""
+    KeyboardInterrupt (which is re-raised); ``started`` gets the process, for whoever may kill
+    it sooner."""
     proc = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -103,6 +107,8 @@ def run_installer(
         text=True,
         errors="replace",
     )
+    if started is not None:
+        started(proc)
     captured: dict[str, list[str]] = {"out": [], "err": []}
 
     def pump(stream: Any, key: str) -> None:

@@ -172,7 +172,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
     pm, specs = load_front_end_plugins(settings.blocked_plugins, settings.allowed_plugins)
     workspace = Workspace(settings.workspace, settings.max_file_bytes)
     runtime = RayRuntime(settings)
-    nodes = Nodes(runtime, settings.namespace, settings.detached)
+    nodes = Nodes(runtime)
     sessions: dict[str, SessionRecord] = {}
     lifecycle = Lifecycle(settings, nodes, sessions, session_plugin_specs(pm, specs))
     pool = WarmPool(settings.warm_pool_size, lifecycle.start_actor)

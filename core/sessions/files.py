@@ -2,9 +2,9 @@
 
 On a cluster a session may live on another machine: a file it wrote is on that machine's disk
 (unless the workspace is shared storage), and a file written for it must land there. So the file
-tools run each operation on the session's node, through that node's agent actor; the agent
-answers while the session itself is busy running code. Sessions on the front end's node, and
-every session in embedded mode (one node), are served here directly.
+tools run each operation on the session's node, through the session's actor, which answers
+while its kernel is busy running code. Sessions on the front end's node, and every session in
+embedded mode (one node), are served here directly.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from raykernel.errors import RaykernelError, SessionUnavailable
+from raykernel.errors import SessionUnavailable
 from raykernel.workspace import OPERATIONS, Workspace
 
+from .handle import ActorDied
 from .nodes import Nodes
 from .router import SessionRouter
 
@@ -42,28 +43,20 @@ class SessionFiles:
         return await self._on_node(session_id, node_id, op, args)
 
     async def _on_node(
-        self, session_id: str | None, node_id: str, op: str, args: tuple[Any, ...]
+        self, session_id: str, node_id: str, op: str, args: tuple[Any, ...]
     ) -> dict[str, Any]:
-        import ray
-
-        # An agent pinned to a lost node would wait forever to start: say so at once.
+        # A session whose node is lost would never answer: say so at once.
         if not await asyncio.to_thread(self.nodes.alive, node_id):
             raise SessionUnavailable(
                 f"session {session_id!r} was on node {node_id}, which is lost; run code in it "
                 "to restart it on a live node"
             )
-        root, limit = str(self.workspace.root), self.workspace.max_file_bytes
+        record = self.router.get(session_id)
+        if record.handle is None:
+            raise SessionUnavailable(f"session {session_id!r} is not running")
         try:
-            return await self.nodes.workspace(node_id, root, limit, op, args)
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, RaykernelError):
-                raise exc.cause from None
-            raise
-        except ray.exceptions.RayActorError:
+            return await record.handle.workspace(op, args)
+        except ActorDied:
             raise SessionUnavailable(
                 f"the node of session {session_id!r} ({node_id}) cannot be reached"
-            ) from None
-        except TimeoutError:
-            raise SessionUnavailable(
-                f"the node of session {session_id!r} did not answer in time"
             ) from None

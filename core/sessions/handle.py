@@ -52,26 +52,34 @@ class SessionHandle:
 
         return cls(ray.get_actor(name, namespace=namespace))
 
-    async def ready(self, timeout: float) -> None:
-        """Wait until the actor has started (its constructor ran)."""
-        await self._await(self._actor.ping.remote(), timeout)
+    async def ready(self, timeout: float) -> dict[str, Any]:
+        """Wait until the actor has started its kernel; the kernel's isolation report."""
+        return await self._await(self._actor.ready.remote(), timeout)
 
     async def claim(
         self,
         session_id: str,
+        owner: str,
         description: str,
         created_at: float,
-        site_dir: str | None,
+        site_dir: str,
         placement: dict[str, Any],
+        network: str,
         timeout: float,
     ) -> dict[str, Any]:
         """Give a fresh actor its identity; returns ``info()``."""
-        ref = self._actor.claim.remote(session_id, description, created_at, site_dir, placement)
+        ref = self._actor.claim.remote(
+            session_id, owner, description, created_at, site_dir, placement, network
+        )
         return await self._await(ref, timeout)
 
     async def info(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
-        """Who the session is and where it runs (id, pid, node, placement, counts)."""
+        """Who the session is and where it runs (id, owner, pids, node, placement, counts)."""
         return await self._await(self._actor.info.remote(), timeout)
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """Kill the kernel and everything it started, and clean up (the actor stays)."""
+        await self._await(self._actor.shutdown.remote(), timeout)
 
     def kill(self) -> None:
         """Kill the actor now (not restarted; nothing waits for it)."""
@@ -100,33 +108,59 @@ class SessionHandle:
         """A finished run's reply, or ``ActorDied`` if the actor died under it."""
         return _translated(future)
 
-    # -- control calls ------------------------------------------------------------------------
+    async def interrupt(self, token: str, timeout: float = CONTROL_TIMEOUT) -> bool:
+        """Interrupt run ``token`` (answered while the session is busy)."""
+        return await self._await(self._actor.interrupt.remote(token), timeout)
+
+    async def tail(self, token: str, timeout: float = CONTROL_TIMEOUT) -> str | None:
+        """What run ``token`` has printed so far (answered while it runs)."""
+        return await self._await(self._actor.tail.remote(token), timeout)
+
+    async def restart_kernel(self, reason: str, timeout: float) -> dict[str, Any]:
+        """A new kernel process in place of the old one (state lost); returns ``info()``."""
+        return await self._await(self._actor.restart_kernel.remote(reason), timeout)
+
+    async def kill_kernel(self, reason: str, timeout: float) -> None:
+        """Kill the kernel and what it started (the run in progress ends as a death)."""
+        await self._await(self._actor.kill_kernel.remote(reason), timeout)
+
+    async def measure(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
+        """The kernel's liveness, memory and CPU (answered while it runs)."""
+        return await self._await(self._actor.measure.remote(), timeout)
+
+    async def workspace(
+        self, op: str, args: tuple[Any, ...], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """A file operation on the workspace as the session's node sees it."""
+        return await self._await(self._actor.workspace.remote(op, list(args)), timeout)
+
+    # -- control calls: run by the kernel, in its turn ----------------------------------------
 
     async def variables(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
         """User-defined names with type and a short repr."""
-        return await self._await(self._actor.variables.remote(), timeout)
+        return await self._await(self._actor.call.remote("variables"), timeout)
 
     async def history(
         self, last: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> list[dict[str, Any]]:
         """The last ``last`` runs (all kept when None)."""
-        return await self._await(self._actor.get_history.remote(last), timeout)
+        return await self._await(self._actor.call.remote("history", last), timeout)
 
     async def complete(
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> dict[str, Any]:
         """Completions at the cursor from the live namespace."""
-        return await self._await(self._actor.complete.remote(code, cursor_pos), timeout)
+        return await self._await(self._actor.call.remote("complete", code, cursor_pos), timeout)
 
     async def inspect(
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> dict[str, Any]:
         """What the name at the cursor is (nothing is called)."""
-        return await self._await(self._actor.inspect.remote(code, cursor_pos), timeout)
+        return await self._await(self._actor.call.remote("inspect", code, cursor_pos), timeout)
 
     def snapshot(self) -> Any:
         """A ref to the session's picklable state (it stays in the object store)."""
-        return self._actor.snapshot.remote()
+        return self._actor.call.remote("snapshot")
 
     async def restore(self, snapshot: Any, timeout: float) -> dict[str, Any]:
         """Load a ``snapshot()`` ref into this session."""
@@ -134,27 +168,23 @@ class SessionHandle:
 
     async def save_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session writes its own snapshot file."""
-        return await self._await(self._actor.save_snapshot.remote(path), timeout)
+        return await self._await(self._actor.call.remote("save_snapshot", path), timeout)
 
     async def load_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session reads a snapshot file into its namespace."""
-        return await self._await(self._actor.load_snapshot.remote(path), timeout)
+        return await self._await(self._actor.call.remote("load_snapshot", path), timeout)
 
     def blob(self, name: str) -> Any:
         """A ref to one variable, pickled (for ``set_blob`` of another session)."""
-        return self._actor.get_blob.remote(name)
+        return self._actor.call.remote("get_blob", name)
 
     async def set_blob(self, name: str, blob: Any, timeout: float) -> str:
         """Set ``name`` from a ``blob()`` ref; returns the value's type name."""
-        return await self._await(self._actor.set_blob.remote(name, blob), timeout)
+        return await self._await(self._actor.call.remote("set_blob", name, blob), timeout)
 
     async def ping(self, timeout: float = CONTROL_TIMEOUT) -> float:
-        """The actor's clock: it answers (it is not running code)."""
+        """The actor's clock (it answers even while the kernel is busy)."""
         return await self._await(self._actor.ping.remote(), timeout)
-
-    async def health(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
-        """Memory, CPU and children, measured by the session itself."""
-        return await self._await(self._actor.health.remote(), timeout)
 
     @staticmethod
     async def settled(ref: Any, timeout: float) -> bool:

@@ -5,8 +5,8 @@ previous front end left on a cluster. The router and the warm pool call it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import hashlib
 import logging
 import uuid
 from pathlib import Path
@@ -14,15 +14,13 @@ from typing import Any
 
 import psutil
 
-from raykernel.errors import RaykernelError, SessionUnavailable
+from raykernel.errors import InvalidArgument, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
-from raykernel.kernel.interrupts import clear_token_file
-from raykernel.kernel.live_output import clear_live_file
 from raykernel.settings import Settings
 
 from .formatting import first_line
 from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle
-from .nodes import Nodes, local_process
+from .nodes import Nodes
 from .placement import Placement, actor_options, check_feasible, choose_node
 from .record import SessionRecord
 
@@ -45,10 +43,12 @@ class Lifecycle:
         self.nodes = nodes
         self.sessions = sessions  # the router's table, read for spreading sessions over nodes
         self.session_plugin_specs = session_plugin_specs or []
+        self._isolation_reported = False
 
-    def site_dir(self, session_id: str) -> Path:
-        """Where ``install_dependencies`` puts a session's packages."""
-        return self.settings.workspace / ".raykernel" / "site" / session_id
+    def site_dir(self, record: SessionRecord) -> Path:
+        """Where ``install_dependencies`` puts a session's packages (in the server's store,
+        out of every other session's reach)."""
+        return self.settings.store / "site" / owner_folder(record.owner) / record.session_id
 
     def _memory_limit(self) -> int:
         limit = self.settings.session_memory_limit
@@ -71,8 +71,10 @@ class Lifecycle:
                 load[record.node_id] = load.get(record.node_id, 0) + 1
         return load
 
-    async def start_actor(self, placement: Placement | None = None) -> SessionHandle:
-        """Start a session actor (no identity yet) and wait until it is ready."""
+    async def start_actor(
+        self, placement: Placement | None = None, network: str | None = None
+    ) -> SessionHandle:
+        """Start a session actor (no identity yet) and its kernel; wait until both are up."""
         import ray
 
         placement = placement or Placement()
@@ -99,39 +101,54 @@ class Lifecycle:
         handle = SessionHandle.start(
             options,
             workspace=str(self.settings.workspace),
+            store=str(self.settings.store),
+            max_file_bytes=self.settings.max_file_bytes,
             max_output_bytes=self.settings.max_output_bytes,
             plugin_specs=self.session_plugin_specs,
             memory_limit=self._memory_limit(),
             max_processes=self.settings.max_session_processes,
             max_image_bytes=self.settings.max_image_bytes,
+            isolation=self.settings.isolation,
+            network=network or self.settings.session_network,
         )
         try:
-            await handle.ready(CREATE_TIMEOUT)
+            isolation = await handle.ready(CREATE_TIMEOUT)
         except BaseException:
             handle.kill()
             raise
+        self._report_isolation(isolation)
         return handle
+
+    def _report_isolation(self, isolation: dict[str, Any]) -> None:
+        """Say once, at start, what confinement kernels get on this machine."""
+        if not self._isolation_reported:
+            self._isolation_reported = True
+            log.info("session isolation: %s", isolation)
 
     async def spawn(self, record: SessionRecord, pooled: SessionHandle | None) -> None:
         """Give ``record`` a ready actor: ``pooled`` if given, else a new one."""
         handle = pooled
         try:
             if handle is None:
-                handle = await self.start_actor(record.placement)
+                handle = await self.start_actor(record.placement, record.network)
             info = await handle.claim(
                 record.session_id,
+                record.owner,
                 record.description,
                 record.created_at,
-                str(self.site_dir(record.session_id)),
+                str(self.site_dir(record)),
                 dataclasses.asdict(record.placement),
+                record.network,
                 CREATE_TIMEOUT,
             )
         except BaseException as exc:
             if handle is not None:
                 handle.kill()
-            if isinstance(exc, SessionUnavailable):  # no answer in time
+            if isinstance(exc, InvalidArgument):  # refused: the network off, here
+                raise
+            if isinstance(exc, SessionUnavailable):  # no answer in time, or no kernel
                 raise SessionUnavailable(
-                    f"session {record.session_id!r} did not start within {CREATE_TIMEOUT:g} s"
+                    f"session {record.session_id!r} did not start: {exc.message}"
                 ) from None
             if isinstance(exc, RaykernelError):
                 raise
@@ -145,48 +162,36 @@ class Lifecycle:
     def adopt(self, record: SessionRecord, handle: SessionHandle, info: dict[str, Any]) -> None:
         """Point ``record`` at a ready, claimed actor described by ``info``."""
         record.handle = handle
+        self.refresh(record, info)
+
+    def refresh(self, record: SessionRecord, info: dict[str, Any]) -> None:
+        """What the actor says about itself, after it started or its kernel restarted."""
         record.pid = info["pid"]
+        record.kernel_pid = info["kernel_pid"]
+        record.isolation = info.get("isolation") or {}
+        record.network = info.get("network", record.network)
         record.node_id = info["node_id"]
         record.node_ip = info["node_ip"]
-        record.pgid = info["pgid"] if info["pgid"] == info["pid"] else None
         record.started_at = info["started_at"]
         record.status = "healthy"
         record.execution_count = info["execution_count"]
         record.death_reason = None
-        record.process = local_process(record.pid) if self.nodes.is_local(record.node_id) else None
-        self.nodes.warm_up(record.node_id)
 
     async def kill(self, record: SessionRecord) -> None:
-        """Kill the actor and everything it started; return once its processes are gone."""
-        processes = self._terminate(record)
-        if processes:
-            await asyncio.to_thread(_wait_gone, processes)
-        if record.pgid is not None and self.nodes.is_local(record.node_id):
-            # Orphans that left the process tree but not the session's process group.
-            await asyncio.to_thread(containment.kill_process_group, record.pgid)
-
-    def _terminate(self, record: SessionRecord) -> list[psutil.Process]:
-        """Ask Ray to kill the actor and kill its children now (no waiting); return the
-        processes to reap. The process group is killed once the actor has gone: killing it
-        first would race Ray's own kill and be reported as an unexpected worker death."""
-        if record.handle is None:
-            return []
-        processes: list[psutil.Process] = []
-        if record.process is not None:
-            processes.append(record.process)
-            with contextlib.suppress(psutil.Error):
-                processes += record.process.children(recursive=True)
-        record.handle.kill()
-        record.handle = None
+        """Kill the session's kernel (and everything it started) and its actor."""
+        handle, record.handle = record.handle, None
         record.status = "dead"
+        if handle is None:
+            return
+        try:
+            await handle.shutdown()
+        except Exception as exc:  # the actor is gone or hung: at least its processes go
+            log.warning("session %s did not shut down: %s", record.session_id, exc)
+            if record.kernel_pid and self.nodes.is_local(record.node_id):
+                await asyncio.to_thread(containment.kill_process_group, record.kernel_pid)
+        handle.kill()
         if record.pid is not None and self.nodes.is_local(record.node_id):
-            for child in processes[1:]:
-                with contextlib.suppress(psutil.Error):
-                    child.kill()
-            clear_token_file(record.pid)
-            clear_live_file(record.pid)
-            containment.read_crash(record.pid)  # removes the note
-        return processes
+            await asyncio.to_thread(_wait_gone, record.pid)
 
     async def rediscover(self) -> list[SessionRecord]:
         """The sessions a previous front end left in this namespace, adopted; its unclaimed
@@ -212,6 +217,7 @@ class Lifecycle:
                 session_id,
                 info["description"],
                 info["created_at"],
+                owner=info.get("owner") or "local",
                 placement=Placement(**info.get("placement") or {}),
             )
             record.last_execution_time = info.get("last_execution_time")
@@ -223,9 +229,16 @@ class Lifecycle:
         return list(found.values())
 
 
-def _wait_gone(processes: list[psutil.Process], timeout: float = 10.0) -> None:
-    """Reap ``processes``, killing again any that survived (a child forked meanwhile)."""
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
+def owner_folder(owner: str) -> str:
+    """A folder name for an identity (JWT subjects may hold any character)."""
+    if owner == "local":
+        return owner
+    return "id-" + hashlib.sha256(owner.encode()).hexdigest()[:24]
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Wait for a killed actor's process to exit (Ray kills it asynchronously)."""
+    try:
+        psutil.Process(pid).wait(timeout)
+    except (psutil.Error, psutil.TimeoutExpired):
+        pass

@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
 from .formatting import iso_time
 from .handle import SessionHandle
 from .placement import Placement
@@ -22,7 +20,11 @@ class SessionRecord:
     description: str
     created_at: float
     handle: SessionHandle | None = None
-    pid: int | None = None
+    owner: str = "local"
+    network: str = "on"
+    pid: int | None = None  # the actor's
+    kernel_pid: int | None = None  # the kernel's, where user code runs
+    isolation: dict[str, Any] = field(default_factory=dict)
     node_id: str | None = None
     node_ip: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -32,9 +34,7 @@ class SessionRecord:
     restart_count: int = 0
     death_reason: str | None = None
     crash_streak: int = 0
-    pgid: int | None = None
     deleted: bool = False
-    process: psutil.Process | None = None
     slot: Slot = field(default_factory=Slot)
     # Why the actor is being killed on purpose (a restart that cannot wait): the death a run
     # then meets is reported with this cause.
@@ -56,6 +56,7 @@ class SessionRecord:
             "node_id": self.node_id,
             "node_ip": self.node_ip,
             "resources": self.placement.describe(),
+            "network": self.network,
         }
 
     def info(self, restarted: bool) -> dict[str, Any]:
@@ -64,7 +65,7 @@ class SessionRecord:
             "session_id": self.session_id,
             "description": self.description,
             "created_at": iso_time(self.created_at),
-            "pid": self.pid,
+            "pid": self.kernel_pid,
             "node_id": self.node_id,
             "restarted": restarted,
         }

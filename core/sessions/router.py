@@ -28,8 +28,7 @@ from raykernel.errors import (
     SessionNotFound,
     SessionUnavailable,
 )
-from raykernel.kernel import containment
-from raykernel.replies import RunReply, failed_reply
+from raykernel.replies import RunReply
 from raykernel.settings import Settings
 
 from .handle import ActorDied, SessionHandle
@@ -38,6 +37,7 @@ from .nodes import Nodes
 from .placement import Placement
 from .ray_runtime import RayRuntime
 from .record import SessionRecord
+from .recovery import Recovery
 from .session_ids import validate_session_id
 from .warm_pool import WarmPool
 
@@ -67,6 +67,7 @@ class SessionRouter:
         self.nodes = nodes
         self.sessions = sessions
         self.hooks = hooks
+        self.recovery = Recovery(settings, lifecycle, nodes, self._notify)
         self._table_lock = asyncio.Lock()
         self._startup: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -154,19 +155,28 @@ class SessionRouter:
     # -- create / delete ----------------------------------------------------------------------
 
     async def create(
-        self, session_id: str, description: str = "", placement: Placement | None = None
+        self,
+        session_id: str,
+        description: str = "",
+        placement: Placement | None = None,
+        network: str | None = None,
     ) -> tuple[SessionRecord, bool]:
         """Create a session; an existing id returns ``(record, False)`` unchanged."""
         validate_session_id(session_id)
         # After start-up (rediscovery included): an actor being created must not be mistaken
         # for an abandoned one.
         await self.ready()
-        return await self._create(session_id, description, placement)
+        return await self._create(session_id, description, placement, network)
 
     async def _create(
-        self, session_id: str, description: str, placement: Placement | None
+        self,
+        session_id: str,
+        description: str,
+        placement: Placement | None,
+        network: str | None = None,
     ) -> tuple[SessionRecord, bool]:
         placement = placement or Placement()
+        network = network or self.settings.session_network
         async with self._table_lock:
             existing = self.sessions.get(session_id)
             if existing is not None:
@@ -176,10 +186,13 @@ class SessionRouter:
                     f"{len(self.sessions)} sessions exist, the maximum is "
                     f"{self.settings.max_sessions}; delete one first"
                 )
-            record = SessionRecord(session_id, description, time.time(), placement=placement)
+            record = SessionRecord(
+                session_id, description, time.time(), placement=placement, network=network
+            )
             self.sessions[session_id] = record
-        # Pooled actors have the default placement; other requests get an actor of their own.
-        pooled = self.pool.take() if placement.is_default else None
+        # Pooled actors have the default placement and network; other requests get their own.
+        usual = placement.is_default and network == self.settings.session_network
+        pooled = self.pool.take() if usual else None
         try:
             await self.lifecycle.spawn(record, pooled)
         except BaseException:
@@ -198,20 +211,11 @@ class SessionRouter:
             record.deleted = True
             del self.sessions[session_id]
         await self.lifecycle.kill(record)
-        shutil.rmtree(self.lifecycle.site_dir(session_id), ignore_errors=True)
+        shutil.rmtree(self.lifecycle.site_dir(record), ignore_errors=True)
         for callback in self.on_delete:
             callback(session_id)
         self._notify("session_deleted", session_id=session_id)
         return record
-
-    async def respawn(self, record: SessionRecord, reason: str) -> None:
-        """Replace a session's actor by a new one (state lost), keeping its id and place."""
-        log.info("restarting session %s: %s", record.session_id, reason)
-        await self.lifecycle.kill(record)
-        record.restart_count += 1
-        record.status = "starting"
-        await self.lifecycle.spawn(record, None)
-        self._notify("session_created", session_id=record.session_id, info=record.info(True))
 
     # -- running code -------------------------------------------------------------------------
 
@@ -278,7 +282,7 @@ class SessionRouter:
         timeout: float,
         on_start: OnStart | None,
     ) -> RunReply:
-        notice = await self.revive_if_dead(record)
+        notice = await self.recovery.revive_if_dead(record)
         handle = record.handle
         assert handle is not None
         token = uuid.uuid4().hex
@@ -290,12 +294,12 @@ class SessionRouter:
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
             if done:
-                reply = self._collect(record, handle, future)
+                reply = self.recovery.collect(record, handle, future)
             else:
-                reply = await self._stop(record, handle, future, token, timeout)
+                reply = await self.recovery.stop(record, handle, future, token, timeout)
         except asyncio.CancelledError:
             # The caller went away: stop its code, and make the next caller wait for that.
-            stop = asyncio.ensure_future(self._stop(record, handle, future, token, None))
+            stop = asyncio.ensure_future(self.recovery.stop(record, handle, future, token, None))
             record.pending_stop = stop
             self._keep(stop)
             raise
@@ -303,6 +307,9 @@ class SessionRouter:
             record.run_token = None
             if record.status == "busy":
                 record.status = "healthy"
+        died = reply.pop("kernel_died", None)  # type: ignore[misc]
+        if died is not None:
+            reply = self.recovery.died_reply(record, str(died), actor_gone=False)
         reply.setdefault("interrupted", False)
         reply.setdefault("restarted", False)
         reply.setdefault("state_preserved", not reply["restarted"])
@@ -335,98 +342,6 @@ class SessionRouter:
         finally:
             record.slot.release()
 
-    def _collect(
-        self, record: SessionRecord, handle: SessionHandle, future: asyncio.Future[Any]
-    ) -> RunReply:
-        try:
-            return handle.run_outcome(future)
-        except ActorDied as exc:
-            return self._died_reply(record, exc.reason)
-
-    async def _stop(
-        self,
-        record: SessionRecord,
-        handle: SessionHandle,
-        future: asyncio.Future[Any],
-        token: str,
-        timeout: float | None,
-    ) -> RunReply:
-        """Interrupt the run ``token``; escalate to kill-and-restart if it will not stop."""
-        why = f"timed out after {timeout:g} s" if timeout is not None else "was cancelled"
-        ename = "TimeoutError" if timeout is not None else "Cancelled"
-        await self.send_interrupt(record, token)
-        done, _ = await asyncio.wait({future}, timeout=self.settings.interrupt_grace)
-        if done:
-            reply = self._collect(record, handle, future)
-            if reply.get("interrupted"):
-                reply["error"] = {
-                    "ename": ename,
-                    "evalue": f"execution {why} and was interrupted; "
-                    "the session and its variables are kept",
-                    "traceback": (reply.get("error") or {}).get("traceback", ""),
-                }
-                reply["success"] = False
-                reply["state_preserved"] = True
-            return reply
-        log.warning("session %s ignored the interrupt; restarting it", record.session_id)
-        await self.respawn(record, "ignored an interrupt")
-        return failed_reply(
-            record.session_id,
-            record.execution_count,
-            ename,
-            f"execution {why} and did not stop when interrupted; the session was restarted "
-            "and its state is lost (workspace files are kept)",
-            interrupted=True,
-            restarted=True,
-        )
-
-    # -- deaths -------------------------------------------------------------------------------
-
-    def mark_dead(self, record: SessionRecord, fallback_reason: str) -> None:
-        """Record a death and its best-known cause: a kill on purpose, else the note the process
-        left (signal, ``os._exit``), else the loss of its node, else ``fallback_reason``."""
-        if record.deleted:
-            raise SessionNotFound(f"session {record.session_id!r} was deleted while it ran")
-        record.status = "dead"
-        record.crash_streak += 1
-        local = self.nodes.is_local(record.node_id)
-        note = containment.read_crash(record.pid) if local and record.pid else None
-        note = record.kill_reason or note
-        if note is None and not local and not self.nodes.alive(record.node_id):
-            note = f"session lost with its node {record.node_id} ({record.node_ip})"
-        record.death_reason = note or fallback_reason
-        log.warning("session %s died: %s", record.session_id, record.death_reason)
-
-    def _died_reply(self, record: SessionRecord, reason: str) -> RunReply:
-        self.mark_dead(record, reason)
-        return failed_reply(
-            record.session_id,
-            record.execution_count,
-            "KernelDied",
-            "the session's process died while running this code; its state is lost. "
-            f"The next call restarts it. Cause: {record.death_reason}",
-            interrupted=False,
-            restarted=False,
-        )
-
-    async def revive_if_dead(self, record: SessionRecord) -> dict[str, Any] | None:
-        """Restart a dead session before a run; the notice that run's reply must carry."""
-        if record.status != "dead":
-            return None
-        reason = record.death_reason or "unknown cause"
-        if record.crash_streak >= self.settings.max_crash_streak:
-            raise SessionUnavailable(
-                f"session {record.session_id!r} died {record.crash_streak} times in a row "
-                f"(last: {reason}); it stays dead until restart_kernel is called"
-            )
-        await self.respawn(record, reason)
-        return {
-            "restarted": True,
-            "state_preserved": False,
-            "notice": f"session {record.session_id!r} had died ({reason}); it was restarted "
-            "before this call, and its earlier state is lost",
-        }
-
     # -- control calls ------------------------------------------------------------------------
 
     async def call(self, session_id: str, op: Callable[[SessionHandle], Awaitable[T]]) -> T:
@@ -445,7 +360,7 @@ class SessionRouter:
         try:
             return await op(record.handle)
         except ActorDied as exc:
-            self.mark_dead(record, exc.reason)
+            self.recovery.mark_dead(record, exc.reason, actor_gone=True)
             raise KernelDied(
                 f"session {record.session_id!r} died ({record.death_reason})"
             ) from None
@@ -461,24 +376,25 @@ class SessionRouter:
         """Interrupt the run in progress, if any; does not wait behind it."""
         record = await self.lookup(session_id)
         token = record.run_token
-        if token is None or record.pid is None:
+        if token is None or record.handle is None:
             return {"session_id": session_id, "interrupted": False, "status": record.status}
         await self.send_interrupt(record, token)
         return {"session_id": session_id, "interrupted": True, "status": record.status}
 
     async def send_interrupt(self, record: SessionRecord, token: str) -> None:
-        """SIGINT for run ``token``, from the session's own node."""
-        if record.pid is not None:
-            await self.nodes.interrupt(
-                record.pid, record.node_id, token, self.settings.interrupt_grace
-            )
+        """Ask the session to interrupt run ``token`` (its actor answers while it runs)."""
+        await self.recovery.interrupt(record, token)
 
     async def live_tail(self, record: SessionRecord, token: str) -> str | None:
-        """What run ``token`` has printed so far (its last few thousand characters), read from
-        the session's node without waiting for the session; None once the run is over."""
-        if record.pid is None or record.run_token != token:
+        """What run ``token`` has printed so far (its last few thousand characters), asked of
+        the session's actor (which answers while the run goes on); None once it is over."""
+        handle = record.handle
+        if handle is None or record.run_token != token:
             return None
-        return await self.nodes.tail(record.pid, record.node_id, token)
+        try:
+            return await handle.tail(token, 10.0)
+        except (ActorDied, SessionUnavailable):
+            return None
 
     # -- helpers ------------------------------------------------------------------------------
 

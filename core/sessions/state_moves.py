@@ -7,12 +7,13 @@ happens between runs, never in the middle of one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from raykernel.errors import InvalidArgument, KernelDied, SessionUnavailable
 
-from .handle import CONTROL_TIMEOUT, SessionHandle
+from .handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
 from .record import SessionRecord
 from .router import SessionRouter
 from .session_ids import validate_session_id, validate_snapshot_name
@@ -119,8 +120,7 @@ class StateMoves:
                 # Wait without pulling the (possibly large) snapshot into this process.
                 if not await SessionHandle.settled(snapshot, CONTROL_TIMEOUT):
                     raise SessionUnavailable("the session did not answer the snapshot request")
-            await router.respawn(record, "restart requested")
-            record.kill_reason = None
+            await router.recovery.restart(record, "restart requested")
             record.crash_streak = 0
             report: dict[str, Any] = {"restored": [], "not_preserved": {"*": lost} if lost else {}}
             if snapshot is not None:
@@ -157,5 +157,8 @@ class StateMoves:
         if done:
             return "interrupted"
         record.kill_reason = "killed by restart_kernel (the code ignored the interrupt)"
-        await self.router.lifecycle.kill(record)
+        if record.handle is not None:
+            with contextlib.suppress(ActorDied, SessionUnavailable):
+                await record.handle.kill_kernel(record.kill_reason, CONTROL_TIMEOUT)
+        await acquiring
         return "killed"

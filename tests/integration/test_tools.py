@@ -134,13 +134,13 @@ async def test_restart_with_and_without_state(client: Client, pair: list[str], a
     await run(
         client, "import threading\nkeep = {'k': [1]}\nlock = threading.Lock()", session_id=sid
     )
-    old_pid = app.router.sessions[sid].pid
+    old_pid = app.router.sessions[sid].kernel_pid
     reply = await call(client, "restart_kernel", session_id=sid, preserve_state=True)
     assert reply["status"] == "restarted"
     assert "keep" in reply["preserved"]
     assert "lock" in reply["not_preserved"]
     assert reply["state_preserved"] is False
-    assert app.router.sessions[sid].pid != old_pid
+    assert app.router.sessions[sid].kernel_pid != old_pid  # a new kernel, the same actor
     assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
     assert (await run(client, "keep['k']", session_id=sid))["result"] == "[1]"
     plain = await call(client, "restart_kernel", session_id=sid)

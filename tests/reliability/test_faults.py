@@ -131,8 +131,9 @@ async def test_memory_limit_gives_memory_error_and_spares_other_sessions(
 async def test_runaway_children_are_bounded_and_gone_after_delete(client: Client, app) -> None:
     sid = f"spawner-{time.monotonic_ns()}"
     await call(client, "create_session", session_id=sid)
-    pgid = app.router.sessions[sid].pgid
-    assert pgid == app.router.sessions[sid].pid
+    # The kernel leads its own process group: everything user code starts stays in it.
+    pgid = app.router.sessions[sid].kernel_pid
+    assert os.getpgid(pgid) == pgid
     reply = await run(
         client,
         "import subprocess, time\n"
@@ -144,7 +145,7 @@ async def test_runaway_children_are_bounded_and_gone_after_delete(client: Client
         session_id=sid,
     )
     assert "notice" in reply and "limit of 20 processes" in reply["notice"]
-    session = psutil.Process(app.router.sessions[sid].pid)
+    session = psutil.Process(app.router.sessions[sid].kernel_pid)
     assert len(session.children(recursive=True)) <= 20
     # A detached orphan (double fork through a shell) and a fork tree stay in the group.
     await run(

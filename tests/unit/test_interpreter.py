@@ -12,8 +12,8 @@ import pluggy
 import pytest
 
 from raykernel.hookspecs import hookimpl
-from raykernel.kernel import interrupts
 from raykernel.kernel.interpreter import Interpreter
+from raykernel.kernel.interrupts import Interrupts
 from raykernel.pluginmanager import new_manager
 
 
@@ -178,10 +178,11 @@ def test_interrupt_with_matching_token_stops_run_and_keeps_state(
     interp: Interpreter, code: str
 ) -> None:
     previous = signal.getsignal(signal.SIGINT)
-    interrupts.install_handler(interp.current_token)
+    interrupts = Interrupts(interp.current_token)
+    interrupts.install()
     try:
         interp.execute("before = 'kept'")
-        timer = threading.Timer(0.3, interrupts.request_interrupt, (os.getpid(), "tok-1"))
+        timer = threading.Timer(0.3, interrupts.request, ("tok-1",))
         timer.start()
         started = time.monotonic()
         reply = interp.execute("partial = 1\n" + code, token="tok-1")
@@ -191,21 +192,21 @@ def test_interrupt_with_matching_token_stops_run_and_keeps_state(
         assert interp.execute("(before, partial)")["result"] == "('kept', 1)"
     finally:
         signal.signal(signal.SIGINT, previous)
-        interrupts.clear_token_file(os.getpid())
 
 
 def test_interrupt_for_another_run_is_ignored(interp: Interpreter) -> None:
     previous = signal.getsignal(signal.SIGINT)
-    interrupts.install_handler(interp.current_token)
+    interrupts = Interrupts(interp.current_token)
+    interrupts.install()
     try:
-        timer = threading.Timer(0.2, interrupts.request_interrupt, (os.getpid(), "stale"))
+        timer = threading.Timer(0.2, interrupts.request, ("stale",))
         timer.start()
         reply = interp.execute("import time\ntime.sleep(0.6)\n'finished'", token="current")
         assert reply["success"] is True
         assert reply["result"] == "'finished'"
+        assert interrupts.request("stale") is False
     finally:
         signal.signal(signal.SIGINT, previous)
-        interrupts.clear_token_file(os.getpid())
 
 
 def test_display_protocol_and_history_without_ray(

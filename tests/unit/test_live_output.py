@@ -3,14 +3,13 @@ and for an installer's output."""
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 
 from raykernel.kernel.interpreter import Interpreter
-from raykernel.kernel.live_output import LiveTail, read_tail
+from raykernel.kernel.live_output import LiveTail
 from raykernel.kernel.packages import run_installer
 
 
@@ -24,21 +23,36 @@ def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
     return predicate()
 
 
-def test_tail_is_bounded_tokened_and_gone_after_the_run() -> None:
-    tail = LiveTail(pid=10**7 + os.getpid(), limit=50)
+class Published:
+    """What a kernel's tail would send its parent: the last (token, text)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+
+    def __call__(self, token: str, text: str) -> None:
+        self.last = {token: text}
+
+
+def test_tail_is_bounded_tokened_and_quiet_after_the_run() -> None:
+    published = Published()
+    tail = LiveTail(published, limit=50)
     tail.start("run-a")
     for i in range(100):
         tail.feed(f"line {i}\n")
-    seen = _wait_for(lambda: read_tail(10**7 + os.getpid(), "run-a"))
+    seen = _wait_for(lambda: published.last.get("run-a"))
     assert seen.endswith("line 99\n") and len(seen) <= 50 + len("line 99\n")
-    assert read_tail(10**7 + os.getpid(), "run-b") is None  # another run's token
+    assert "run-b" not in published.last  # only the run in progress is published
     tail.stop()
-    assert read_tail(10**7 + os.getpid(), "run-a") is None
+    published.last.clear()
+    tail.feed("after the run\n")
+    time.sleep(0.6)
+    assert published.last == {}
 
 
-def test_a_running_cell_is_readable_from_outside(tmp_path: Path) -> None:
+def test_a_running_cell_is_published_while_it_runs(tmp_path: Path) -> None:
     (tmp_path / "outputs").mkdir()
-    interp = Interpreter("t", tmp_path, live=LiveTail())
+    published = Published()
+    interp = Interpreter("t", tmp_path, live=LiveTail(published))
     done: dict = {}
     runner = threading.Thread(
         target=lambda: done.update(
@@ -46,15 +60,15 @@ def test_a_running_cell_is_readable_from_outside(tmp_path: Path) -> None:
         )
     )
     runner.start()
-    seen = _wait_for(lambda: read_tail(os.getpid(), "tok"))
+    seen = _wait_for(lambda: published.last.get("tok"))
     runner.join()
     assert seen == "first\n"
     assert done["stdout"] == "first\nsecond\n"
-    assert read_tail(os.getpid(), "tok") is None
 
 
 def test_installer_output_streams_to_the_tail_and_into_the_reply() -> None:
-    tail = LiveTail(pid=2 * 10**7 + os.getpid())
+    published = Published()
+    tail = LiveTail(published)
     tail.start("install")
     command = [
         sys.executable,
@@ -67,7 +81,7 @@ def test_installer_output_streams_to_the_tail_and_into_the_reply() -> None:
         target=lambda: result.update(out=run_installer(command, 30, tail.feed))
     )
     runner.start()
-    seen = _wait_for(lambda: read_tail(2 * 10**7 + os.getpid(), "install"))
+    seen = _wait_for(lambda: published.last.get("install"))
     runner.join()
     tail.stop()
     assert seen == "Resolved 1 package\n"

@@ -1,7 +1,7 @@
 """The router's own logic with a fake session handle (no Ray): runs queue one at a time in
 order, a run past its timeout is interrupted and keeps its state, code that ignores the
-interrupt gets its session restarted, deaths are reported and revived, and a crash streak
-keeps a session dead. tests/reliability/ checks the same against real actors."""
+interrupt gets its kernel restarted in place, deaths are reported and revived, and a crash
+streak keeps a session dead. tests/reliability/ checks the same against real actors."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class FakeHandle:
         self.log = log
         self.running = 0
         self.most_at_once = 0
+        self.kernel_restarts = 0
         self.runs: dict[str, tuple[asyncio.Future[Any], str]] = {}
 
     def execute(self, code: str, token: str) -> asyncio.Future[Any]:
@@ -44,10 +45,16 @@ class FakeHandle:
             loop.call_later(0.01, future.set_exception, ActorDied("the worker died"))
         return future
 
-    def interrupt(self, token: str) -> None:
+    async def interrupt(self, token: str, timeout: float) -> bool:
         future, code = self.runs[token]
         if code == "hang" and not future.done():
             future.set_result(run_reply("s", len(self.log), 1.0, interrupted=True))
+        return True
+
+    async def restart_kernel(self, reason: str, timeout: float) -> dict[str, Any]:
+        self.kernel_restarts += 1
+        self.kill()
+        return _info()
 
     def run_outcome(self, future: asyncio.Future[Any]) -> Any:
         return future.result()
@@ -56,6 +63,17 @@ class FakeHandle:
         for future, _ in self.runs.values():
             if not future.done():
                 future.set_exception(ActorDied("killed"))
+
+
+def _info() -> dict[str, Any]:
+    return {
+        "pid": 4242,
+        "kernel_pid": 4243,
+        "node_id": "node",
+        "node_ip": "127.0.0.1",
+        "started_at": 0.0,
+        "execution_count": 0,
+    }
 
 
 class FakeLifecycle:
@@ -67,7 +85,10 @@ class FakeLifecycle:
     async def spawn(self, record: SessionRecord, pooled: Any) -> None:
         self.spawned += 1
         record.handle = FakeHandle(self.log)  # type: ignore[assignment]
-        record.pid, record.node_id, record.status = 4242, "node", "healthy"
+        self.refresh(record, _info())
+
+    def refresh(self, record: SessionRecord, info: dict[str, Any]) -> None:
+        record.pid, record.node_id, record.status = info["pid"], info["node_id"], "healthy"
 
     async def kill(self, record: SessionRecord) -> None:
         self.killed += 1
@@ -76,30 +97,19 @@ class FakeLifecycle:
         record.handle = None
         record.status = "dead"
 
-    def site_dir(self, session_id: str) -> Path:
-        return Path("/nonexistent") / session_id
+    def site_dir(self, record: SessionRecord) -> Path:
+        return Path("/nonexistent") / record.session_id
 
     async def rediscover(self) -> list[SessionRecord]:
         return []
 
 
 class FakeNodes:
-    def __init__(self, router_sessions: dict[str, SessionRecord]) -> None:
-        self.sessions = router_sessions
-
     def is_local(self, node_id: str | None) -> bool:
-        return False  # no crash notes to read from this machine
+        return True
 
     def alive(self, node_id: str | None) -> bool:
         return True
-
-    async def interrupt(self, pid: int, node_id: str | None, token: str, timeout: float) -> None:
-        for record in self.sessions.values():
-            if record.handle is not None and token in record.handle.runs:
-                record.handle.interrupt(token)
-
-    async def tail(self, pid: int, node_id: str | None, token: str) -> str | None:
-        return None
 
 
 class FakeRuntime:
@@ -122,7 +132,7 @@ async def router(tmp_path: Path) -> SessionRouter:
         FakeRuntime(),  # type: ignore[arg-type]
         lifecycle,  # type: ignore[arg-type]
         WarmPool(0, lifecycle.spawn),  # type: ignore[arg-type]
-        FakeNodes(sessions),  # type: ignore[arg-type]
+        FakeNodes(),  # type: ignore[arg-type]
         sessions,
     )
     await router.ready()
@@ -152,13 +162,16 @@ async def test_a_run_past_its_timeout_is_interrupted_and_keeps_its_state(
     assert _lifecycle(router).spawned == 1  # no restart
 
 
-async def test_code_that_ignores_the_interrupt_gets_its_session_restarted(
+async def test_code_that_ignores_the_interrupt_gets_its_kernel_restarted(
     router: SessionRouter,
 ) -> None:
+    handle = router.sessions["default"].handle
     reply = await router.execute("default", "stubborn", 0.05)
     assert reply["restarted"] is True and reply["state_preserved"] is False
     assert "did not stop" in reply["error"]["evalue"]
-    assert _lifecycle(router).spawned == 2 and _lifecycle(router).killed == 1
+    # In place: a new kernel process, the same actor.
+    assert handle.kernel_restarts == 1  # type: ignore[union-attr]
+    assert _lifecycle(router).spawned == 1 and _lifecycle(router).killed == 0
     assert router.sessions["default"].restart_count == 1
     assert (await router.execute("default", "ok", 5))["success"] is True
 

@@ -1,0 +1,305 @@
+"""SessionHost: a session's side of the wall, in its actor's process (no Ray here: the actor is
+a thin shell over it, and tests drive it directly).
+
+It owns the session's kernel process (started before anyone claims the session, so a pooled
+actor needs no cold start; restarted in place when it dies or will not stop), its package
+folder (installs run here, with the network the kernel may lack), its identity, and the file
+operations made for it. It answers while the kernel is busy: interrupts, the live output tail,
+health and files never wait behind a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raykernel.errors import InvalidArgument, SessionUnavailable
+from raykernel.replies import failed_reply
+from raykernel.workspace import OPERATIONS, Workspace
+
+from .capture import truncate_text
+from .packages import install_command, parse_requirements, run_installer
+from .process import KernelGone, KernelProcess, KernelRefused
+
+# Environment variables no kernel inherits: Ray's (its address, its token settings) and the
+# server's own (an auth token, a JWT key).
+DROPPED_ENV_PREFIXES = ("RAY_", "RAYKERNEL_")
+
+
+@dataclass
+class HostConfig:
+    workspace: Path
+    store: Path
+    max_file_bytes: int = 10_000_000
+    max_output_bytes: int = 100_000
+    max_image_bytes: int = 1_000_000
+    memory_limit: int = 0
+    max_processes: int = 0
+    plugin_specs: list[str] = field(default_factory=list)
+    isolation: str = "confined"
+    network: str = "on"
+    # Folders the kernel must not see at all (Ray's session folder, with its sockets).
+    hide: list[str] = field(default_factory=list)
+    # Folders beyond Python's that the kernel may read (plugins installed from a checkout).
+    read: list[str] = field(default_factory=list)
+
+
+class SessionHost:
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        self.session_id = ""
+        self.owner = ""
+        self.description = ""
+        self.created_at = time.time()
+        self.started_at = time.time()
+        self.placement: dict[str, Any] = {}
+        self.network = config.network
+        self.kernel: KernelProcess | None = None
+        self.kernel_restarts = 0
+        self.tmp = Path(tempfile.mkdtemp(prefix="raykernel-kernel-"))
+        # A pooled host's packages folder, renamed to the session's when it is claimed: the
+        # kernel's sandbox rules follow the folder, not its name.
+        self.site_dir = config.store / "site" / ".pool" / uuid.uuid4().hex
+        self._installs: dict[str, Any] = {}
+        self._install_tails: dict[str, str] = {}
+        self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
+
+    # -- the kernel -----------------------------------------------------------------------------
+
+    async def start(self) -> dict[str, Any]:
+        """Start the kernel (again); returns its isolation report."""
+        if self.kernel is not None:
+            await self.kernel.kill("replaced by a new kernel")
+        self.site_dir.mkdir(parents=True, exist_ok=True)
+        kernel = KernelProcess(self._spec(), self._env())
+        try:
+            report = await kernel.start()
+        except KernelRefused as exc:
+            raise InvalidArgument(str(exc)) from None
+        except KernelGone as exc:
+            raise SessionUnavailable(f"the kernel did not start: {exc.reason}") from None
+        self.kernel = kernel
+        self.started_at = time.time()
+        return report
+
+    async def restart_kernel(self, reason: str) -> dict[str, Any]:
+        """A new kernel process in place of the old one (its state is lost)."""
+        if self.kernel is not None:
+            await self.kernel.kill(reason)
+        self.kernel_restarts += 1
+        return await self.start()
+
+    def _spec(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "workspace": str(config.workspace),
+            "session_id": self.session_id,
+            "site_dir": str(self.site_dir),
+            "max_output_bytes": config.max_output_bytes,
+            "max_image_bytes": config.max_image_bytes,
+            "memory_limit": config.memory_limit,
+            "max_processes": config.max_processes,
+            "plugin_specs": config.plugin_specs,
+            "isolation": config.isolation,
+            "network": self.network,
+            "write": [str(config.workspace), str(self.site_dir), str(self.tmp)],
+            "read": config.read,
+            "hide": config.hide,
+            "shm_bytes": config.memory_limit or None,
+        }
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
+        env["MPLBACKEND"] = "Agg"
+        env["TMPDIR"] = str(self._folder("tmp"))
+        if self.config.isolation == "confined":
+            # The kernel cannot reach the real home: caches and configs get a private one.
+            env["HOME"] = str(self._folder("home"))
+            env["XDG_CACHE_HOME"] = str(self._folder("cache"))
+            env["MPLCONFIGDIR"] = str(self._folder("mpl"))
+        return env
+
+    def _folder(self, name: str) -> Path:
+        folder = self.tmp / name
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def _running(self) -> KernelProcess:
+        if self.kernel is None:
+            raise SessionUnavailable("the kernel has not started")
+        return self.kernel
+
+    # -- identity -------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        session_id: str,
+        owner: str,
+        description: str,
+        created_at: float,
+        site_dir: str,
+        placement: dict[str, Any],
+        network: str,
+    ) -> dict[str, Any]:
+        """Become session ``session_id`` of ``owner``; a host is claimed once."""
+        if self.session_id:
+            raise RuntimeError(f"this actor already serves session {self.session_id!r}")
+        self.session_id, self.owner = session_id, owner
+        self.description, self.created_at, self.placement = description, created_at, placement
+        fresh_kernel_needed = network != self.network or self.kernel is None
+        if await asyncio.to_thread(self._take_site_dir, Path(site_dir)):
+            # The session had packages already (a restart, a restore): a kernel whose rules
+            # name that folder.
+            fresh_kernel_needed = True
+        self.network = network
+        if fresh_kernel_needed:
+            await self.start()
+        else:
+            await self._running().request("claim", session_id, str(self.site_dir))
+        return await self.info()
+
+    def _take_site_dir(self, target: Path) -> bool:
+        """Make ``target`` this host's package folder; True if it existed already (the running
+        kernel's rules name the pooled one then)."""
+        if target.exists():
+            shutil.rmtree(self.site_dir, ignore_errors=True)
+            self.site_dir = target
+            return True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.site_dir.rename(target)
+        self.site_dir = target
+        return False
+
+    async def info(self) -> dict[str, Any]:
+        kernel = self.kernel
+        counts: dict[str, Any] = {"execution_count": 0, "last_execution_time": None}
+        if kernel is not None and kernel.alive:
+            with contextlib.suppress(KernelGone):
+                counts = await kernel.request("counts")
+        return {
+            "session_id": self.session_id,
+            "owner": self.owner,
+            "description": self.description,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "kernel_pid": kernel.pid if kernel is not None else None,
+            "isolation": kernel.isolation if kernel is not None else {},
+            "network": self.network,
+            "placement": self.placement,
+            **counts,
+        }
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    async def execute(self, code: str, token: str) -> dict[str, Any]:
+        return await self._run("execute", code, token)
+
+    async def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
+        return await self._run("run_script", path, args, token)
+
+    async def _run(self, op: str, *args: Any) -> dict[str, Any]:
+        kernel = self._running()
+        token = args[-1]
+        try:
+            return await kernel.request(op, *args)
+        except KernelGone as exc:
+            return {
+                **failed_reply(
+                    self.session_id,
+                    0,
+                    "KernelDied",
+                    "the session's process died while running this code; its state is lost. "
+                    f"The next call restarts it. Cause: {exc.reason}",
+                    interrupted=False,
+                    restarted=False,
+                ),
+                "kernel_died": exc.reason,
+            }
+        finally:
+            kernel.forget_tail(token)
+
+    async def install(
+        self, specs: list[str], allow_urls: bool, timeout: float, token: str
+    ) -> dict[str, Any]:
+        """Install into the session's own folder (here, where the network is), then let the
+        kernel import from it."""
+        requirements = parse_requirements(specs, allow_urls=allow_urls)
+        self.site_dir.mkdir(parents=True, exist_ok=True)
+        command = install_command(requirements, self.site_dir)
+        self._install_tails[token] = ""
+
+        def feed(line: str) -> None:
+            self._install_tails[token] = (self._install_tails.get(token, "") + line)[-4000:]
+
+        def started(process: Any) -> None:
+            self._installs[token] = process
+
+        try:
+            stdout, stderr, ok = await asyncio.to_thread(
+                run_installer, command, timeout, feed, started
+            )
+        finally:
+            self._installs.pop(token, None)
+            self._install_tails.pop(token, None)
+        if ok and self.kernel is not None and self.kernel.alive:
+            await self.kernel.request("activate_site")
+        limit = self.config.max_output_bytes
+        return {
+            "success": ok,
+            "installed": [r.name for r in requirements] if ok else [],
+            "stdout": truncate_text(stdout, limit),
+            "stderr": truncate_text(stderr, limit),
+        }
+
+    def interrupt(self, token: str) -> bool:
+        """Stop run (or install) ``token``; answered at once, the run's reply tells the rest."""
+        installer = self._installs.get(token)
+        if installer is not None:
+            with contextlib.suppress(ProcessLookupError):
+                installer.kill()
+            return True
+        if self.kernel is None:
+            return False
+        self.kernel.interrupt(token)
+        return True
+
+    def tail(self, token: str) -> str | None:
+        if token in self._install_tails:
+            return self._install_tails[token]
+        return self.kernel.tail(token) if self.kernel is not None else None
+
+    async def call(self, op: str, *args: Any) -> Any:
+        """A control operation in the kernel (variables, history, snapshots, transfers...)."""
+        try:
+            return await self._running().request(op, *args)
+        except KernelGone as exc:
+            raise SessionUnavailable(f"the session's process died: {exc.reason}") from None
+
+    async def measure(self) -> dict[str, Any]:
+        """The kernel's liveness (and how it died), memory and CPU."""
+        kernel = self.kernel
+        if kernel is None:
+            return {"alive": False, "exit_reason": "the kernel has not started"}
+        return {"kernel_pid": kernel.pid, **(await kernel.measure())}
+
+    async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
+        """A file operation on the workspace as this node sees it."""
+        if op not in OPERATIONS:
+            raise ValueError(f"unknown workspace operation {op!r}")
+        return await asyncio.to_thread(getattr(self._workspace, op), *args)
+
+    async def shutdown(self) -> None:
+        """Kill the kernel and what it started; remove the kernel's temp folder."""
+        if self.kernel is not None:
+            await self.kernel.kill("the session was deleted")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.site_dir.parent.name == ".pool":
+            shutil.rmtree(self.site_dir, ignore_errors=True)

@@ -1,0 +1,171 @@
+"""The kernel process's loop: requests from its parent (the session actor) in, replies out.
+
+The main thread runs requests one at a time, in order (user code must run there: that is where
+signals are delivered); a reader thread takes requests off the socket as they come, answering
+the ones that cannot wait for a run to end (an interrupt, a ping) at once. Everything the kernel
+sends is plain data (the wire's JSON and bytes), so its parent never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from raykernel.errors import RaykernelError
+
+from . import containment, display, wire
+from .interpreter import Interpreter
+from .interrupts import Interrupts
+from .live_output import LiveTail
+
+
+class KernelService:
+    def __init__(self, sock: socket.socket, spec: dict[str, Any]) -> None:
+        self.sock = sock
+        self.spec = spec
+        self._send_lock = threading.Lock()
+        self._work: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        hooks = None
+        if spec.get("plugin_specs"):
+            from raykernel.pluginmanager import load_session_plugins
+
+            hooks = load_session_plugins(spec["plugin_specs"]).hook
+        workspace = Path(spec["workspace"])
+        self.interpreter = Interpreter(
+            spec.get("session_id", ""),
+            workspace,
+            max_output_bytes=spec.get("max_output_bytes", 100_000),
+            hooks=hooks,
+            site_dir=Path(spec["site_dir"]) if spec.get("site_dir") else None,
+            live=LiveTail(self._publish_tail),
+            max_image_bytes=spec.get("max_image_bytes", 1_000_000),
+        )
+        display.install(self.interpreter.display)
+        self.interrupts = Interrupts(self.interpreter.current_token)
+        self.interrupts.install()
+        self.process = psutil.Process()
+        self.children = containment.ChildWatch(
+            self.process, spec.get("max_processes", 0), self.interpreter.current_token
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        threading.Thread(target=self._read, name="raykernel-reader", daemon=True).start()
+        while True:
+            request = self._work.get()
+            if request is None:
+                return
+            self._answer(request)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                request = wire.receive(self.sock)
+            except (EOFError, OSError):
+                self._work.put(None)  # the parent is gone: so is the kernel
+                return
+            op = request.get("op")
+            if op == "interrupt":
+                self.interrupts.request(request["token"])
+            elif op == "ping":
+                self._send({"id": request.get("id"), "ok": True, "value": time.time()})
+            else:
+                self._work.put(request)
+
+    def _answer(self, request: dict[str, Any]) -> None:
+        method = getattr(self, "op_" + str(request.get("op")), None)
+        reply: dict[str, Any] = {"id": request.get("id")}
+        try:
+            if method is None:
+                raise RuntimeError(f"unknown operation {request.get('op')!r}")
+            reply.update(ok=True, value=method(*request.get("args", [])))
+        except RaykernelError as exc:
+            reply.update(ok=False, kind=exc.kind, message=exc.message)
+        except BaseException as exc:  # the kernel must outlive its operations' failures
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            reply.update(ok=False, kind="internal", message=detail[:2000])
+        self._send(reply)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        with self._send_lock:
+            wire.send(self.sock, message)
+
+    def _publish_tail(self, token: str, text: str) -> None:
+        self._send({"event": "tail", "token": token, "text": text})
+
+    # -- operations (the main thread runs them, one at a time) ---------------------------------
+
+    def op_claim(self, session_id: str, site_dir: str) -> None:
+        self.interpreter.session_id = session_id
+        self.interpreter.use_site_dir(Path(site_dir))
+
+    def op_execute(self, code: str, token: str) -> Any:
+        self.children.run_starting()
+        killed = self.children.killed
+        return self.children.annotate(self.interpreter.execute(code, token), killed)
+
+    def op_run_script(self, path: str, args: list[str], token: str) -> Any:
+        self.children.run_starting()
+        killed = self.children.killed
+        return self.children.annotate(self.interpreter.run_script(Path(path), args, token), killed)
+
+    def op_activate_site(self) -> None:
+        if self.interpreter.site_dir is not None:
+            self.interpreter.use_site_dir(self.interpreter.site_dir)
+
+    def op_variables(self) -> Any:
+        return self.interpreter.variables()
+
+    def op_history(self, last: int | None) -> Any:
+        return self.interpreter.get_history(last)
+
+    def op_complete(self, code: str, cursor_pos: int | None) -> Any:
+        return self.interpreter.complete(code, cursor_pos)
+
+    def op_inspect(self, code: str, cursor_pos: int | None) -> Any:
+        return self.interpreter.inspect(code, cursor_pos)
+
+    def op_snapshot(self) -> Any:
+        return self.interpreter.snapshot()
+
+    def op_restore(self, blobs: dict[str, bytes]) -> Any:
+        return self.interpreter.restore(blobs)
+
+    def op_save_snapshot(self, path: str) -> Any:
+        return self.interpreter.save_snapshot(Path(path))
+
+    def op_load_snapshot(self, path: str) -> Any:
+        return self.interpreter.load_snapshot(Path(path))
+
+    def op_get_blob(self, name: str) -> bytes:
+        return self.interpreter.get_blob(name)
+
+    def op_set_blob(self, name: str, blob: bytes) -> str:
+        return self.interpreter.set_blob(name, blob)
+
+    def op_counts(self) -> dict[str, Any]:
+        return {
+            "execution_count": self.interpreter.execution_count,
+            "last_execution_time": self.interpreter.last_execution_time,
+        }
+
+
+def prepare_process() -> None:
+    """What the kernel process does to itself before serving: its own process group (so that
+    everything user code starts can be killed with it), crash notes, a stdin that is empty
+    (``input()`` fails at once) and figures that render off-screen."""
+    os.environ["MPLBACKEND"] = "Agg"
+    containment.lead_process_group()
+    containment.record_crashes()
+    sys.stdin = io.StringIO("")
