@@ -144,6 +144,12 @@ class SessionActor:
         report["not_preserved"].update(snapshot["not_preserved"])
         return report
 
+    async def save_snapshot(self, path: str) -> dict[str, Any]:
+        return await self.host.save_snapshot(path)
+
+    async def load_snapshot(self, path: str) -> dict[str, Any]:
+        return await self.host.load_snapshot(path)
+
     async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
         reply = await self.host.workspace(op, args)
         reply["node_id"] = ray.get_runtime_context().get_node_id()

@@ -46,6 +46,10 @@ class SessionLimitReached(RaykernelError):
     """Creating one more session would pass ``max_sessions``."""
 
 
+class QuotaExceeded(RaykernelError):
+    """The caller's identity holds as many sessions, or runs in flight, as it may."""
+
+
 class ProtectedSession(RaykernelError):
     """The operation is not allowed on this session (``default`` cannot be deleted)."""
 

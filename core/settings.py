@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
 
     # HTTP security. Binding to a non-loopback address requires auth_token or a JWT verifier.
     auth_token: SecretStr | None = None
+    # Named bearer tokens, each an identity that owns its sessions: {name: "sha256:<hex>"}
+    # (`raykernel --hash-token` prints the hash of a token read from stdin).
+    auth_tokens: dict[str, str] = Field(default_factory=dict)
+    # Identities that see and manage every identity's sessions ("token:ops", "jwt:<sub>").
+    admin_identities: list[str] = Field(default_factory=list)
     jwt_public_key: str | None = None
     jwt_jwks_uri: str | None = None
     jwt_issuer: str | None = None
@@ -64,6 +70,10 @@ class Settings(BaseSettings):
     # pooled actor costs a Python process (about 90 MB RSS).
     warm_pool_size: int = Field(default=2, ge=0, le=64)
     max_sessions: int = Field(default=32, ge=1, le=10_000)
+    # Per identity (None: no quota beyond max_sessions): sessions it may hold, and runs it may
+    # have in flight (running or queued) at once.
+    max_sessions_per_identity: int | None = Field(default=None, ge=1)
+    max_concurrent_runs_per_identity: int | None = Field(default=None, ge=1)
     # Delete sessions (never "default") with no run for this many seconds (0: never).
     idle_timeout: float = Field(default=0.0, ge=0)
     default_timeout: float = Field(default=300.0, gt=0)
@@ -132,7 +142,20 @@ class Settings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.auth_token or self.jwt_public_key or self.jwt_jwks_uri)
+        return bool(self.auth_token or self.auth_tokens or self.jwt_public_key or self.jwt_jwks_uri)
+
+    @field_validator("auth_tokens")
+    @classmethod
+    def _hashed_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, digest in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+                raise ValueError(f"auth_tokens: bad name {name!r} (letters, digits, _.@-)")
+            if not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", digest):
+                raise ValueError(
+                    f"auth_tokens[{name!r}] must be 'sha256:<64 hex digits>' (a hash, never "
+                    "the token: see raykernel --hash-token)"
+                )
+        return value
 
     @field_validator("path")
     @classmethod

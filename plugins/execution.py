@@ -62,7 +62,7 @@ async def run_python_code(
         run = app.runs.submit(session, code, timeout or settings.max_timeout)
         return {
             "run_id": run.run_id,
-            "session_id": session,
+            "session_id": app.shown(session),
             "status": run.status,
             "next": "get_run {run_id, wait} for its output and result; cancel_run to stop",
         }
@@ -74,19 +74,19 @@ async def run_python_code(
 async def get_run(run_id: RunId, wait: Wait = 0.0, app: App = Depends(current_app)) -> Any:
     """Status of a background run: queued, running (with the output so far), done (with
     its full reply, images and file links, as run_python_code gives them) or cancelled."""
-    return run_result(await app.runs.get(run_id, wait), app.settings.result_format)
+    return run_result(await app.runs.get(run_id, app.caller(), wait), app.settings.result_format)
 
 
 async def cancel_run(run_id: RunId, app: App = Depends(current_app)) -> Any:
     """Stop a background run: a queued run never starts; a running one is interrupted
     and its session keeps its variables (code that ignores the interrupt gets its session
     restarted, and the reply says so). A finished run is left as it is."""
-    return run_result(await app.runs.cancel(run_id), app.settings.result_format)
+    return run_result(await app.runs.cancel(run_id, app.caller()), app.settings.result_format)
 
 
 async def list_runs(app: App = Depends(current_app)) -> dict[str, Any]:
     """Background runs this server knows (recent ones), with their status."""
-    runs = app.runs.listing()
+    runs = app.runs.listing(app.caller())
     return {"runs": runs, "total": len(runs)}
 
 

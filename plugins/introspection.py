@@ -41,7 +41,7 @@ async def get_history(
     error, interrupted), start time, duration, and the start of its output."""
     session = app.resolve_session(session_id)
     entries = await app.router.call(session, lambda h: h.history(last))
-    return {"session_id": session, "entries": entries, "total": len(entries)}
+    return {"session_id": app.shown(session), "entries": entries, "total": len(entries)}
 
 
 async def code_completion(
@@ -55,7 +55,7 @@ async def code_completion(
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
     reply = await app.router.call(session, lambda h: h.complete(code, cursor))
-    return {"session_id": session, **reply}
+    return {"session_id": app.shown(session), **reply}
 
 
 async def inspect_object(
@@ -69,7 +69,7 @@ async def inspect_object(
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
     reply = await app.router.call(session, lambda h: h.inspect(code, cursor))
-    return {"session_id": session, **reply}
+    return {"session_id": app.shown(session), **reply}
 
 
 @hookimpl

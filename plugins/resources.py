@@ -46,21 +46,23 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         return await read(f"scripts/{stem}.py")
 
     async def session_summary(session_id: str) -> dict[str, Any]:
-        record = await app.router.lookup(session_id)
-        health = await app.health.health(session_id)
+        qualified = app.resolve_session(session_id)
+        record = await app.router.lookup(qualified)
+        health = await app.health.health(qualified)
         return {
-            "session_id": session_id,
-            **record.summary(session_id == app.active_session()),
+            "session_id": app.shown(qualified),
+            **record.summary(qualified == app.active_session()),
             "health": health,
-            "background_runs": app.runs.for_session(session_id),
+            "background_runs": app.runs.for_session(qualified),
         }
 
     async def sessions() -> dict[str, Any]:
-        await app.router.ready()
+        await app.router.lookup(app.own_default())
         active = app.active_session()
         return {
-            sid: {**record.summary(sid == active), "uri": f"raykernel://sessions/{sid}"}
-            for sid, record in app.router.sessions.items()
+            app.shown(q): {**r.summary(q == active), "uri": f"raykernel://sessions/{app.shown(q)}"}
+            for q, r in app.router.sessions.items()
+            if app.visible(q)
         }
 
     async def outputs() -> dict[str, Any]:

@@ -47,6 +47,13 @@ NodeId = Annotated[
 NodeAffinity = Annotated[
     Literal["hard", "soft"], Field(description="'hard': only that node; 'soft': prefer it.")
 ]
+Network = Annotated[
+    Literal["on", "off"] | None,
+    Field(
+        description="'off': the session's code reaches no network at all (a loopback of its "
+        "own only). Default: the server's session_network setting."
+    ),
+]
 PreserveState = Annotated[
     bool, Field(description="Carry picklable variables over to the new process.")
 ]
@@ -61,13 +68,14 @@ async def create_session(
     resources: Resources = None,
     node_id: NodeId = None,
     node_affinity: NodeAffinity = "hard",
+    network: Network = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """Create a new isolated Python session (its own process and variables). An existing id
     is returned unchanged with status "exists". Omit session_id to get a generated one.
     Creating does not switch to it: pass session_id to tools, or call switch_session.
-    On a Ray cluster, ask for resources or a node; a request no node can satisfy is refused
-    at once."""
+    With network "off" its code cannot reach any network. On a Ray cluster, ask for resources
+    or a node; a request no node can satisfy is refused at once."""
     session_id = session_id or f"session-{uuid.uuid4().hex[:8]}"
     placement = Placement(
         num_cpus=num_cpus,
@@ -78,40 +86,48 @@ async def create_session(
         node_affinity=node_affinity,
     )
     record, created = await app.router.create(
-        app.resolve_session(session_id), description, placement
+        app.resolve_session(session_id), description, placement, network
     )
     summary = record.summary(False)
     return {
-        "session_id": record.session_id,
+        "session_id": app.shown(record.qualified),
         "status": "created" if created else "exists",
         "description": record.description,
         "created_at": summary["created_at"],
         "node_id": summary["node_id"],
         "resources": summary["resources"],
+        "network": record.network,
+        "isolation": record.isolation,
     }
 
 
 async def switch_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
     """Make a session your active one: tools called without session_id will use it."""
-    record = await app.router.lookup(session_id)
-    previous = app.switch_session(record.session_id)
+    record = await app.router.lookup(app.resolve_session(session_id))
+    previous = app.switch_session(record.qualified)
     return {
-        "previous_session": previous,
-        "current_session": record.session_id,
+        "previous_session": app.shown(previous),
+        "current_session": app.shown(record.qualified),
         "status": "switched",
     }
 
 
 async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
-    """List every session with its description, status and execution count."""
+    """List your sessions with their description, status and execution count (an admin
+    identity sees every identity's, named <owner>/<id>)."""
     router = app.router
-    await router.ready()
+    await router.lookup(app.own_default())  # your "default" always exists
     active = app.active_session()
+    sessions = {
+        app.shown(qualified): record.summary(qualified == active)
+        for qualified, record in router.sessions.items()
+        if app.visible(qualified)
+    }
     return {
-        "active_session": active,
-        "total_sessions": len(router.sessions),
-        "max_sessions": app.settings.max_sessions,
-        "sessions": {sid: record.summary(sid == active) for sid, record in router.sessions.items()},
+        "active_session": app.shown(active),
+        "total_sessions": len(sessions),
+        "max_sessions": app.settings.max_sessions_per_identity or app.settings.max_sessions,
+        "sessions": sessions,
     }
 
 
@@ -119,13 +135,14 @@ async def delete_session(session_id: SessionId, app: App = Depends(current_app))
     """Delete a session: its process is killed and its variables are gone (workspace files
     stay). "default" cannot be deleted. If it was your active session, "default" becomes
     active."""
-    was_active = app.active_session() == session_id
-    await app.router.delete(session_id)
+    qualified = app.resolve_session(session_id)
+    was_active = app.active_session() == qualified
+    await app.router.delete(qualified)
     return {
         "session_id": session_id,
         "status": "deleted",
         "was_active": was_active,
-        "active_session": app.active_session(),
+        "active_session": app.shown(app.active_session()),
     }
 
 

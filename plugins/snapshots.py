@@ -10,6 +10,7 @@ from pydantic import Field
 from raykernel.hookspecs import hookimpl
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import OptionalSessionId, SessionId, SnapshotName, hints
+from raykernel.sessions.session_ids import split
 
 VariableName = Annotated[
     str,
@@ -30,11 +31,11 @@ async def snapshot_session(
     name: SnapshotName | None = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """Save a session's variables to disk (under the workspace's .raykernel/snapshots).
-    What cloudpickle cannot carry (open files, locks, generators) is named in
-    not_preserved. Restore later with restore_session, even after a server restart."""
+    """Save a session's variables to disk (in the server's store, yours only). What
+    cloudpickle cannot carry (open files, locks, generators) is named in not_preserved.
+    Restore later with restore_session, even after a server restart."""
     session = app.resolve_session(session_id)
-    name = name or f"{session}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or f"{split(session)[1]}-{time.strftime('%Y%m%d-%H%M%S')}"
     return await app.moves.snapshot(session, name)
 
 
@@ -47,8 +48,8 @@ async def restore_session(
 
 
 async def list_snapshots(app: App = Depends(current_app)) -> dict[str, Any]:
-    """List saved snapshots."""
-    folder = app.moves.snapshot_dir
+    """List your saved snapshots."""
+    folder = app.moves.snapshot_dir(app.identity())
     rows = (
         [
             {
@@ -69,7 +70,8 @@ async def fork_session(
 ) -> dict[str, Any]:
     """Create a new session holding a copy of a live session's variables, for parallel
     experiments from one starting point. The two are independent afterwards."""
-    return await app.moves.fork(session_id, new_session_id)
+    source, target = app.resolve_session(session_id), app.resolve_session(new_session_id)
+    return await app.moves.fork(source, target)
 
 
 async def transfer_variable(
@@ -81,7 +83,8 @@ async def transfer_variable(
 ) -> dict[str, Any]:
     """Copy one variable from a session to another through Ray's object store, without
     files (works across machines)."""
-    return await app.moves.transfer(from_session, to_session, name, as_name or name)
+    source, target = app.resolve_session(from_session), app.resolve_session(to_session)
+    return await app.moves.transfer(source, target, name, as_name or name)
 
 
 @hookimpl

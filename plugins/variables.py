@@ -18,7 +18,7 @@ async def list_variables(
     starting with '_' are left out)."""
     session = app.resolve_session(session_id)
     variables = await app.router.call(session, SessionHandle.variables)
-    return {"session_id": session, "variables": variables, "total": len(variables)}
+    return {"session_id": app.shown(session), "variables": variables, "total": len(variables)}
 
 
 @hookimpl

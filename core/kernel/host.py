@@ -28,6 +28,7 @@ from raykernel.workspace import OPERATIONS, Workspace
 from .capture import truncate_text
 from .packages import install_command, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
+from .snapshots import read_snapshot, write_snapshot
 
 # Environment variables no kernel inherits: Ray's (its address, its token settings) and the
 # server's own (an auth token, a JWT key).
@@ -64,7 +65,8 @@ class SessionHost:
         self.network = config.network
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
-        self.tmp = Path(tempfile.mkdtemp(prefix="raykernel-kernel-"))
+        # Named with this process's id: a leftover (its actor killed) is recognisable.
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
         # A pooled host's packages folder, renamed to the session's when it is claimed: the
         # kernel's sandbox rules follow the folder, not its name.
         self.site_dir = config.store / "site" / ".pool" / uuid.uuid4().hex
@@ -282,6 +284,27 @@ class SessionHost:
             return await self._running().request(op, *args)
         except KernelGone as exc:
             raise SessionUnavailable(f"the session's process died: {exc.reason}") from None
+
+    async def save_snapshot(self, path: str) -> dict[str, Any]:
+        """Write the kernel's picklable state to ``path`` (the kernel cannot reach the store;
+        its pickles are written here as the bytes they are, never loaded)."""
+        snap = await self.call("snapshot")
+        size = await asyncio.to_thread(
+            write_snapshot, Path(path), self.session_id, snap["blobs"], snap["not_preserved"]
+        )
+        return {
+            "saved": sorted(snap["blobs"]),
+            "not_preserved": snap["not_preserved"],
+            "size_bytes": size,
+        }
+
+    async def load_snapshot(self, path: str) -> dict[str, Any]:
+        """Read a snapshot file here and hand its pickles to the kernel to load."""
+        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
+        report = await self.call("restore", blobs)
+        report["not_preserved"].update(manifest.get("not_preserved", {}))
+        report["snapshot_of"] = manifest.get("session_id")
+        return report
 
     async def measure(self) -> dict[str, Any]:
         """The kernel's liveness (and how it died), memory and CPU."""

@@ -29,7 +29,6 @@ from .history import History
 from .images import RichOutput
 from .live_output import LiveTail
 from .packages import install_command, parse_requirements, run_installer
-from .snapshots import read_snapshot, write_snapshot
 
 _OWN_FILES = frozenset({__file__, interrupts.__file__, display.__file__})
 
@@ -266,25 +265,6 @@ class Interpreter:
             except Exception as exc:
                 failed[name] = f"{type(exc).__name__}: {truncate_text(str(exc), 200)}"
         return {"restored": sorted(restored), "not_preserved": failed}
-
-    def save_snapshot(self, path: Path) -> dict[str, Any]:
-        """Write the picklable part of the namespace to ``path``; name what could not be
-        pickled."""
-        snap = self.snapshot()
-        size = write_snapshot(path, self.session_id, snap["blobs"], snap["not_preserved"])
-        return {
-            "saved": sorted(snap["blobs"]),
-            "not_preserved": snap["not_preserved"],
-            "size_bytes": size,
-        }
-
-    def load_snapshot(self, path: Path) -> dict[str, Any]:
-        """Restore the names saved by ``save_snapshot`` into this namespace."""
-        blobs, manifest = read_snapshot(path)
-        report = self.restore(blobs)
-        report["not_preserved"].update(manifest.get("not_preserved", {}))
-        report["snapshot_of"] = manifest.get("session_id")
-        return report
 
     def get_blob(self, name: str) -> bytes:
         """One variable, pickled (for transfer to another session)."""

@@ -142,12 +142,6 @@ class KernelService:
     def op_restore(self, blobs: dict[str, bytes]) -> Any:
         return self.interpreter.restore(blobs)
 
-    def op_save_snapshot(self, path: str) -> Any:
-        return self.interpreter.save_snapshot(Path(path))
-
-    def op_load_snapshot(self, path: str) -> Any:
-        return self.interpreter.load_snapshot(Path(path))
-
     def op_get_blob(self, name: str) -> bytes:
         return self.interpreter.get_blob(name)
 

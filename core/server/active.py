@@ -34,21 +34,21 @@ def caller_key() -> str:
 
 
 class ActiveSessions:
-    """caller key -> active session id, bounded (oldest callers are forgotten first)."""
+    """caller key -> active session (qualified id), bounded (oldest callers are forgotten
+    first); a caller without one uses ``default`` (its identity's "default" session)."""
 
-    def __init__(self, default: str) -> None:
-        self.default = default
+    def __init__(self) -> None:
         self._by_caller: OrderedDict[str, str] = OrderedDict()
 
-    def get(self, key: str) -> str:
+    def get(self, key: str, default: str) -> str:
         session_id = self._by_caller.get(key)
         if session_id is None:
-            return self.default
+            return default
         self._by_caller.move_to_end(key)
         return session_id
 
-    def set(self, key: str, session_id: str) -> str:
-        previous = self.get(key)
+    def set(self, key: str, session_id: str, default: str) -> str:
+        previous = self.get(key, default)
         self._by_caller[key] = session_id
         self._by_caller.move_to_end(key)
         while len(self._by_caller) > MAX_CALLERS:

@@ -14,15 +14,17 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from raykernel.errors import SessionNotFound
 from raykernel.sessions.files import SessionFiles
 from raykernel.sessions.health import SessionHealth
-from raykernel.sessions.router import SessionRouter
-from raykernel.sessions.session_ids import validate_session_id
+from raykernel.sessions.router import DEFAULT_SESSION, SessionRouter
+from raykernel.sessions.session_ids import qualify, split, validate_session_id
 from raykernel.sessions.state_moves import StateMoves
 from raykernel.settings import Settings
 from raykernel.workspace import Workspace
 
 from .active import ActiveSessions, caller_key
+from .identity import Caller, caller_identity
 from .runs import Runs
 
 
@@ -41,27 +43,62 @@ class App:
     def __post_init__(self) -> None:
         self.runs = Runs(self.router)
 
+    # -- whose sessions ------------------------------------------------------------------------
+
+    def identity(self) -> str:
+        """The calling identity (``local``, ``token:<name>``, ``jwt:<subject>``)."""
+        return caller_identity()
+
+    def is_admin(self, identity: str | None = None) -> bool:
+        return (identity or self.identity()) in self.settings.admin_identities
+
     def resolve_session(self, session_id: str | None) -> str:
-        """``session_id`` if given (validated), else the calling client's active session."""
+        """The qualified id the call is about: ``session_id`` (validated; the caller's own,
+        unless an admin names another identity's) or the caller's active session. Another
+        identity's session is ``SessionNotFound``, exactly like one that does not exist."""
+        identity = self.identity()
         if session_id is None:
-            return self.active.get(caller_key())
-        return validate_session_id(session_id)
+            return self.active.get(caller_key(), qualify(identity, DEFAULT_SESSION))
+        validate_session_id(session_id)
+        if "/" not in session_id:
+            return qualify(identity, session_id)
+        owner, plain = split(session_id)
+        if owner != identity and not self.is_admin(identity):
+            raise SessionNotFound(f"session {session_id!r} does not exist")
+        return qualify(owner, plain)
+
+    def caller(self) -> Caller:
+        identity = self.identity()
+        return Caller(identity, self.is_admin(identity))
+
+    def visible(self, qualified: str) -> bool:
+        """Whether the caller may see the session ``qualified`` (its own, or it is admin)."""
+        return self.caller().visible(qualified)
+
+    def shown(self, qualified: str) -> str:
+        """How the caller names a session: its plain id when it is the caller's own."""
+        return self.caller().shown(qualified)
 
     def files_session(self, session_id: str | None) -> str | None:
         """Whose node a file tool acts on: ``session_id``, else the caller's active session. In
         embedded mode every session shares this node, so the answer is None (here) and the tool
         need not wait for Ray."""
         if session_id is not None:
-            return validate_session_id(session_id)
+            return self.resolve_session(session_id)
         return self.active_session() if self.router.detached else None
 
-    def active_session(self) -> str:
-        """The calling client's active session."""
-        return self.active.get(caller_key())
+    def own_default(self) -> str:
+        """The caller's own "default" session (qualified)."""
+        return qualify(self.identity(), DEFAULT_SESSION)
 
-    def switch_session(self, session_id: str) -> str:
-        """Make ``session_id`` the caller's active session; return the previous one."""
-        return self.active.set(caller_key(), session_id)
+    def active_session(self) -> str:
+        """The calling client's active session (qualified)."""
+        return self.active.get(caller_key(), qualify(self.identity(), DEFAULT_SESSION))
+
+    def switch_session(self, qualified: str) -> str:
+        """Make ``qualified`` the caller's active session; return the previous one."""
+        default = qualify(self.identity(), DEFAULT_SESSION)
+        return self.active.set(caller_key(), qualified, default)
 
     def timeout_for(self, timeout: float | None) -> float:
         """A run's timeout: the one asked for, else the configured default."""

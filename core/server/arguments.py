@@ -11,9 +11,12 @@ from pydantic import AfterValidator, Field
 from raykernel.sessions.session_ids import validate_session_id, validate_snapshot_name
 
 SESSION_ID_REGEX = r"^[A-Za-z0-9_.-]{1,64}$"
+# An admin may name another identity's session "<owner>/<id>".
+QUALIFIED_ID_REGEX = r"^(?:.{1,256}/)?[A-Za-z0-9_.-]{1,64}$"
 # The schema shows the pattern; the check itself is validate_session_id, so that every bad id
 # ("", "../x", ".") gets the same InvalidSessionId whichever rule it breaks.
-_ID_SCHEMA = {"pattern": SESSION_ID_REGEX, "minLength": 1, "maxLength": 64}
+_ID_SCHEMA = {"pattern": QUALIFIED_ID_REGEX, "minLength": 1, "maxLength": 321}
+_NAME_SCHEMA = {"pattern": SESSION_ID_REGEX, "minLength": 1, "maxLength": 64}
 
 _Id = Annotated[str, AfterValidator(validate_session_id), Field(json_schema_extra=_ID_SCHEMA)]
 
@@ -34,7 +37,7 @@ SnapshotName = Annotated[
     AfterValidator(validate_snapshot_name),
     Field(
         description="Snapshot name: 1-64 letters, digits, '_', '.', '-'.",
-        json_schema_extra=_ID_SCHEMA,
+        json_schema_extra=_NAME_SCHEMA,
     ),
 ]
 WorkspacePath = Annotated[

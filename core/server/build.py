@@ -22,7 +22,7 @@ from raykernel.sessions.lifecycle import Lifecycle
 from raykernel.sessions.nodes import Nodes
 from raykernel.sessions.ray_runtime import RayRuntime
 from raykernel.sessions.record import SessionRecord
-from raykernel.sessions.router import DEFAULT_SESSION, SessionRouter
+from raykernel.sessions.router import SessionRouter
 from raykernel.sessions.state_moves import StateMoves
 from raykernel.sessions.warm_pool import WarmPool
 from raykernel.settings import Settings
@@ -181,7 +181,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         settings,
         router,
         workspace,
-        ActiveSessions(DEFAULT_SESSION),
+        ActiveSessions(),
         files=SessionFiles(router, nodes, workspace),
         health=SessionHealth(router, nodes, pm.hook),
         moves=StateMoves(router),

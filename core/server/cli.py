@@ -26,6 +26,11 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--config", help="TOML settings file (default: configs/raykernel.toml)")
     parser.add_argument("--ray-address", dest="ray_address", help="join this Ray cluster")
     parser.add_argument("--log-level", dest="log_level", help="default INFO")
+    parser.add_argument(
+        "--hash-token",
+        action="store_true",
+        help="read a bearer token from stdin, print the hash auth_tokens stores, and exit",
+    )
     parser.add_argument("--version", action="version", version=f"raykernel {__version__}")
     return vars(parser.parse_args(argv))
 
@@ -48,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from raykernel.settings import load_settings
 
     flags = parse_args(argv)
+    if flags.pop("hash_token", False):
+        from .http_security import token_hash
+
+        print(token_hash(sys.stdin.readline().strip()))
+        return 0
     try:
         settings = load_settings(**flags)
     except Exception as exc:  # a bad flag, env var or config file: say which, exit non-zero

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from typing import Any
 
 from raykernel.settings import Settings
-
-STATIC_CLIENT_ID = "raykernel-static-token"
 
 
 def is_loopback(host: str) -> bool:
@@ -22,36 +21,51 @@ def is_loopback(host: str) -> bool:
 
 
 def auth_provider(settings: Settings) -> Any:
-    """The token verifier the settings ask for, or None (no auth)."""
+    """The token verifier the settings ask for, or None (no auth): named bearer tokens
+    (checked by their hashes), the single ``auth_token``, a JWT verifier, or several of them
+    (a bearer token that is not one of ours is then checked as a JWT)."""
+    jwt = None
     if settings.jwt_public_key or settings.jwt_jwks_uri:
         from fastmcp.server.auth.providers.jwt import JWTVerifier
 
-        return JWTVerifier(
+        jwt = JWTVerifier(
             public_key=settings.jwt_public_key,
             jwks_uri=settings.jwt_jwks_uri,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             algorithm=settings.jwt_algorithm,
         )
+    named = {name: digest.lower() for name, digest in settings.auth_tokens.items()}
     if settings.auth_token is not None:
-        return _static_verifier(settings.auth_token.get_secret_value())
-    return None
+        named[""] = token_hash(settings.auth_token.get_secret_value())
+    if not named:
+        return jwt
+    return _named_tokens(named, jwt)
 
 
-def _static_verifier(expected: str) -> Any:
+def token_hash(token: str) -> str:
+    """What ``auth_tokens`` stores for a token: ``sha256:<hex>``."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _named_tokens(named: dict[str, str], jwt: Any) -> Any:
     from fastmcp.server.auth import AccessToken, TokenVerifier
 
-    class StaticBearerToken(TokenVerifier):
-        """One shared secret, compared in constant time."""
+    class NamedBearerTokens(TokenVerifier):
+        """Bearer tokens known by their hashes; each is an identity (``token:<name>``)."""
 
         async def verify_token(self, token: str) -> AccessToken | None:
-            if not hmac.compare_digest(token.encode(), expected.encode()):
-                return None
-            return AccessToken(
-                token="", client_id=STATIC_CLIENT_ID, scopes=[], subject=STATIC_CLIENT_ID
-            )
+            presented = token_hash(token)
+            found = None
+            for name, digest in named.items():  # every hash compared, in constant time
+                if hmac.compare_digest(presented.encode(), digest.encode()):
+                    found = name
+            if found is not None:
+                identity = f"token:{found}" if found else "token"
+                return AccessToken(token="", client_id=identity, scopes=[], subject=identity)
+            return await jwt.verify_token(token) if jwt is not None else None
 
-    return StaticBearerToken()
+    return NamedBearerTokens()
 
 
 class BodySizeLimit:

@@ -20,6 +20,8 @@ from raykernel.errors import RaykernelError, RunNotFound
 from raykernel.sessions.record import SessionRecord
 from raykernel.sessions.router import SessionRouter
 
+from .identity import Caller
+
 MAX_KEPT = 200  # finished runs remembered; the oldest are forgotten first
 
 
@@ -70,18 +72,18 @@ class Runs:
             run.status = "done"
             run.finished_at = time.time()
 
-    async def get(self, run_id: str, wait: float = 0.0) -> dict[str, Any]:
-        run = self._find(run_id)
+    async def get(self, run_id: str, caller: Caller, wait: float = 0.0) -> dict[str, Any]:
+        run = self._find(run_id, caller)
         if wait > 0 and run.task is not None and not run.task.done():
             await asyncio.wait({run.task}, timeout=wait)
-        return await self.view(run)
+        return await self.view(run, caller)
 
-    async def cancel(self, run_id: str) -> dict[str, Any]:
+    async def cancel(self, run_id: str, caller: Caller) -> dict[str, Any]:
         """Stop a queued run before it starts, or interrupt a running one (state kept; a run
         that ignores the interrupt gets its session restarted, and the reply says so)."""
-        run = self._find(run_id)
+        run = self._find(run_id, caller)
         if run.task is None or run.task.done():
-            return {**(await self.view(run)), "cancelled": False}
+            return {**(await self.view(run, caller)), "cancelled": False}
         was = run.status
         run.status = "cancelled"
         run.task.cancel()
@@ -92,12 +94,12 @@ class Runs:
             with contextlib.suppress(Exception):
                 run.reply = await asyncio.shield(stop)
         run.finished_at = time.time()
-        return {**(await self.view(run)), "cancelled": True, "was": was}
+        return {**(await self.view(run, caller)), "cancelled": True, "was": was}
 
-    async def view(self, run: Run) -> dict[str, Any]:
+    async def view(self, run: Run, caller: Caller) -> dict[str, Any]:
         view: dict[str, Any] = {
             "run_id": run.run_id,
-            "session_id": run.session_id,
+            "session_id": caller.shown(run.session_id),
             "status": run.status,
             "submitted_at": run.submitted_at,
             "started_at": run.started_at,
@@ -117,10 +119,11 @@ class Runs:
             if run.session_id == session_id and run.status in ("queued", "running")
         ]
 
-    def listing(self) -> list[dict[str, Any]]:
+    def listing(self, caller: Caller) -> list[dict[str, Any]]:
         return [
-            {"run_id": r.run_id, "session_id": r.session_id, "status": r.status}
+            {"run_id": r.run_id, "session_id": caller.shown(r.session_id), "status": r.status}
             for r in self.runs.values()
+            if caller.visible(r.session_id)
         ]
 
     async def close(self) -> None:
@@ -129,9 +132,9 @@ class Runs:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _find(self, run_id: str) -> Run:
+    def _find(self, run_id: str, caller: Caller) -> Run:
         run = self.runs.get(run_id)
-        if run is None:
+        if run is None or not caller.visible(run.session_id):
             raise RunNotFound(f"no run {run_id!r} (runs are kept in memory by this server)")
         return run
 

@@ -168,11 +168,11 @@ class SessionHandle:
 
     async def save_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session writes its own snapshot file."""
-        return await self._await(self._actor.call.remote("save_snapshot", path), timeout)
+        return await self._await(self._actor.save_snapshot.remote(path), timeout)
 
     async def load_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session reads a snapshot file into its namespace."""
-        return await self._await(self._actor.call.remote("load_snapshot", path), timeout)
+        return await self._await(self._actor.load_snapshot.remote(path), timeout)
 
     def blob(self, name: str) -> Any:
         """A ref to one variable, pickled (for ``set_blob`` of another session)."""

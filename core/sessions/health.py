@@ -26,7 +26,7 @@ class SessionHealth:
         """The ``get_kernel_health`` report of a session (plugins' ``health_info`` in ``extra``)."""
         record = await self.router.lookup(session_id)
         report: dict[str, Any] = {
-            "session_id": session_id,
+            "session_id": record.session_id,
             "status": record.status,
             "memory_usage": None,
             "cpu_percent": None,
@@ -69,7 +69,7 @@ class SessionHealth:
         record = await self.router.lookup(session_id)
         if record.status != "dead":
             await self._measure(record)
-        reply: dict[str, Any] = {"session_id": session_id, "status": record.status}
+        reply: dict[str, Any] = {"session_id": record.session_id, "status": record.status}
         if record.status == "dead":
             return {**reply, "responsive": False, "response_time": None}
         if record.status == "busy":

@@ -23,6 +23,7 @@ from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle
 from .nodes import Nodes
 from .placement import Placement, actor_options, check_feasible, choose_node
 from .record import SessionRecord
+from .session_ids import LOCAL, qualify
 
 log = logging.getLogger(__name__)
 
@@ -210,20 +211,21 @@ class Lifecycle:
                 log.warning("could not adopt %s: %s", name, exc)
                 return
             session_id = info["session_id"]
-            if not session_id or session_id in found or session_id in self.sessions:
+            qualified = qualify(info.get("owner") or LOCAL, session_id)
+            if not session_id or qualified in found or qualified in self.sessions:
                 handle.kill()
                 return
             record = SessionRecord(
                 session_id,
                 info["description"],
                 info["created_at"],
-                owner=info.get("owner") or "local",
+                owner=info.get("owner") or LOCAL,
                 placement=Placement(**info.get("placement") or {}),
             )
             record.last_execution_time = info.get("last_execution_time")
             self.adopt(record, handle, info)
-            found[session_id] = record
-            log.info("adopted session %s on node %s", session_id, record.node_id)
+            found[qualified] = record
+            log.info("adopted session %s on node %s", qualified, record.node_id)
 
         await asyncio.gather(*(adopt(name) for name in names))
         return list(found.values())
@@ -231,7 +233,7 @@ class Lifecycle:
 
 def owner_folder(owner: str) -> str:
     """A folder name for an identity (JWT subjects may hold any character)."""
-    if owner == "local":
+    if owner == LOCAL:
         return owner
     return "id-" + hashlib.sha256(owner.encode()).hexdigest()[:24]
 

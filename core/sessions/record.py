@@ -11,6 +11,7 @@ from typing import Any
 from .formatting import iso_time
 from .handle import SessionHandle
 from .placement import Placement
+from .session_ids import qualify
 from .slot import Slot
 
 
@@ -46,6 +47,11 @@ class SessionRecord:
     waiting: int = 0
     placement: Placement = field(default_factory=Placement)
 
+    @property
+    def qualified(self) -> str:
+        """The session's id in the router's table (its owner's prefix unless local)."""
+        return qualify(self.owner, self.session_id)
+
     def summary(self, active: bool) -> dict[str, Any]:
         return {
             "description": self.description,
@@ -57,12 +63,14 @@ class SessionRecord:
             "node_ip": self.node_ip,
             "resources": self.placement.describe(),
             "network": self.network,
+            "owner": self.owner,
         }
 
     def info(self, restarted: bool) -> dict[str, Any]:
         """What the ``session_created`` hook is told."""
         return {
-            "session_id": self.session_id,
+            "session_id": self.qualified,
+            "owner": self.owner,
             "description": self.description,
             "created_at": iso_time(self.created_at),
             "pid": self.kernel_pid,

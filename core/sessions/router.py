@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from raykernel.errors import (
     KernelDied,
     ProtectedSession,
+    QuotaExceeded,
     RaykernelError,
     SessionLimitReached,
     SessionNotFound,
@@ -38,7 +39,7 @@ from .placement import Placement
 from .ray_runtime import RayRuntime
 from .record import SessionRecord
 from .recovery import Recovery
-from .session_ids import validate_session_id
+from .session_ids import split, validate_session_id
 from .warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class SessionRouter:
         self.hooks = hooks
         self.recovery = Recovery(settings, lifecycle, nodes, self._notify)
         self._table_lock = asyncio.Lock()
+        self._in_flight: dict[str, int] = {}  # runs running or queued, per identity
         self._startup: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         # Called with the id of every deleted session (the active-session map forgets it).
@@ -98,8 +100,10 @@ class SessionRouter:
         await self.runtime.ready()
         if self.detached:
             for record in await self.lifecycle.rediscover():
-                self.sessions.setdefault(record.session_id, record)
-        if DEFAULT_SESSION not in self.sessions:
+                self.sessions.setdefault(record.qualified, record)
+        # The local identity's "default" exists from the start (stdio, a laptop); with
+        # authentication every identity's is made at its first use.
+        if not self.settings.auth_enabled and DEFAULT_SESSION not in self.sessions:
             await self._create(DEFAULT_SESSION, "Default session", None)
         self.pool.refill()
         if self.settings.idle_timeout > 0:
@@ -112,7 +116,7 @@ class SessionRouter:
         while True:
             await asyncio.sleep(min(30.0, max(timeout / 4, 0.25)))
             now = time.time()
-            for record in list(self.sessions.values()):
+            for qualified, record in list(self.sessions.items()):
                 idle = record.status != "busy" and not record.slot.locked()
                 if record.session_id == DEFAULT_SESSION or not idle:
                     continue
@@ -123,7 +127,7 @@ class SessionRouter:
                         now - record.last_used(),
                     )
                     with contextlib.suppress(RaykernelError):
-                        await self.delete(record.session_id)
+                        await self.delete(qualified)
 
     async def shutdown(self) -> None:
         """Kill the warm pool and, unless sessions outlive the front end (on a cluster), every
@@ -139,18 +143,25 @@ class SessionRouter:
 
     # -- lookup -------------------------------------------------------------------------------
 
-    def get(self, session_id: str) -> SessionRecord:
-        """The record of ``session_id`` (``SessionNotFound`` if there is none)."""
-        validate_session_id(session_id)
-        record = self.sessions.get(session_id)
+    def get(self, qualified: str) -> SessionRecord:
+        """The record of session ``qualified`` (``SessionNotFound`` if there is none)."""
+        validate_session_id(qualified)
+        record = self.sessions.get(qualified)
         if record is None:
-            raise SessionNotFound(f"session {session_id!r} does not exist")
+            raise SessionNotFound(f"session {split(qualified)[1]!r} does not exist")
         return record
 
-    async def lookup(self, session_id: str) -> SessionRecord:
-        """``get``, once start-up (and rediscovery) is over."""
+    async def lookup(self, qualified: str) -> SessionRecord:
+        """``get``, once start-up (and rediscovery) is over; an identity's "default" is made
+        at its first use."""
         await self.ready()
-        return self.get(session_id)
+        if qualified not in self.sessions and split(qualified)[1] == DEFAULT_SESSION:
+            await self._create(qualified, "Default session", None)
+        return self.get(qualified)
+
+    def owned_by(self, owner: str) -> dict[str, SessionRecord]:
+        """The sessions of identity ``owner``, by qualified id."""
+        return {q: r for q, r in self.sessions.items() if r.owner == owner}
 
     # -- create / delete ----------------------------------------------------------------------
 
@@ -170,15 +181,16 @@ class SessionRouter:
 
     async def _create(
         self,
-        session_id: str,
+        qualified: str,
         description: str,
         placement: Placement | None,
         network: str | None = None,
     ) -> tuple[SessionRecord, bool]:
         placement = placement or Placement()
         network = network or self.settings.session_network
+        owner, session_id = split(qualified)
         async with self._table_lock:
-            existing = self.sessions.get(session_id)
+            existing = self.sessions.get(qualified)
             if existing is not None:
                 return existing, False
             if len(self.sessions) >= self.settings.max_sessions:
@@ -186,35 +198,46 @@ class SessionRouter:
                     f"{len(self.sessions)} sessions exist, the maximum is "
                     f"{self.settings.max_sessions}; delete one first"
                 )
+            quota = self.settings.max_sessions_per_identity
+            held = len(self.owned_by(owner))
+            if quota is not None and held >= quota:
+                raise QuotaExceeded(
+                    f"your identity holds {held} sessions, its quota; delete one first"
+                )
             record = SessionRecord(
-                session_id, description, time.time(), placement=placement, network=network
+                session_id,
+                description,
+                time.time(),
+                owner=owner,
+                placement=placement,
+                network=network,
             )
-            self.sessions[session_id] = record
+            self.sessions[qualified] = record
         # Pooled actors have the default placement and network; other requests get their own.
         usual = placement.is_default and network == self.settings.session_network
         pooled = self.pool.take() if usual else None
         try:
             await self.lifecycle.spawn(record, pooled)
         except BaseException:
-            self.sessions.pop(session_id, None)
+            self.sessions.pop(qualified, None)
             raise
-        self._notify("session_created", session_id=session_id, info=record.info(False))
+        self._notify("session_created", session_id=qualified, info=record.info(False))
         return record, True
 
-    async def delete(self, session_id: str) -> SessionRecord:
+    async def delete(self, qualified: str) -> SessionRecord:
         """Delete a session: its actor and everything it started are killed."""
-        if validate_session_id(session_id) == DEFAULT_SESSION:
+        if split(validate_session_id(qualified))[1] == DEFAULT_SESSION:
             raise ProtectedSession("the 'default' session cannot be deleted")
         await self.ready()
         async with self._table_lock:
-            record = self.get(session_id)
+            record = self.get(qualified)
             record.deleted = True
-            del self.sessions[session_id]
+            del self.sessions[qualified]
         await self.lifecycle.kill(record)
         shutil.rmtree(self.lifecycle.site_dir(record), ignore_errors=True)
         for callback in self.on_delete:
-            callback(session_id)
-        self._notify("session_deleted", session_id=session_id)
+            callback(qualified)
+        self._notify("session_deleted", session_id=qualified)
         return record
 
     # -- running code -------------------------------------------------------------------------
@@ -263,6 +286,14 @@ class SessionRouter:
         timeout: float,
         on_start: OnStart | None = None,
     ) -> RunReply:
+        quota = self.settings.max_concurrent_runs_per_identity
+        in_flight = self._in_flight.get(record.owner, 0)
+        if quota is not None and in_flight >= quota:
+            raise QuotaExceeded(
+                f"your identity has {in_flight} runs in flight (running or queued), its quota; "
+                "wait for one to finish"
+            )
+        self._in_flight[record.owner] = in_flight + 1
         # Counted so that health can show the queue: runs wait here one behind the other.
         record.waiting += 1
         entered = False
@@ -274,6 +305,7 @@ class SessionRouter:
         finally:
             if not entered:
                 record.waiting -= 1
+            self._in_flight[record.owner] -= 1
 
     async def _run_in_slot(
         self,
@@ -377,9 +409,13 @@ class SessionRouter:
         record = await self.lookup(session_id)
         token = record.run_token
         if token is None or record.handle is None:
-            return {"session_id": session_id, "interrupted": False, "status": record.status}
+            return {
+                "session_id": record.session_id,
+                "interrupted": False,
+                "status": record.status,
+            }
         await self.send_interrupt(record, token)
-        return {"session_id": session_id, "interrupted": True, "status": record.status}
+        return {"session_id": record.session_id, "interrupted": True, "status": record.status}
 
     async def send_interrupt(self, record: SessionRecord, token: str) -> None:
         """Ask the session to interrupt run ``token`` (its actor answers while it runs)."""

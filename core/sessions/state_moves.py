@@ -14,38 +14,43 @@ from typing import Any
 from raykernel.errors import InvalidArgument, KernelDied, SessionUnavailable
 
 from .handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
+from .lifecycle import owner_folder
 from .record import SessionRecord
 from .router import SessionRouter
-from .session_ids import validate_session_id, validate_snapshot_name
+from .session_ids import split, validate_session_id, validate_snapshot_name
 
 
 class StateMoves:
     def __init__(self, router: SessionRouter) -> None:
         self.router = router
         self.settings = router.settings
-        self.snapshot_dir = self.settings.workspace / ".raykernel" / "snapshots"
 
-    def snapshot_path(self, name: str) -> Path:
-        """Where snapshot ``name`` is kept (in the server's store)."""
-        return self.snapshot_dir / f"{validate_snapshot_name(name)}.zip"
+    def snapshot_dir(self, owner: str) -> Path:
+        """Where identity ``owner``'s snapshots are kept (in the server's store: theirs only)."""
+        return self.settings.store / "snapshots" / owner_folder(owner)
+
+    def snapshot_path(self, owner: str, name: str) -> Path:
+        return self.snapshot_dir(owner) / f"{validate_snapshot_name(name)}.zip"
 
     def _long(self) -> float:
         return self.settings.max_timeout
 
-    async def snapshot(self, session_id: str, name: str) -> dict[str, Any]:
+    async def snapshot(self, qualified: str, name: str) -> dict[str, Any]:
         """The session writes its own snapshot file (nothing is unpickled in the front end)."""
-        path = str(self.snapshot_path(name))
-        report = await self.router.call(session_id, lambda h: h.save_snapshot(path, self._long()))
+        owner, session_id = split(qualified)
+        path = str(self.snapshot_path(owner, name))
+        report = await self.router.call(qualified, lambda h: h.save_snapshot(path, self._long()))
         return {"snapshot": name, "session_id": session_id, **report}
 
-    async def restore_snapshot(self, name: str, session_id: str) -> dict[str, Any]:
-        """Load snapshot ``name`` into a session, created if it does not exist."""
-        path = self.snapshot_path(name)
+    async def restore_snapshot(self, name: str, qualified: str) -> dict[str, Any]:
+        """Load snapshot ``name`` (the caller's own) into a session, created if need be."""
+        owner, session_id = split(qualified)
+        path = self.snapshot_path(owner, name)
         if not path.is_file():
             raise InvalidArgument(f"no snapshot named {name!r}")
-        _record, created = await self.router.create(session_id, f"restored from snapshot {name}")
+        _record, created = await self.router.create(qualified, f"restored from snapshot {name}")
         report = await self.router.call(
-            session_id, lambda h: h.load_snapshot(str(path), self._long())
+            qualified, lambda h: h.load_snapshot(str(path), self._long())
         )
         return {"snapshot": name, "session_id": session_id, "created": created, **report}
 
@@ -56,7 +61,7 @@ class StateMoves:
         source = await router.lookup(session_id)
         validate_session_id(new_session_id)
         if new_session_id in router.sessions:
-            raise InvalidArgument(f"session {new_session_id!r} already exists")
+            raise InvalidArgument(f"session {split(new_session_id)[1]!r} already exists")
         target, _ = await router.create(new_session_id, f"fork of {session_id}")
         try:
             async with router.slot(source):
@@ -70,7 +75,11 @@ class StateMoves:
         except BaseException:
             await router.delete(new_session_id)
             raise
-        return {"session_id": new_session_id, "forked_from": session_id, **report}
+        return {
+            "session_id": split(new_session_id)[1],
+            "forked_from": split(session_id)[1],
+            **report,
+        }
 
     async def transfer(
         self, from_session: str, to_session: str, name: str, as_name: str
@@ -89,8 +98,8 @@ class StateMoves:
                 target, lambda h: h.set_blob(as_name, blob, self._long())
             )
         return {
-            "from_session": from_session,
-            "to_session": to_session,
+            "from_session": split(from_session)[1],
+            "to_session": split(to_session)[1],
             "name": name,
             "as": as_name,
             "type": type_name,
@@ -133,7 +142,7 @@ class StateMoves:
                 except Exception as exc:
                     report = {"restored": [], "not_preserved": {"*": f"snapshot failed: {exc}"}}
             return {
-                "session_id": session_id,
+                "session_id": record.session_id,
                 "status": "restarted",
                 "preserve_state": preserve_state,
                 "preserved": report["restored"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from fastmcp import Client
@@ -66,22 +65,29 @@ async def test_unknown_resources_and_prompts_are_typed(client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("tool", "arguments"),
+    ("tool", "arguments", "refusal"),
     [
-        ("write_file", {"path": ".raykernel/snapshots/evil.zip", "content": "x"}),
-        ("delete_file", {"path": ".raykernel"}),
-        ("read_file", {"path": ".raykernel/snapshots/kept.zip"}),
-        ("list_files", {"path": ".raykernel"}),
+        # The store is outside the workspace now; the folder older versions used stays closed.
+        ("write_file", {"path": ".raykernel/snapshots/evil.zip", "content": "x"}, "store"),
+        ("delete_file", {"path": ".raykernel"}, "store"),
+        ("list_files", {"path": ".raykernel"}, "store"),
+        ("read_file", {"path": "{store}/snapshots/local/kept.zip"}, "outside the workspace"),
+        ("write_file", {"path": "{store}/snapshots/local/evil.zip", "content": "x"}, "outside"),
+        ("delete_file", {"path": "{store}/snapshots"}, "outside the workspace"),
     ],
 )
 async def test_file_tools_cannot_reach_the_servers_store(
-    client: Client, workspace: Path, tool: str, arguments: dict
+    client: Client, app, tool: str, arguments: dict, refusal: str
 ) -> None:
     await call(client, "snapshot_session", name="kept")
+    kept = app.moves.snapshot_path("local", "kept")
+    assert kept.is_file() and not kept.is_relative_to(app.workspace.root)
+    store = str(app.settings.store)
+    arguments = {k: v.replace("{store}", store) for k, v in arguments.items()}
     error = await call_error(client, tool, **arguments)
-    assert error.startswith("PathOutsideWorkspace:") and "store" in error
-    assert (workspace / ".raykernel" / "snapshots" / "kept.zip").is_file()
-    assert not (workspace / ".raykernel" / "snapshots" / "evil.zip").exists()
+    assert error.startswith("PathOutsideWorkspace:") and refusal in error
+    assert kept.is_file()
+    assert not kept.with_name("evil.zip").exists()
     listing = await call(client, "list_files", recursive=True)
     assert not any(e["path"].startswith(".raykernel") for e in listing["entries"])
 

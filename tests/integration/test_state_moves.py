@@ -19,14 +19,14 @@ SETUP = (
 )
 
 
-async def test_snapshot_then_restore_after_delete(client: Client, workspace) -> None:
+async def test_snapshot_then_restore_after_delete(client: Client, app) -> None:
     sid = f"snap-{time.monotonic_ns()}"
     await call(client, "create_session", session_id=sid)
     await run(client, SETUP, session_id=sid)
     saved = await call(client, "snapshot_session", session_id=sid, name=f"{sid}-1")
     assert set(saved["saved"]) >= {"data", "arr", "square"}
     assert "lock" in saved["not_preserved"]
-    path = workspace / ".raykernel" / "snapshots" / f"{sid}-1.zip"
+    path = app.moves.snapshot_path("local", f"{sid}-1")
     assert zipfile.is_zipfile(path)
     listed = await call(client, "list_snapshots")
     assert f"{sid}-1" in {s["snapshot"] for s in listed["snapshots"]}

@@ -21,10 +21,10 @@ CYCLES = int(os.environ.get("RAYKERNEL_CHURN_CYCLES", "60"))
 
 
 def _temp_files_of_dead_processes() -> list[str]:
-    """raykernel's per-process temp files (crash notes, interrupt tokens) whose process is gone."""
+    """Kernels' temp folders (raykernel-kernel-<actor pid>-...) whose actor is gone."""
     dead = []
-    for path in Path(tempfile.gettempdir()).glob(f"raykernel-*-{os.getuid()}-*"):
-        pid = int(path.name.rsplit("-", 1)[1].split(".")[0])
+    for path in Path(tempfile.gettempdir()).glob("raykernel-kernel-*-*"):
+        pid = int(path.name.split("-")[2])
         if not psutil.pid_exists(pid):
             dead.append(path.name)
     return dead
@@ -55,5 +55,5 @@ async def test_create_delete_churn_returns_to_baseline(client: Client, app, work
     await app.router.pool.settled()
     assert len(_session_actors()) == baseline_actors
     assert set(_temp_files_of_dead_processes()) <= baseline_files
-    assert not any((workspace / ".raykernel" / "site").glob("churn*"))
+    assert not any((app.settings.store / "site" / "local").glob("churn*"))
     assert ray.is_initialized()

@@ -63,6 +63,7 @@ class FakeHandle:
         for future, _ in self.runs.values():
             if not future.done():
                 future.set_exception(ActorDied("killed"))
+                future.exception()  # nobody else may look: the run was given up
 
 
 def _info() -> dict[str, Any]:
