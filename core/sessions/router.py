@@ -201,9 +201,7 @@ class SessionRouter:
             quota = self.settings.max_sessions_per_identity
             held = len(self.owned_by(owner))
             if quota is not None and held >= quota:
-                raise QuotaExceeded(
-                    f"your identity holds {held} sessions, its quota; delete one first"
-                )
+                raise QuotaExceeded(f"{owner!r} holds {held} sessions, the quota; delete one first")
             record = SessionRecord(
                 session_id,
                 description,
@@ -290,8 +288,8 @@ class SessionRouter:
         in_flight = self._in_flight.get(record.owner, 0)
         if quota is not None and in_flight >= quota:
             raise QuotaExceeded(
-                f"your identity has {in_flight} runs in flight (running or queued), its quota; "
-                "wait for one to finish"
+                f"the sessions of {record.owner!r} have {in_flight} runs in flight (running or "
+                "queued), the quota; wait for one to finish"
             )
         self._in_flight[record.owner] = in_flight + 1
         # Counted so that health can show the queue: runs wait here one behind the other.
