@@ -54,6 +54,41 @@ def raykernel_cmd(workspace: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "raykernel", "--workspace", workspace, *extra]
 
 
+def revision_tree(rev: str) -> Path:
+    """raykernel as it was at git revision ``rev``, laid out as the installed package
+    (core/ -> raykernel, plugins/ and actors/ inside it), under bench/.revisions/<rev>; put it
+    first on PYTHONPATH to run that version beside this one (Ray's workers inherit it)."""
+    import shutil
+    import tarfile
+    import tempfile
+
+    target = HERE / ".revisions" / rev
+    if (target / "raykernel" / "__init__.py").exists():
+        return target
+    repo = HERE.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "tree.tar"
+        subprocess.run(["git", "-C", str(repo), "archive", "-o", str(archive), rev], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(Path(tmp) / "src", filter="data")
+        src = Path(tmp) / "src"
+        package = target / "raykernel"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(src / "core", package)
+        shutil.copytree(src / "plugins", package / "plugins")
+        shutil.copytree(src / "actors", package / "actors")
+    return target
+
+
+def revision_env(rev: str) -> dict[str, str]:
+    """``clean_env()`` that runs raykernel as of ``rev``."""
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(revision_tree(rev)), env.get("PYTHONPATH")])
+    )
+    return env
+
+
 def bare_cmd(*extra: str) -> list[str]:
     return [sys.executable, str(HERE / "bare_server.py"), *extra]
 

@@ -12,6 +12,9 @@ own venv) and raw jupyter_client. Rows follow issue 5:
  6. interrupt latency (busy loop, sleep) vs jupyter_client's interrupt_kernel
  7. stdio cold start: launch -> tools/list, launch -> first result, vs the bare server
  8. 16 concurrent clients on their own sessions, with and without a busy neighbour (issue 3)
+ 9. restart_kernel without state (a new kernel process in the same actor) vs Jupyter's restart
+Row 1 also runs this version beside an earlier one (--before REV, default: the last commit
+before the kernel process), alternating, to show what the process boundary costs.
 Not part of the test suite; timings are medians (p50) and p99 over the given iterations.
 """
 
@@ -36,9 +39,11 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import Jupyter, bare_cmd, clean_env, raykernel_cmd, seed_cmd
+from baselines import Jupyter, bare_cmd, clean_env, raykernel_cmd, revision_env, seed_cmd
 
 CODE = "x=1; print(x)"
+# The last commit before user code moved into a kernel process of its own (issue 11).
+BEFORE_KERNEL_PROCESS = "5d404fe"
 ROWS: list[tuple[str, str, str, str]] = []  # (row, value, baseline, ratio)
 
 
@@ -77,10 +82,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stdio_client(cmd: list[str]) -> Client:
+def stdio_client(cmd: list[str], env: dict[str, str] | None = None) -> Client:
     return Client(
         StdioTransport(
-            cmd[0], cmd[1:], env=clean_env(), keep_alive=False, log_file=Path(os.devnull)
+            cmd[0], cmd[1:], env=env or clean_env(), keep_alive=False, log_file=Path(os.devnull)
         )
     )
 
@@ -113,6 +118,22 @@ async def run_latency(client: Client, n: int, session: dict[str, Any] | None = N
 
 
 # -- 1. call latency ---------------------------------------------------------------------------
+
+
+async def bench_before(n: int, workspace: str, rev: str) -> None:
+    """Row 1 over stdio for this version and for ``rev``, alternating, in one run."""
+    results: dict[str, list[float]] = {"now": [], "before": []}
+    for _round in range(2):
+        for label, env in (("now", None), ("before", revision_env(rev))):
+            async with stdio_client(raykernel_cmd(workspace), env) as client:
+                results[label] += await run_latency(client, n)
+    now, before = statistics.median(results["now"]), statistics.median(results["before"])
+    row(
+        f"1. run_python_code over stdio, p50 (vs raykernel @ {rev})",
+        ms(now),
+        f"before {ms(before)} ({(now - before) * 1e3:+.2f} ms)",
+        now / before,
+    )
 
 
 async def bench_latency(n: int, workspace: str) -> None:
@@ -224,16 +245,18 @@ async def bench_memory_and_scale(n_sessions: int, n: int, workspace: str) -> Non
         await client.call_tool("run_python_code", {"code": "1"})
         health = (await client.call_tool("get_kernel_health", {})).structured_content
         await asyncio.sleep(1)
-        one = uss(health["pid"])
+        # A session is its actor (the Ray side) and its kernel (where the code runs).
+        actor, kernel_alone = uss(health["actor_pid"]), uss(health["pid"])
+        one = actor + kernel_alone
         single = await timed(
             lambda: client.call_tool("run_python_code", {"code": "1+1", "session_id": "default"}),
             n,
         )
-        pids = [health["pid"]]
+        pids = [health["actor_pid"], health["pid"]]
         for i in range(n_sessions - 1):
             await client.call_tool("create_session", {"session_id": f"m{i}"})
             reply = await client.call_tool("get_kernel_health", {"session_id": f"m{i}"})
-            pids.append(reply.structured_content["pid"])
+            pids += [reply.structured_content["actor_pid"], reply.structured_content["pid"]]
         await asyncio.sleep(2)
         total = sum(uss(pid) for pid in pids)
         ids = ["default", *(f"m{i}" for i in range(n_sessions - 1))]
@@ -244,7 +267,12 @@ async def bench_memory_and_scale(n_sessions: int, n: int, workspace: str) -> Non
             n,
         )
     kernel = jupyter_idle_uss()
-    row("3. USS of one idle session", mib(one), f"Jupyter kernel {mib(kernel)}", one / kernel)
+    row(
+        "3. USS of one idle session (actor + kernel)",
+        f"{mib(actor)} + {mib(kernel_alone)} = {mib(one)}",
+        f"Jupyter kernel {mib(kernel)}",
+        one / kernel,
+    )
     row(
         f"3. USS of {n_sessions} idle sessions",
         mib(total),
@@ -357,6 +385,33 @@ def jupyter_interrupts(codes: dict[str, str], n: int) -> dict[str, list[float]]:
     return results
 
 
+# -- 9. kernel restart ----------------------------------------------------------------------
+
+
+async def bench_restart(n: int, workspace: str) -> None:
+    from raykernel.server.build import build_server
+    from raykernel.settings import Settings
+
+    mcp, _app = build_server(Settings(workspace=workspace, config=None, warm_pool_size=0))
+    async with Client(mcp) as client:
+        await client.call_tool("run_python_code", {"code": "1"})
+        samples = await timed(lambda: client.call_tool("restart_kernel", {}), n, warmup=2)
+        reply = await client.call_tool("run_python_code", {"code": "6 * 7"})
+        assert reply.structured_content["result"] == "42"
+    jupyter = Jupyter()
+    try:
+        base = []
+        for _ in range(max(3, n // 4)):
+            started = time.perf_counter()
+            jupyter.km.restart_kernel(now=True)
+            jupyter.kc.wait_for_ready(timeout=60)
+            base.append(time.perf_counter() - started)
+    finally:
+        jupyter.close()
+    p50, b50 = statistics.median(samples), statistics.median(base)
+    row("9. restart_kernel (state not kept), p50", ms(p50), f"Jupyter restart {ms(b50)}", p50 / b50)
+
+
 # -- 7. cold start over stdio ------------------------------------------------------------------
 
 
@@ -443,20 +498,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 20 sessions")
-    parser.add_argument("--rows", default="1,2,3,5,6,7,8", help="which rows (3 includes 4)")
+    parser.add_argument("--rows", default="1,2,3,5,6,7,8,9", help="which rows (3 includes 4)")
+    parser.add_argument(
+        "--before",
+        default=BEFORE_KERNEL_PROCESS,
+        help="git revision whose row 1 (stdio) is measured beside this one ('' to skip)",
+    )
     args = parser.parse_args()
     wanted = set(args.rows.split(","))
+    if "1" in wanted and args.before:
+        wanted.add("1b")
     calls = 50 if args.quick else args.calls
     sessions = 20 if args.quick else 100
     small = 5 if args.quick else 20
     steps = {
         "1": lambda ws: bench_latency(calls, ws),
+        "1b": lambda ws: bench_before(calls, ws, args.before),
         "2": lambda ws: bench_new_session(small, ws),
         "3": lambda ws: bench_memory_and_scale(sessions, calls, ws),
         "5": bench_parallel,
         "6": lambda ws: bench_interrupt(small, ws),
         "7": lambda ws: bench_cold_start(3 if args.quick else 5, ws),
         "8": lambda ws: bench_load(max(calls // 4, 10), ws),
+        "9": lambda ws: bench_restart(small * 4, ws),
     }
     with tempfile.TemporaryDirectory() as workspace:
         for key, step in steps.items():
