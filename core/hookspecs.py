@@ -11,8 +11,9 @@ Where hooks run:
 
 * front end (the MCP server process): ``register_tools``, ``register_resources``,
   ``register_prompts``, ``session_created``, ``session_deleted``, ``health_info``.
-* inside each session's actor process: ``before_execute``, ``after_execute``. A plugin that
-  implements these must be importable on every node that runs sessions.
+* inside each session's kernel process (where its code runs, confined): ``before_execute``,
+  ``after_execute``. A plugin that implements these must be importable on every node that runs
+  sessions (the kernel may read the folder it is installed in).
 
 Only the arguments a hook implementation names are passed to it (pluggy), so a plugin may
 accept a subset of them.
@@ -95,7 +96,8 @@ def register_prompts(register: Callable[..., Any], app: App) -> None:
 
 @hookspec
 def session_created(session_id: str, info: dict[str, Any]) -> None:
-    """A session actor is up and ready. Called in the front end after creation or restart.
+    """A session is up and ready. Called in the front end after creation or a restart (of its
+    kernel or its actor).
 
     :param session_id: the session's id.
     :param info: ``{session_id, description, created_at, pid, node_id, restarted}``.
@@ -109,7 +111,7 @@ def session_deleted(session_id: str) -> None:
 
 @hookspec
 def before_execute(session_id: str, code: str) -> None:
-    """Code is about to run. Called inside the session's actor, before parsing.
+    """Code is about to run. Called inside the session's kernel process, before parsing.
 
     Raise any exception to refuse the run: the client gets ``success: false`` with
     ``error.ename == "ExecutionRefused"`` and the exception text; no code runs.
@@ -121,7 +123,7 @@ def before_execute(session_id: str, code: str) -> None:
 
 @hookspec
 def after_execute(session_id: str, code: str, reply: dict[str, Any]) -> dict[str, Any] | None:
-    """Code has run (successfully or not). Called inside the session's actor.
+    """Code has run (successfully or not). Called inside the session's kernel process.
 
     :param reply: the reply that will be sent (``success``, ``stdout``, ``result``, ``error``,
         ...). Treat it as read-only.

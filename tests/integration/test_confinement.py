@@ -191,3 +191,26 @@ async def test_network_off_reaches_nothing_while_a_neighbour_reaches_the_host(
     finally:
         await call(client, "delete_session", session_id="offline")
         await call(client, "delete_session", session_id="online")
+
+
+async def test_process_isolation_is_a_plain_process_and_says_so(workspace: Path) -> None:
+    """isolation = "process" (a trusted laptop): no sandbox, reported as such; the network
+    off is refused rather than run open."""
+    from raykernel.server.build import build_server
+    from raykernel.settings import Settings
+
+    mcp, _app = build_server(
+        Settings(workspace=workspace, isolation="process", warm_pool_size=0, config=None)
+    )
+    async with Client(mcp) as open_client:
+        health = await call(open_client, "get_kernel_health")
+        assert health["isolation"]["mode"] == "process"
+        assert health["isolation"]["files"].startswith("open")
+        reply = await run(open_client, "import os\nos.path.expanduser('~')")
+        assert reply["success"] is True
+        refused = await open_client.call_tool(
+            "create_session", {"session_id": "no-net", "network": "off"}, raise_on_error=False
+        )
+        assert refused.is_error
+        assert refused.content[0].text.startswith("InvalidArgument:")
+        assert "needs isolation" in refused.content[0].text
