@@ -18,6 +18,7 @@ from raykernel.errors import PluginError, RaykernelError
 from raykernel.pluginmanager import load_front_end_plugins, session_plugin_specs
 from raykernel.sessions.files import SessionFiles
 from raykernel.sessions.health import SessionHealth
+from raykernel.sessions.idle import IdleWatch
 from raykernel.sessions.lifecycle import Lifecycle
 from raykernel.sessions.nodes import Nodes
 from raykernel.sessions.ray_runtime import RayRuntime
@@ -189,15 +190,18 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
     )
     runs = app.runs
     router.on_delete.append(app.active.forget_session)
+    idle = IdleWatch(router)
 
     @contextlib.asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
         workspace.ensure()
         timer = asyncio.get_running_loop().call_later(RAY_START_DELAY, router.start)
+        watching = asyncio.ensure_future(idle.run())
         try:
             yield {"app": app}
         finally:
             timer.cancel()
+            watching.cancel()
             await runs.close()
             await router.shutdown()
             runtime.shutdown()

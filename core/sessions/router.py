@@ -24,7 +24,6 @@ from raykernel.errors import (
     KernelDied,
     ProtectedSession,
     QuotaExceeded,
-    RaykernelError,
     SessionLimitReached,
     SessionNotFound,
     SessionUnavailable,
@@ -106,28 +105,6 @@ class SessionRouter:
         if not self.settings.auth_enabled and DEFAULT_SESSION not in self.sessions:
             await self._create(DEFAULT_SESSION, "Default session", None)
         self.pool.refill()
-        if self.settings.idle_timeout > 0:
-            self._keep(asyncio.ensure_future(self._reap_idle()))
-
-    async def _reap_idle(self) -> None:
-        """Delete sessions nobody has used for ``idle_timeout`` seconds (never "default", never
-        one that is running code)."""
-        timeout = self.settings.idle_timeout
-        while True:
-            await asyncio.sleep(min(30.0, max(timeout / 4, 0.25)))
-            now = time.time()
-            for qualified, record in list(self.sessions.items()):
-                idle = record.status != "busy" and not record.slot.locked()
-                if record.session_id == DEFAULT_SESSION or not idle:
-                    continue
-                if now - record.last_used() > timeout:
-                    log.info(
-                        "deleting session %s: idle for %.0f s",
-                        record.session_id,
-                        now - record.last_used(),
-                    )
-                    with contextlib.suppress(RaykernelError):
-                        await self.delete(qualified)
 
     async def shutdown(self) -> None:
         """Kill the warm pool and, unless sessions outlive the front end (on a cluster), every
