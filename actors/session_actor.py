@@ -58,6 +58,8 @@ class SessionActor:
         max_image_bytes: int = 1_000_000,
         isolation: str = "confined",
         network: str = "on",
+        checkpoint_depth: int = 20,
+        checkpoint_max_bytes: int = 1 << 30,
     ) -> None:
         """Everything a session needs except its identity, which ``claim`` gives it: an actor
         can be started ahead of time (the warm pool) and handed to the next new session."""
@@ -76,6 +78,8 @@ class SessionActor:
                 network=network,
                 hide=ray_session_dir(),
                 read=package_dirs(plugin_specs),
+                checkpoint_depth=checkpoint_depth,
+                checkpoint_max_bytes=checkpoint_max_bytes,
             )
         )
         self.process = psutil.Process()
@@ -93,11 +97,19 @@ class SessionActor:
         site_dir: str,
         placement: dict[str, Any],
         network: str,
+        checkpoints_dir: str | None = None,
     ) -> dict[str, Any]:
         """Become session ``session_id``; an actor is claimed once, before it runs any code.
         What the session is lives here, so that a new front end can find it again."""
         await self.host.claim(
-            session_id, owner, description, created_at, site_dir, placement, network
+            session_id,
+            owner,
+            description,
+            created_at,
+            site_dir,
+            placement,
+            network,
+            checkpoints_dir,
         )
         return await self.info()
 
@@ -150,6 +162,18 @@ class SessionActor:
     async def load_snapshot(self, path: str) -> dict[str, Any]:
         return await self.host.load_snapshot(path)
 
+    async def hibernate(self, path: str, session: dict[str, Any]) -> dict[str, Any]:
+        return await self.host.hibernate(path, session)
+
+    async def resume(self, path: str) -> dict[str, Any]:
+        return await self.host.resume(path)
+
+    async def restore_checkpoint(self, count: int | None) -> dict[str, Any] | None:
+        return await self.host.restore_checkpoint(count)
+
+    async def checkpoint_counts(self) -> list[int]:
+        return self.host.checkpoint_counts()
+
     async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
         reply = await self.host.workspace(op, args)
         reply["node_id"] = ray.get_runtime_context().get_node_id()
@@ -164,6 +188,9 @@ class SessionActor:
         import time
 
         return time.time()
+
+    async def recycle(self) -> dict[str, Any]:
+        return await self.host.recycle()
 
     async def shutdown(self) -> None:
         await self.host.shutdown()

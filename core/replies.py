@@ -47,8 +47,12 @@ class RunReply(TypedDict):
     images: list[ImageEntry]
     interrupted: bool
     restarted: bool
-    state_preserved: bool
+    # False: lost; True: kept; "checkpoint": restored from the last checkpoint.
+    state_preserved: bool | str
     notice: NotRequired[str]  # what happened to the session besides the run
+    restored_to_execution: NotRequired[int]  # the checkpoint a restart restored
+    resumed: NotRequired[bool]  # the session was hibernated; this call resumed it
+    not_preserved: NotRequired[dict[str, str]]  # what a restore or resume could not carry
     extras: NotRequired[dict[str, Any]]  # after_execute hooks' contributions
 
 
@@ -141,7 +145,7 @@ def tool_result(reply: RunReply | dict[str, Any], result_format: str = "structur
       is "content": some clients show only structured content when both are present, and so
       would hide the images.
     """
-    lean = _without_image_data(reply)
+    lean = without_image_data(reply)
     text = lean if result_format == "content" else _text_view(lean)
     return _shaped(lean, text, _blocks(reply), result_format)
 
@@ -152,13 +156,13 @@ def run_result(view: dict[str, Any], result_format: str = "structured") -> Any:
     reply = view.get("reply")
     if not reply:
         return view
-    lean = _without_image_data(reply)
+    lean = without_image_data(reply)
     shown = {**view, "reply": lean}
     text = shown if result_format == "content" else {**shown, "reply": _text_view(lean)}
     return _shaped(shown, text, _blocks(reply), result_format)
 
 
-def _without_image_data(reply: Any) -> dict[str, Any]:
+def without_image_data(reply: Any) -> dict[str, Any]:
     """Images travel once, as image blocks: the reply keeps only their description."""
     images = reply.get("images") or []
     return {**reply, "images": [{k: v for k, v in i.items() if k != "data"} for i in images]}

@@ -69,7 +69,19 @@ class Settings(BaseSettings):
     # Actors started ahead of time so create_session needs no cold start (0: off). Each idle
     # pooled actor costs a Python process (about 90 MB RSS).
     warm_pool_size: int = Field(default=2, ge=0, le=64)
-    max_sessions: int = Field(default=32, ge=1, le=10_000)
+    # Sessions in all, hibernated ones included.
+    max_sessions: int = Field(default=1000, ge=1, le=100_000)
+    # Sessions with live processes at once; a new or resuming session past it makes room by
+    # hibernating the least recently used idle one. None: from the machine's memory.
+    max_resident_sessions: int | None = Field(default=None, ge=1)
+    # A session idle this long is hibernated: its state saved, its processes freed; the next
+    # call resumes it (0: never).
+    hibernate_after: float = Field(default=1800.0, ge=0)
+    # "after_run": after each successful run the session saves what changed (a crash then costs
+    # at most that run; rewind_session goes back); create_session may ask per session.
+    checkpoint: Literal["off", "after_run"] = "off"
+    checkpoint_depth: int = Field(default=20, ge=1, le=1000)
+    checkpoint_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
     # Per identity (None: no quota beyond max_sessions): sessions it may hold, and runs it may
     # have in flight (running or queued) at once.
     max_sessions_per_identity: int | None = Field(default=None, ge=1)
@@ -119,6 +131,16 @@ class Settings(BaseSettings):
             self.state_dir = root / "raykernel" / digest
         self.state_dir = Path(os.path.realpath(self.state_dir.expanduser()))
         return self
+
+    @property
+    def resident_limit(self) -> int:
+        """``max_resident_sessions``, or what half the machine's memory holds at ~256 MiB
+        a session."""
+        if self.max_resident_sessions is not None:
+            return self.max_resident_sessions
+        import psutil
+
+        return max(4, psutil.virtual_memory().total // 2 // (256 << 20))
 
     @property
     def store(self) -> Path:

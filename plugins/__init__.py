@@ -9,6 +9,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "raykernel.plugins.files",
     "raykernel.plugins.variables",
     "raykernel.plugins.snapshots",
+    "raykernel.plugins.variants",
     "raykernel.plugins.introspection",
     "raykernel.plugins.resources",
     "raykernel.plugins.prompts",

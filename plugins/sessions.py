@@ -54,6 +54,14 @@ Network = Annotated[
         "own only). Default: the server's session_network setting."
     ),
 ]
+Checkpoint = Annotated[
+    Literal["off", "after_run"] | None,
+    Field(
+        description="'after_run': after each successful run the session saves what changed, so "
+        "a crash costs at most that run and rewind_session can go back. Default: the server's "
+        "checkpoint setting."
+    ),
+]
 PreserveState = Annotated[
     bool, Field(description="Carry picklable variables over to the new process.")
 ]
@@ -69,6 +77,7 @@ async def create_session(
     node_id: NodeId = None,
     node_affinity: NodeAffinity = "hard",
     network: Network = None,
+    checkpoint: Checkpoint = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """Create a new isolated Python session (its own process and variables). An existing id
@@ -86,7 +95,7 @@ async def create_session(
         node_affinity=node_affinity,
     )
     record, created = await app.router.create(
-        app.resolve_session(session_id), description, placement, network
+        app.resolve_session(session_id), description, placement, network, checkpoint
     )
     summary = record.summary(False)
     return {
@@ -97,6 +106,7 @@ async def create_session(
         "node_id": summary["node_id"],
         "resources": summary["resources"],
         "network": record.network,
+        "checkpoint": record.checkpoint,
         "isolation": record.isolation,
     }
 
@@ -158,6 +168,16 @@ async def restart_kernel(
     return await app.moves.restart(app.resolve_session(session_id), preserve_state)
 
 
+async def hibernate_session(
+    session_id: OptionalSessionId = None, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Save a session's state (picklable variables, history; its packages stay) and free its
+    processes; the next call to it resumes it and says so (resumed, not_preserved). Sessions
+    also hibernate by themselves after the server's hibernate_after idle seconds. A session
+    that is running or has runs queued does not hibernate."""
+    return await app.router.hibernate(app.resolve_session(session_id))
+
+
 async def interrupt_session(
     session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
@@ -187,6 +207,11 @@ def register_tools(register: Callable[..., Any]) -> None:
         restart_kernel,
         title="Restart a session",
         annotations=hints(read_only=False, destructive=True),
+    )
+    register(
+        hibernate_session,
+        title="Hibernate a session",
+        annotations=hints(read_only=False, idempotent=True),
     )
     register(
         interrupt_session,

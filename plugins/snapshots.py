@@ -87,6 +87,17 @@ async def transfer_variable(
     return await app.moves.transfer(source, target, name, as_name or name)
 
 
+async def rewind_session(
+    to_execution: Annotated[int, Field(ge=0, description="The run whose state to go back to.")],
+    session_id: OptionalSessionId = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Restore a session's variables as they were after run N, from its checkpoints (a session
+    created with checkpoint 'after_run' keeps the last ones). Every variable is replaced;
+    the history shows the rewind."""
+    return await app.moves.rewind(app.resolve_session(session_id), to_execution)
+
+
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
     register(snapshot_session, title="Snapshot a session", annotations=hints(read_only=False))
@@ -96,6 +107,11 @@ def register_tools(register: Callable[..., Any]) -> None:
         annotations=hints(read_only=False, destructive=True),
     )
     register(list_snapshots, title="List snapshots", annotations=hints(read_only=True))
+    register(
+        rewind_session,
+        title="Rewind a session",
+        annotations=hints(read_only=False, destructive=True, idempotent=True),
+    )
     register(fork_session, title="Fork a session", annotations=hints(read_only=False))
     register(
         transfer_variable,

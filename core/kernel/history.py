@@ -7,6 +7,7 @@ cluster, and it starts over when the session itself is restarted.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -45,6 +46,28 @@ class History:
                 if error
                 else None,
                 "outputs": list(reply.get("outputs") or []),
+            }
+        )
+
+    def load(self, entries: list[dict[str, Any]]) -> None:
+        """Entries a hibernated session saved, back in place."""
+        self._entries.clear()
+        self._entries.extend(entries)
+
+    def note(self, text: str) -> None:
+        """Something that happened to the session between runs (a rewind)."""
+        self._entries.append(
+            {
+                "execution_count": None,
+                "code": "",
+                "status": "note",
+                "started_at": time.time(),
+                "execution_time": 0.0,
+                "stdout": text,
+                "stderr": "",
+                "result": None,
+                "error": None,
+                "outputs": [],
             }
         )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -26,9 +27,12 @@ from raykernel.replies import failed_reply
 from raykernel.workspace import OPERATIONS, Workspace
 
 from .capture import truncate_text
+from .checkpoints import CheckpointStore
 from .packages import install_command, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
 from .snapshots import read_snapshot, write_snapshot
+
+log = logging.getLogger(__name__)
 
 # Environment variables no kernel inherits: Ray's (its address, its token settings) and the
 # server's own (an auth token, a JWT key).
@@ -51,6 +55,8 @@ class HostConfig:
     hide: list[str] = field(default_factory=list)
     # Folders beyond Python's that the kernel may read (plugins installed from a checkout).
     read: list[str] = field(default_factory=list)
+    checkpoint_depth: int = 20
+    checkpoint_max_bytes: int = 1 << 30
 
 
 class SessionHost:
@@ -70,6 +76,9 @@ class SessionHost:
         # A pooled host's packages folder, renamed to the session's when it is claimed: the
         # kernel's sandbox rules follow the folder, not its name.
         self.site_dir = config.store / "site" / ".pool" / uuid.uuid4().hex
+        self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
+        self._checkpointing = asyncio.Lock()
+        self._background: set[asyncio.Future[Any]] = set()
         self._installs: dict[str, Any] = {}
         self._install_tails: dict[str, str] = {}
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
@@ -150,17 +159,20 @@ class SessionHost:
         site_dir: str,
         placement: dict[str, Any],
         network: str,
+        checkpoints_dir: str | None = None,
     ) -> dict[str, Any]:
         """Become session ``session_id`` of ``owner``; a host is claimed once."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
+        if checkpoints_dir:
+            config = self.config
+            self.checkpoints = CheckpointStore(
+                Path(checkpoints_dir), config.checkpoint_depth, config.checkpoint_max_bytes
+            )
         self.session_id, self.owner = session_id, owner
         self.description, self.created_at, self.placement = description, created_at, placement
         fresh_kernel_needed = network != self.network or self.kernel is None
-        if await asyncio.to_thread(self._take_site_dir, Path(site_dir)):
-            # The session had packages already (a restart, a restore): a kernel whose rules
-            # name that folder.
-            fresh_kernel_needed = True
+        await asyncio.to_thread(self._take_site_dir, Path(site_dir))
         self.network = network
         if fresh_kernel_needed:
             await self.start()
@@ -168,17 +180,19 @@ class SessionHost:
             await self._running().request("claim", session_id, str(self.site_dir))
         return await self.info()
 
-    def _take_site_dir(self, target: Path) -> bool:
-        """Make ``target`` this host's package folder; True if it existed already (the running
-        kernel's rules name the pooled one then)."""
+    def _take_site_dir(self, target: Path) -> None:
+        """Make ``target`` this host's package folder. The running kernel's sandbox rules name
+        the pooled folder (the folder itself, whatever it is called): a session that had
+        packages already (a restart, a resume) has them moved into it, and the pooled folder
+        then takes the session's name. Renames only: no file is copied."""
+        pooled = self.site_dir
         if target.exists():
-            shutil.rmtree(self.site_dir, ignore_errors=True)
-            self.site_dir = target
-            return True
+            for entry in target.iterdir():
+                entry.rename(pooled / entry.name)
+            target.rmdir()
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.site_dir.rename(target)
+        pooled.rename(target)
         self.site_dir = target
-        return False
 
     async def info(self) -> dict[str, Any]:
         kernel = self.kernel
@@ -195,6 +209,7 @@ class SessionHost:
             "kernel_pid": kernel.pid if kernel is not None else None,
             "isolation": kernel.isolation if kernel is not None else {},
             "network": self.network,
+            "checkpoint": "after_run" if self.checkpoints is not None else "off",
             "placement": self.placement,
             **counts,
         }
@@ -211,7 +226,13 @@ class SessionHost:
         kernel = self._running()
         token = args[-1]
         try:
-            return await kernel.request(op, *args)
+            reply = await kernel.request(op, *args)
+            if self.checkpoints is not None and reply.get("success"):
+                # Off the reply's path: the kernel takes it before the next request.
+                task = asyncio.ensure_future(self.checkpoint())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return reply
         except KernelGone as exc:
             return {
                 **failed_reply(
@@ -306,6 +327,67 @@ class SessionHost:
         report["snapshot_of"] = manifest.get("session_id")
         return report
 
+    # -- state beyond the process -----------------------------------------------------------
+
+    async def checkpoint(self) -> dict[str, Any] | None:
+        """Save what changed since the last checkpoint (the kernel pickles, this side stores
+        the pickles as bytes)."""
+        store = self.checkpoints
+        if store is None or self.kernel is None or not self.kernel.alive:
+            return None
+        async with self._checkpointing:
+            try:
+                changes = await self.kernel.request("checkpoint", store.max_bytes)
+                return await asyncio.to_thread(store.save, changes["execution_count"], changes)
+            except FileNotFoundError:  # the store lost pickles: hand everything over again
+                await self.kernel.request("forget_checkpoints")
+                return None
+            except (KernelGone, OSError) as exc:
+                log.warning("checkpoint of %s failed: %s", self.session_id, exc)
+                return None
+
+    async def restore_checkpoint(self, count: int | None = None) -> dict[str, Any] | None:
+        """Load checkpoint ``count`` (the latest when None) into a fresh namespace; the report,
+        or None when there is no checkpoint."""
+        store = self.checkpoints
+        if store is None:
+            return None
+        # The checkpoint of the last run may be on its way.
+        await asyncio.gather(*list(self._background), return_exceptions=True)
+        point = await asyncio.to_thread(store.point, count)
+        if point is None:
+            return None
+        blobs = await asyncio.to_thread(store.blobs_of, point)
+        report = await self.call("rewind", blobs, point["execution_count"])
+        report["not_preserved"].update(point.get("not_preserved", {}))
+        return {**report, "execution_count": point["execution_count"]}
+
+    def checkpoint_counts(self) -> list[int]:
+        """The runs whose state a checkpoint keeps."""
+        return self.checkpoints.counts() if self.checkpoints is not None else []
+
+    async def hibernate(self, path: str, session: dict[str, Any]) -> dict[str, Any]:
+        """Write the session's image (its picklable state, its history, who it is) to
+        ``path``, whole or not at all; the caller then frees the processes."""
+        if (await self.measure()).get("num_children"):
+            raise SessionUnavailable("the session has child processes running")
+        snap = await self.call("snapshot")
+        history = await self.call("saved_history")
+        extra = {"history": history, "session": session}
+        size = await asyncio.to_thread(
+            write_snapshot, Path(path), self.session_id, snap["blobs"], snap["not_preserved"], extra
+        )
+        return {"size_bytes": size, "not_preserved": snap["not_preserved"]}
+
+    async def resume(self, path: str) -> dict[str, Any]:
+        """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
+        history; the report names what could not be carried."""
+        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
+        report = await self.call("restore", blobs)
+        await self.call("load_history", manifest.get("history") or {})
+        report["not_preserved"].update(manifest.get("not_preserved", {}))
+        return report
+
     async def measure(self) -> dict[str, Any]:
         """The kernel's liveness (and how it died), memory and CPU."""
         kernel = self.kernel
@@ -318,6 +400,20 @@ class SessionHost:
         if op not in OPERATIONS:
             raise ValueError(f"unknown workspace operation {op!r}")
         return await asyncio.to_thread(getattr(self._workspace, op), *args)
+
+    async def recycle(self) -> dict[str, Any]:
+        """Forget the session and become a fresh, unclaimed host (a new kernel, a new temp
+        folder, a new package folder): a hibernated session's actor can serve the next one."""
+        if self.kernel is not None:
+            await self.kernel.kill("recycled")
+        self.kernel = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
+        self.site_dir = self.config.store / "site" / ".pool" / uuid.uuid4().hex
+        self.session_id = self.owner = self.description = ""
+        self.placement, self.checkpoints = {}, None
+        self.network = self.config.network
+        return await self.start()
 
     async def shutdown(self) -> None:
         """Kill the kernel and what it started; remove the kernel's temp folder."""

@@ -266,6 +266,15 @@ class Interpreter:
                 failed[name] = f"{type(exc).__name__}: {truncate_text(str(exc), 200)}"
         return {"restored": sorted(restored), "not_preserved": failed}
 
+    def values(self, names: list[str]) -> dict[str, Any]:
+        """Short reprs of ``names`` (None for a name the namespace lacks)."""
+        return {
+            name: truncate_text(safe_repr(self.namespace[name]), 1000)
+            if name in self.namespace
+            else None
+            for name in names
+        }
+
     def get_blob(self, name: str) -> bytes:
         """One variable, pickled (for transfer to another session)."""
         if name not in self.namespace or (name.startswith("__") and name.endswith("__")):

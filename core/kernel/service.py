@@ -24,9 +24,12 @@ import psutil
 from raykernel.errors import RaykernelError
 
 from . import containment, display, wire
+from .checkpoints import ChangeTracker
 from .interpreter import Interpreter
 from .interrupts import Interrupts
 from .live_output import LiveTail
+
+CHECKPOINT_PAUSE = 0.02
 
 
 class KernelService:
@@ -54,6 +57,7 @@ class KernelService:
         self.interrupts = Interrupts(self.interpreter.current_token)
         self.interrupts.install()
         self.process = psutil.Process()
+        self.tracker: ChangeTracker | None = None
         self.children = containment.ChildWatch(
             self.process, spec.get("max_processes", 0), self.interpreter.current_token
         )
@@ -147,6 +151,50 @@ class KernelService:
 
     def op_set_blob(self, name: str, blob: bytes) -> str:
         return self.interpreter.set_blob(name, blob)
+
+    def op_checkpoint(self, max_value_bytes: int) -> dict[str, Any]:
+        """What changed since the last checkpoint (see checkpoints.ChangeTracker). It waits a
+        moment first, unless another request is queued: the run's reply is on its way, and
+        on a small machine the pickling would compete with it for the CPU."""
+        deadline = time.monotonic() + CHECKPOINT_PAUSE
+        while self._work.empty() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if self.tracker is None or self.tracker.max_value_bytes != max_value_bytes:
+            self.tracker = ChangeTracker(max_value_bytes)
+        return {
+            "execution_count": self.interpreter.execution_count,
+            **self.tracker.changes(self.interpreter.namespace),
+        }
+
+    def op_forget_checkpoints(self) -> None:
+        if self.tracker is not None:
+            self.tracker.forget()
+
+    def op_saved_history(self) -> dict[str, Any]:
+        """The whole history and count, for a hibernation image."""
+        return {
+            "entries": self.interpreter.get_history(None),
+            "execution_count": self.interpreter.execution_count,
+            "last_execution_time": self.interpreter.last_execution_time,
+        }
+
+    def op_load_history(self, saved: dict[str, Any]) -> None:
+        self.interpreter.history.load(saved.get("entries", []))
+        self.interpreter.execution_count = int(saved.get("execution_count", 0))
+        self.interpreter.last_execution_time = saved.get("last_execution_time")
+
+    def op_rewind(self, blobs: dict[str, bytes], count: int) -> dict[str, Any]:
+        """The namespace as checkpoint ``count`` had it: every user name replaced."""
+        self.interpreter.reset_namespace()
+        report = self.interpreter.restore(blobs)
+        self.interpreter.history.note(f"rewound to the state after run {count}")
+        if self.tracker is not None:
+            self.tracker.forget()
+        return report
+
+    def op_values(self, names: list[str]) -> dict[str, Any]:
+        """Short reprs of ``names`` (missing ones: None), to compare variants."""
+        return self.interpreter.values(names)
 
     def op_counts(self) -> dict[str, Any]:
         return {

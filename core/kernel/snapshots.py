@@ -18,23 +18,37 @@ MANIFEST = "manifest.json"
 
 
 def write_snapshot(
-    path: Path, session_id: str, blobs: dict[str, bytes], not_preserved: dict[str, str]
+    path: Path,
+    session_id: str,
+    blobs: dict[str, bytes],
+    not_preserved: dict[str, str],
+    extra: dict[str, Any] | None = None,
 ) -> int:
-    """Write the file; return its size in bytes."""
+    """Write the file (``extra``: more JSON for the manifest, a hibernated session's history
+    and identity); return its size in bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest = {
         "session_id": session_id,
         "names": list(blobs),
         "not_preserved": not_preserved,
         "created_at": time.time(),
+        **(extra or {}),
     }
     tmp = path.with_name(path.name + ".partial")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(MANIFEST, json.dumps(manifest))
         for index, blob in enumerate(blobs.values()):
             archive.writestr(f"values/{index}.pkl", blob)
+    with open(tmp, "rb+") as handle:  # on disk before it takes the name
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path.stat().st_size
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest alone (finding hibernated sessions reads only this)."""
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read(MANIFEST))
 
 
 def read_snapshot(path: Path) -> tuple[dict[str, bytes], dict[str, Any]]:

@@ -20,6 +20,7 @@ from raykernel.sessions.health import SessionHealth
 from raykernel.sessions.router import DEFAULT_SESSION, SessionRouter
 from raykernel.sessions.session_ids import qualify, split, validate_session_id
 from raykernel.sessions.state_moves import StateMoves
+from raykernel.sessions.variants import Variants
 from raykernel.settings import Settings
 from raykernel.workspace import Workspace
 
@@ -37,6 +38,7 @@ class App:
     files: SessionFiles
     health: SessionHealth
     moves: StateMoves
+    variants: Variants
     runs: Runs = field(init=False)
     hooks: Any = None
 

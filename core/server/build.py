@@ -25,6 +25,7 @@ from raykernel.sessions.ray_runtime import RayRuntime
 from raykernel.sessions.record import SessionRecord
 from raykernel.sessions.router import SessionRouter
 from raykernel.sessions.state_moves import StateMoves
+from raykernel.sessions.variants import Variants
 from raykernel.sessions.warm_pool import WarmPool
 from raykernel.settings import Settings
 from raykernel.workspace import Workspace
@@ -178,6 +179,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
     lifecycle = Lifecycle(settings, nodes, sessions, session_plugin_specs(pm, specs))
     pool = WarmPool(settings.warm_pool_size, lifecycle.start_actor)
     router = SessionRouter(settings, runtime, lifecycle, pool, nodes, sessions, pm.hook)
+    moves = StateMoves(router)
     app = App(
         settings,
         router,
@@ -185,7 +187,8 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
         ActiveSessions(),
         files=SessionFiles(router, nodes, workspace),
         health=SessionHealth(router, nodes, pm.hook),
-        moves=StateMoves(router),
+        moves=moves,
+        variants=Variants(router, moves),
         hooks=pm.hook,
     )
     runs = app.runs

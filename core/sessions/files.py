@@ -34,7 +34,8 @@ class SessionFiles:
         node_id = None
         if session_id is not None:
             record = await self.router.lookup(session_id)
-            if not self.nodes.is_local(record.node_id):
+            # A hibernated session has no node: its files are where the workspace is.
+            if record.resident and not self.nodes.is_local(record.node_id):
                 node_id = record.node_id
         if node_id is None:
             reply = getattr(self.workspace, op)(*args)

@@ -65,11 +65,19 @@ class SessionHandle:
         site_dir: str,
         placement: dict[str, Any],
         network: str,
+        checkpoints_dir: str | None,
         timeout: float,
     ) -> dict[str, Any]:
         """Give a fresh actor its identity; returns ``info()``."""
         ref = self._actor.claim.remote(
-            session_id, owner, description, created_at, site_dir, placement, network
+            session_id,
+            owner,
+            description,
+            created_at,
+            site_dir,
+            placement,
+            network,
+            checkpoints_dir,
         )
         return await self._await(ref, timeout)
 
@@ -80,6 +88,10 @@ class SessionHandle:
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Kill the kernel and everything it started, and clean up (the actor stays)."""
         await self._await(self._actor.shutdown.remote(), timeout)
+
+    async def recycle(self, timeout: float) -> dict[str, Any]:
+        """Make the actor a fresh, unclaimed one (its session is hibernated elsewhere)."""
+        return await self._await(self._actor.recycle.remote(), timeout)
 
     def kill(self) -> None:
         """Kill the actor now (not restarted; nothing waits for it)."""
@@ -181,6 +193,26 @@ class SessionHandle:
     async def set_blob(self, name: str, blob: Any, timeout: float) -> str:
         """Set ``name`` from a ``blob()`` ref; returns the value's type name."""
         return await self._await(self._actor.call.remote("set_blob", name, blob), timeout)
+
+    async def hibernate(self, path: str, session: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Write the session's image to ``path`` (then its processes may go)."""
+        return await self._await(self._actor.hibernate.remote(path, session), timeout)
+
+    async def resume(self, path: str, timeout: float) -> dict[str, Any]:
+        """Load a hibernated session's image into this (fresh) session."""
+        return await self._await(self._actor.resume.remote(path), timeout)
+
+    async def restore_checkpoint(self, count: int | None, timeout: float) -> dict[str, Any] | None:
+        """Load checkpoint ``count`` (the latest: None); None when there is none."""
+        return await self._await(self._actor.restore_checkpoint.remote(count), timeout)
+
+    async def checkpoint_counts(self, timeout: float = CONTROL_TIMEOUT) -> list[int]:
+        """The runs whose state a checkpoint keeps."""
+        return await self._await(self._actor.checkpoint_counts.remote(), timeout)
+
+    async def values(self, names: list[str], timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
+        """Short reprs of ``names`` in the session."""
+        return await self._await(self._actor.call.remote("values", names), timeout)
 
     async def ping(self, timeout: float = CONTROL_TIMEOUT) -> float:
         """The actor's clock (it answers even while the kernel is busy)."""

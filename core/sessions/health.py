@@ -42,7 +42,7 @@ class SessionHealth:
             # One run at a time per session: what runs now and how many wait behind it.
             "queue": {"running": record.run_token is not None, "waiting": record.waiting},
         }
-        if record.status != "dead":
+        if record.resident and record.status != "dead":
             # Asked of the actor, which answers while its kernel runs code.
             measured = await self._measure(record)
             report["memory_usage"] = measured.get("memory_usage")
@@ -50,6 +50,10 @@ class SessionHealth:
             report["actor_memory"] = measured.get("actor_memory")
         if record.status == "dead":
             report.update(status="dead", death_reason=record.death_reason)
+        if record.status == "hibernated":
+            report.update(
+                hibernated_at=iso_time(record.hibernated_at), image_bytes=record.image_bytes
+            )
         report["isolation"] = {
             "files": record.isolation.get("files"),
             "network": record.isolation.get("network"),
@@ -70,6 +74,8 @@ class SessionHealth:
         if record.status != "dead":
             await self._measure(record)
         reply: dict[str, Any] = {"session_id": record.session_id, "status": record.status}
+        if record.status == "hibernated":  # it answers, once resumed by the next call
+            return {**reply, "responsive": True, "response_time": None, "hibernated": True}
         if record.status == "dead":
             return {**reply, "responsive": False, "response_time": None}
         if record.status == "busy":

@@ -1,5 +1,7 @@
-"""What happens to sessions nobody uses: after ``idle_timeout`` seconds without a run they are
-deleted (never "default", never one that is running or has runs queued)."""
+"""What happens to sessions nobody uses: after ``hibernate_after`` seconds without a run they
+are hibernated (their state saved, their processes freed; the next call resumes them), and after
+``idle_timeout`` seconds they are deleted (never "default"). A session that is running or has
+runs queued is never touched."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 
 from raykernel.errors import RaykernelError
 
+from .handle import ActorDied
 from .router import DEFAULT_SESSION, SessionRouter
 
 log = logging.getLogger(__name__)
@@ -21,16 +24,35 @@ class IdleWatch:
         self.settings = router.settings
 
     def interval(self) -> float:
-        return min(30.0, max(self.settings.idle_timeout / 4, 0.25))
+        limits = [t for t in (self.settings.idle_timeout, self.settings.hibernate_after) if t > 0]
+        return min(30.0, max(min(limits) / 4, 0.25))
 
     async def run(self) -> None:
-        """Watch for as long as the server lives (nothing to do when ``idle_timeout`` is 0)."""
-        if self.settings.idle_timeout <= 0:
+        """Watch for as long as the server lives (nothing to do when both are 0)."""
+        if self.settings.idle_timeout <= 0 and self.settings.hibernate_after <= 0:
             return
         await self.router.ready()
         while True:
             await asyncio.sleep(self.interval())
-            await self.sweep(time.time())
+            if self.settings.hibernate_after > 0:
+                await self.hibernate_idle(time.time())
+            if self.settings.idle_timeout > 0:
+                await self.sweep(time.time())
+
+    async def hibernate_idle(self, now: float) -> None:
+        """Hibernate every resident session idle for longer than ``hibernate_after``."""
+        hibernation = self.router.hibernation
+        for qualified, record in list(self.router.sessions.items()):
+            if now - record.last_used() <= self.settings.hibernate_after:
+                continue
+            if not hibernation.can_hibernate(record) or not record.slot.try_acquire():
+                continue
+            try:
+                await hibernation.hibernate(record)
+            except (RaykernelError, ActorDied) as exc:
+                log.info("session %s did not hibernate: %s", qualified, exc)
+            finally:
+                record.slot.release()
 
     async def sweep(self, now: float) -> None:
         """Delete every session idle for longer than ``idle_timeout``."""

@@ -51,6 +51,15 @@ class Lifecycle:
         out of every other session's reach)."""
         return self.settings.store / "site" / owner_folder(record.owner) / record.session_id
 
+    def checkpoints_dir(self, record: SessionRecord) -> Path:
+        return self.settings.store / "checkpoints" / owner_folder(record.owner) / record.session_id
+
+    def image_path(self, record: SessionRecord) -> Path:
+        """Where a hibernated session's image is kept."""
+        return (
+            self.settings.store / "images" / owner_folder(record.owner) / f"{record.session_id}.zip"
+        )
+
     def _memory_limit(self) -> int:
         limit = self.settings.session_memory_limit
         if limit is None:
@@ -111,6 +120,8 @@ class Lifecycle:
             max_image_bytes=self.settings.max_image_bytes,
             isolation=self.settings.isolation,
             network=network or self.settings.session_network,
+            checkpoint_depth=self.settings.checkpoint_depth,
+            checkpoint_max_bytes=self.settings.checkpoint_max_bytes,
         )
         try:
             isolation = await handle.ready(CREATE_TIMEOUT)
@@ -140,6 +151,7 @@ class Lifecycle:
                 str(self.site_dir(record)),
                 dataclasses.asdict(record.placement),
                 record.network,
+                str(self.checkpoints_dir(record)) if record.checkpoint == "after_run" else None,
                 CREATE_TIMEOUT,
             )
         except BaseException as exc:
@@ -223,6 +235,7 @@ class Lifecycle:
                 placement=Placement(**info.get("placement") or {}),
             )
             record.last_execution_time = info.get("last_execution_time")
+            record.checkpoint = info.get("checkpoint", "off")
             self.adopt(record, handle, info)
             found[qualified] = record
             log.info("adopted session %s on node %s", qualified, record.node_id)

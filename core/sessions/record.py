@@ -45,6 +45,11 @@ class SessionRecord:
     run_token: str | None = None
     # Runs (and installs) waiting for this session while another one runs.
     waiting: int = 0
+    checkpoint: str = "off"  # off | after_run
+    hibernated_at: float | None = None
+    image_bytes: int | None = None
+    # What the run that resumed a hibernated session must say about it.
+    resume_notice: dict[str, Any] | None = None
     placement: Placement = field(default_factory=Placement)
 
     @property
@@ -52,8 +57,20 @@ class SessionRecord:
         """The session's id in the router's table (its owner's prefix unless local)."""
         return qualify(self.owner, self.session_id)
 
+    @property
+    def resident(self) -> bool:
+        """It has live processes (not hibernated, not being torn down)."""
+        return self.handle is not None and self.status != "hibernated"
+
     def summary(self, active: bool) -> dict[str, Any]:
+        hibernated = {}
+        if self.status == "hibernated":
+            hibernated = {
+                "hibernated_at": iso_time(self.hibernated_at),
+                "image_bytes": self.image_bytes,
+            }
         return {
+            **hibernated,
             "description": self.description,
             "created_at": iso_time(self.created_at),
             "execution_count": self.execution_count,

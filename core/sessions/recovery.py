@@ -99,16 +99,31 @@ class Recovery:
             return reply
         log.warning("session %s ignored the interrupt; restarting it", record.session_id)
         record.kill_reason = "its code ignored an interrupt"
-        await self.restart(record, "ignored an interrupt")
-        return failed_reply(
+        restored = await self.restart(record, "ignored an interrupt")
+        if restored is None:
+            return failed_reply(
+                record.session_id,
+                record.execution_count,
+                ename,
+                f"execution {why} and did not stop when interrupted; the session was "
+                "restarted and its state is lost (workspace files are kept)",
+                interrupted=True,
+                restarted=True,
+            )
+        count = restored["execution_count"]
+        reply = failed_reply(
             record.session_id,
             record.execution_count,
             ename,
             f"execution {why} and did not stop when interrupted; the session was restarted "
-            "and its state is lost (workspace files are kept)",
+            f"with its state as of run {count} (its last checkpoint)",
             interrupted=True,
             restarted=True,
         )
+        reply["state_preserved"] = "checkpoint"  # type: ignore[typeddict-item]
+        reply["restored_to_execution"] = count  # type: ignore[typeddict-unknown-key]
+        reply["not_preserved"] = restored["not_preserved"]  # type: ignore[typeddict-unknown-key]
+        return reply
 
     def died_reply(self, record: SessionRecord, reason: str, actor_gone: bool) -> RunReply:
         """The reply of a run whose session died under it."""
@@ -133,7 +148,17 @@ class Recovery:
                 f"session {record.session_id!r} died {record.crash_streak} times in a row "
                 f"(last: {reason}); it stays dead until restart_kernel is called"
             )
-        await self.restart(record, reason)
+        restored = await self.restart(record, reason)
+        if restored is not None:
+            count = restored["execution_count"]
+            return {
+                "restarted": True,
+                "state_preserved": "checkpoint",
+                "restored_to_execution": count,
+                "not_preserved": restored["not_preserved"],
+                "notice": f"session {record.session_id!r} had died ({reason}); it was restarted "
+                f"before this call with its state as of run {count} (its last checkpoint)",
+            }
         return {
             "restarted": True,
             "state_preserved": False,
@@ -141,9 +166,22 @@ class Recovery:
             "before this call, and its earlier state is lost",
         }
 
-    async def restart(self, record: SessionRecord, reason: str) -> None:
-        """A new kernel for the session (state lost): in its actor when the actor lives, else
-        in a new actor."""
+    async def restart(
+        self, record: SessionRecord, reason: str, restore: bool = True
+    ) -> dict[str, Any] | None:
+        """A new kernel for the session: in its actor when the actor lives, else in a new
+        actor. The state is lost, unless the session keeps checkpoints and ``restore``: then
+        the last one is loaded, and its report returned."""
+        await self._restart(record, reason)
+        if not restore or record.checkpoint != "after_run" or record.handle is None:
+            return None
+        try:
+            return await record.handle.restore_checkpoint(None, CREATE_TIMEOUT)
+        except (ActorDied, SessionUnavailable) as exc:
+            log.warning("session %s: its checkpoint could not be loaded: %s", record.qualified, exc)
+            return None
+
+    async def _restart(self, record: SessionRecord, reason: str) -> None:
         log.info("restarting session %s: %s", record.session_id, reason)
         record.restart_count += 1
         handle = record.handle

@@ -32,6 +32,7 @@ from raykernel.replies import RunReply
 from raykernel.settings import Settings
 
 from .handle import ActorDied, SessionHandle
+from .hibernation import Hibernation
 from .lifecycle import Lifecycle
 from .nodes import Nodes
 from .placement import Placement
@@ -68,6 +69,7 @@ class SessionRouter:
         self.sessions = sessions
         self.hooks = hooks
         self.recovery = Recovery(settings, lifecycle, nodes, self._notify)
+        self.hibernation = Hibernation(settings, lifecycle, pool, sessions)
         self._table_lock = asyncio.Lock()
         self._in_flight: dict[str, int] = {}  # runs running or queued, per identity
         self._startup: asyncio.Future[None] | None = None
@@ -100,6 +102,11 @@ class SessionRouter:
         if self.detached:
             for record in await self.lifecycle.rediscover():
                 self.sessions.setdefault(record.qualified, record)
+            for record in await asyncio.to_thread(self.hibernation.rediscover):
+                if record.qualified in self.sessions:  # hibernated, yet its actor lived on
+                    self.hibernation.forget(record)
+                else:
+                    self.sessions[record.qualified] = record
         # The local identity's "default" exists from the start (stdio, a laptop); with
         # authentication every identity's is made at its first use.
         if not self.settings.auth_enabled and DEFAULT_SESSION not in self.sessions:
@@ -110,6 +117,9 @@ class SessionRouter:
         """Kill the warm pool and, unless sessions outlive the front end (on a cluster), every
         session this router started."""
         records = [] if self.detached else list(self.sessions.values())
+        for record in records:  # sessions die with an embedded server, hibernated ones too
+            if record.status == "hibernated":
+                self.hibernation.forget(record)
         self.sessions.clear()
         self.pool.close()
         for task in list(self._background):
@@ -148,13 +158,14 @@ class SessionRouter:
         description: str = "",
         placement: Placement | None = None,
         network: str | None = None,
+        checkpoint: str | None = None,
     ) -> tuple[SessionRecord, bool]:
         """Create a session; an existing id returns ``(record, False)`` unchanged."""
         validate_session_id(session_id)
         # After start-up (rediscovery included): an actor being created must not be mistaken
         # for an abandoned one.
         await self.ready()
-        return await self._create(session_id, description, placement, network)
+        return await self._create(session_id, description, placement, network, checkpoint)
 
     async def _create(
         self,
@@ -162,6 +173,7 @@ class SessionRouter:
         description: str,
         placement: Placement | None,
         network: str | None = None,
+        checkpoint: str | None = None,
     ) -> tuple[SessionRecord, bool]:
         placement = placement or Placement()
         network = network or self.settings.session_network
@@ -186,15 +198,19 @@ class SessionRouter:
                 owner=owner,
                 placement=placement,
                 network=network,
+                checkpoint=checkpoint or self.settings.checkpoint,
             )
             self.sessions[qualified] = record
         # Pooled actors have the default placement and network; other requests get their own.
         usual = placement.is_default and network == self.settings.session_network
         pooled = self.pool.take() if usual else None
         try:
+            await self.hibernation.make_room(record)
             await self.lifecycle.spawn(record, pooled)
         except BaseException:
             self.sessions.pop(qualified, None)
+            if pooled is not None and record.handle is None:
+                pooled.kill()
             raise
         self._notify("session_created", session_id=qualified, info=record.info(False))
         return record, True
@@ -209,7 +225,9 @@ class SessionRouter:
             record.deleted = True
             del self.sessions[qualified]
         await self.lifecycle.kill(record)
+        self.hibernation.forget(record)
         shutil.rmtree(self.lifecycle.site_dir(record), ignore_errors=True)
+        shutil.rmtree(self.lifecycle.checkpoints_dir(record), ignore_errors=True)
         for callback in self.on_delete:
             callback(qualified)
         self._notify("session_deleted", session_id=qualified)
@@ -290,6 +308,9 @@ class SessionRouter:
         on_start: OnStart | None,
     ) -> RunReply:
         notice = await self.recovery.revive_if_dead(record)
+        if record.resume_notice is not None:
+            notice = {**record.resume_notice, **(notice or {})}
+            record.resume_notice = None
         handle = record.handle
         assert handle is not None
         token = uuid.uuid4().hex
@@ -335,8 +356,10 @@ class SessionRouter:
         record: SessionRecord,
         urgent: bool = False,
         acquiring: asyncio.Future[None] | None = None,
+        resume: bool = True,
     ) -> AsyncIterator[None]:
-        """Hold the session's slot (``acquiring``: an acquisition already under way)."""
+        """Hold the session's slot (``acquiring``: an acquisition already under way), resuming
+        it first if it is hibernated (unless ``resume`` is False)."""
         await (acquiring if acquiring is not None else record.slot.acquire(urgent))
         try:
             if record.pending_stop is not None:
@@ -345,9 +368,25 @@ class SessionRouter:
                 record.pending_stop = None
             if record.deleted:
                 raise SessionNotFound(f"session {record.session_id!r} was deleted")
+            if resume and record.status == "hibernated":
+                record.resume_notice = await self.hibernation.resume(record)
             yield
         finally:
             record.slot.release()
+
+    async def hibernate(self, qualified: str) -> dict[str, Any]:
+        """Save a session's state and free its processes, in its turn; the next call resumes
+        it."""
+        record = await self.lookup(qualified)
+        async with self.slot(record, resume=False):
+            if record.status == "hibernated":
+                return {
+                    "session_id": record.session_id,
+                    "status": "hibernated",
+                    "image_bytes": record.image_bytes,
+                    "not_preserved": {},
+                }
+            return await self.hibernation.hibernate(record)
 
     # -- control calls ------------------------------------------------------------------------
 

@@ -24,6 +24,13 @@ class Slot:
     def waiting(self) -> int:
         return sum(1 for f in (*self._urgent, *self._waiters) if not f.done())
 
+    def try_acquire(self) -> bool:
+        """Take the slot now if nobody holds it or waits for it."""
+        if self._held or self.waiting:
+            return False
+        self._held = True
+        return True
+
     async def acquire(self, urgent: bool = False) -> None:
         if not self._held and not self._urgent and not (self._waiters and not urgent):
             self._held = True

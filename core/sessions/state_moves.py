@@ -129,7 +129,7 @@ class StateMoves:
                 # Wait without pulling the (possibly large) snapshot into this process.
                 if not await SessionHandle.settled(snapshot, CONTROL_TIMEOUT):
                     raise SessionUnavailable("the session did not answer the snapshot request")
-            await router.recovery.restart(record, "restart requested")
+            await router.recovery.restart(record, "restart requested", restore=False)
             record.crash_streak = 0
             report: dict[str, Any] = {"restored": [], "not_preserved": {"*": lost} if lost else {}}
             if snapshot is not None:
@@ -171,3 +171,30 @@ class StateMoves:
                 await record.handle.kill_kernel(record.kill_reason, CONTROL_TIMEOUT)
         await acquiring
         return "killed"
+
+    async def rewind(self, qualified: str, to_execution: int) -> dict[str, Any]:
+        """The namespace as it was after run ``to_execution``, from the session's checkpoints."""
+        router = self.router
+        record = await router.lookup(qualified)
+        if record.checkpoint != "after_run":
+            raise InvalidArgument(
+                f"session {record.session_id!r} keeps no checkpoints: create it with "
+                "checkpoint 'after_run' (or set the server's checkpoint setting)"
+            )
+        async with router.slot(record):
+            router.require_alive(record)
+            report = await router.control(
+                record, lambda h: h.restore_checkpoint(to_execution, self._long())
+            )
+            if report is None:
+                kept = await router.control(record, lambda h: h.checkpoint_counts())
+                raise InvalidArgument(
+                    f"no checkpoint after run {to_execution}; the ones kept are after runs "
+                    f"{kept or 'none yet'}"
+                )
+        return {
+            "session_id": record.session_id,
+            "rewound_to_execution": report["execution_count"],
+            "restored": report["restored"],
+            "not_preserved": report["not_preserved"],
+        }

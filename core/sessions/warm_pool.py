@@ -33,6 +33,13 @@ class WarmPool:
         self.refill()
         return handle
 
+    def give(self, handle: Any) -> bool:
+        """Take back a fresh actor (a hibernated session's, recycled) if the pool has room."""
+        if self._closed or len(self._ready) + self._starting >= self.size:
+            return False
+        self._ready.append(handle)
+        return True
+
     def refill(self) -> None:
         while not self._closed and len(self._ready) + self._starting < self.size:
             self._starting += 1

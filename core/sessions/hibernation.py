@@ -1,0 +1,200 @@
+"""Sessions that outlive their processes: hibernation, resumption, and residency.
+
+A hibernated session is an image in the server's store (its picklable variables, its history,
+who it is: the snapshot format, written under a temporary name and renamed, so a crash leaves
+the live session or a whole image, never half of one) and no process at all. The next call
+that needs it resumes it: a fresh actor (from the warm pool when it can) loads the image, and
+that call's reply says so. ``max_resident_sessions`` bounds the sessions with processes: a
+new or resuming session makes room by hibernating the least recently used idle one.
+
+A session never hibernates while it runs, has runs queued (background ones too) or child
+processes alive. Callers hold the session's slot, so two calls racing to resume one session
+resume it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from raykernel.errors import SessionLimitReached, SessionUnavailable
+from raykernel.kernel.snapshots import read_manifest
+from raykernel.settings import Settings
+
+from .handle import ActorDied, SessionHandle
+from .lifecycle import CREATE_TIMEOUT, Lifecycle
+from .placement import Placement
+from .record import SessionRecord
+from .session_ids import LOCAL
+from .warm_pool import WarmPool
+
+log = logging.getLogger(__name__)
+
+
+class Hibernation:
+    def __init__(
+        self,
+        settings: Settings,
+        lifecycle: Lifecycle,
+        pool: WarmPool,
+        sessions: dict[str, SessionRecord],
+    ) -> None:
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.pool = pool
+        self.sessions = sessions
+        self._recycling: set[asyncio.Future[None]] = set()
+
+    def can_hibernate(self, record: SessionRecord) -> bool:
+        """Idle: alive, not running, nothing queued (background runs included)."""
+        return (
+            record.resident
+            and record.status == "healthy"
+            and record.run_token is None
+            and record.waiting == 0
+        )
+
+    async def hibernate(self, record: SessionRecord) -> dict[str, Any]:
+        """Save the session's image and free its processes (the caller holds its slot)."""
+        if not self.can_hibernate(record):
+            raise SessionUnavailable(
+                f"session {record.session_id!r} is {record.status} or has runs queued: "
+                "it cannot hibernate now"
+            )
+        assert record.handle is not None
+        path = self.lifecycle.image_path(record)
+        session = {
+            "owner": record.owner,
+            "description": record.description,
+            "created_at": record.created_at,
+            "placement": dataclasses.asdict(record.placement),
+            "network": record.network,
+            "checkpoint": record.checkpoint,
+            "restart_count": record.restart_count,
+        }
+        started = time.perf_counter()
+        handle = record.handle
+        report = await handle.hibernate(str(path), session, self.settings.max_timeout)
+        if self._recyclable(record):
+            record.handle = None
+            task = asyncio.ensure_future(self._recycle(handle))
+            self._recycling.add(task)
+            task.add_done_callback(self._recycling.discard)
+        else:
+            await self.lifecycle.kill(record)
+        record.status = "hibernated"
+        record.hibernated_at = time.time()
+        record.image_bytes = report["size_bytes"]
+        log.info(
+            "session %s hibernated (%d bytes) in %.2f s",
+            record.qualified,
+            report["size_bytes"],
+            time.perf_counter() - started,
+        )
+        return {
+            "session_id": record.session_id,
+            "status": "hibernated",
+            "image_bytes": report["size_bytes"],
+            "not_preserved": report["not_preserved"],
+        }
+
+    async def _recycle(self, handle: SessionHandle) -> None:
+        """A fresh kernel in the hibernated session's actor, then into the pool (off the
+        hibernation's path: the image is whole already)."""
+        try:
+            await handle.recycle(CREATE_TIMEOUT)
+        except (ActorDied, SessionUnavailable):
+            handle.kill()
+            return
+        if not self.pool.give(handle):  # the pool filled meanwhile
+            with contextlib.suppress(ActorDied, SessionUnavailable):
+                await handle.shutdown()
+            handle.kill()
+
+    def _recyclable(self, record: SessionRecord) -> bool:
+        """Its actor can serve another session: the usual placement and network, and the pool
+        wants one."""
+        usual = record.placement.is_default and record.network == self.settings.session_network
+        return usual and len(self.pool) < self.pool.size
+
+    async def resume(self, record: SessionRecord) -> dict[str, Any]:
+        """Bring a hibernated session back (the caller holds its slot); what the call that
+        resumed it must say."""
+        await self.make_room(record)
+        path = self.lifecycle.image_path(record)
+        record.status = "starting"
+        usual = record.placement.is_default and record.network == self.settings.session_network
+        try:
+            await self.lifecycle.spawn(record, self.pool.take() if usual else None)
+            assert record.handle is not None
+            report = await record.handle.resume(str(path), self.settings.max_timeout)
+        except BaseException:
+            await self.lifecycle.kill(record)
+            record.status = "hibernated"  # the image is still there: the next call tries again
+            raise
+        await asyncio.to_thread(path.unlink, True)
+        record.hibernated_at = record.image_bytes = None
+        log.info("session %s resumed", record.qualified)
+        return {"resumed": True, "not_preserved": report["not_preserved"]}
+
+    async def make_room(self, keep: SessionRecord | None = None) -> None:
+        """Hibernate least recently used idle sessions until one more fits."""
+        limit = self.settings.resident_limit
+        while sum(1 for r in self.sessions.values() if r.resident) >= limit:
+            candidates = sorted(
+                (r for r in self.sessions.values() if r is not keep and self.can_hibernate(r)),
+                key=lambda r: r.last_used(),
+            )
+            for candidate in candidates:
+                if candidate.slot.try_acquire():
+                    try:
+                        with contextlib.suppress(SessionUnavailable, ActorDied):
+                            await self.hibernate(candidate)
+                    finally:
+                        candidate.slot.release()
+                    break
+            else:
+                raise SessionLimitReached(
+                    f"{limit} sessions have processes (max_resident_sessions) and none is idle "
+                    "enough to hibernate; try again when a run has finished"
+                )
+
+    def forget(self, record: SessionRecord) -> None:
+        """A deleted session's image goes with it."""
+        self.lifecycle.image_path(record).unlink(missing_ok=True)
+
+    def rediscover(self) -> list[SessionRecord]:
+        """Hibernated sessions a previous front end left in the store (blocking: a thread)."""
+        found = []
+        for path in sorted((self.settings.store / "images").glob("*/*.zip")):
+            try:
+                manifest = read_manifest(path)
+            except Exception as exc:  # a torn file cannot be: the image is renamed in whole
+                log.warning("cannot read the image %s: %s", path, exc)
+                continue
+            session = manifest.get("session") or {}
+            record = SessionRecord(
+                manifest["session_id"],
+                session.get("description", ""),
+                session.get("created_at", manifest.get("created_at", time.time())),
+                owner=session.get("owner") or LOCAL,
+                network=session.get("network", "on"),
+                placement=Placement(**(session.get("placement") or {})),
+            )
+            record.checkpoint = session.get("checkpoint", "off")
+            record.restart_count = session.get("restart_count", 0)
+            record.status = "hibernated"
+            record.hibernated_at = manifest.get("created_at")
+            record.image_bytes = path.stat().st_size
+            history = manifest.get("history") or {}
+            record.execution_count = history.get("execution_count", 0)
+            record.last_execution_time = history.get("last_execution_time")
+            if path == self.lifecycle.image_path(record):
+                found.append(record)
+        for leftover in (self.settings.store / "images").glob("*/*.partial"):
+            leftover.unlink(missing_ok=True)  # a hibernation that did not finish
+        return found

@@ -1,0 +1,67 @@
+"""run_variants: fork a session per variant, run them all at once, compare the results."""
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastmcp.dependencies import Depends
+from pydantic import Field
+
+from raykernel.hookspecs import hookimpl
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import OptionalSessionId, hints
+
+Variant = Annotated[str, Field(min_length=1, max_length=1_000_000)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]
+
+
+async def run_variants(
+    variants: Annotated[
+        list[Variant],
+        Field(
+            description="Code for each variant, run in its own fork of the session.",
+            min_length=1,
+            max_length=16,
+        ),
+    ],
+    session_id: OptionalSessionId = None,
+    compare: Annotated[
+        list[Name], Field(description="Variables whose values to show side by side.")
+    ] = [],  # noqa: B006 - pydantic copies defaults
+    keep: Annotated[
+        Literal["none", "best", "all"],
+        Field(description="Which forks to keep afterwards ('best': by best_by)."),
+    ] = "none",
+    best_by: Annotated[
+        Name | None, Field(description="With keep 'best': the compare name to rank by.")
+    ] = None,
+    goal: Annotated[
+        Literal["max", "min"], Field(description="With keep 'best': higher or lower is better.")
+    ] = "max",
+    timeout: Annotated[
+        float | None, Field(gt=0, description="Seconds each variant may run (default timeout).")
+    ] = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Try several variants from one starting point in a single call: the session is forked
+    once per variant (its variables copied), every variant runs at the same time in its own
+    fork (spread over the cluster's nodes), and the reply gives each run's result and, for
+    the names in `compare`, each variant's value side by side. The forks are deleted
+    afterwards unless keep says otherwise. The session itself is not changed."""
+    return await app.variants.run(
+        app.resolve_session(session_id),
+        list(variants),
+        app.timeout_for(timeout),
+        list(compare),
+        keep,
+        best_by,
+        goal,
+    )
+
+
+@hookimpl
+def register_tools(register: Callable[..., Any]) -> None:
+    register(
+        run_variants,
+        title="Run variants side by side",
+        annotations=hints(read_only=False, open_world=True),
+    )
