@@ -59,7 +59,15 @@ class Hibernation:
         )
 
     async def hibernate(self, record: SessionRecord) -> dict[str, Any]:
-        """Save the session's image and free its processes (the caller holds its slot)."""
+        """Save the session's image and free its processes (the caller holds its slot); a
+        session hibernated already is left as it is."""
+        if record.status == "hibernated":
+            return {
+                "session_id": record.session_id,
+                "status": "hibernated",
+                "image_bytes": record.image_bytes,
+                "not_preserved": {},
+            }
         if not self.can_hibernate(record):
             raise SessionUnavailable(
                 f"session {record.session_id!r} is {record.status} or has runs queued: "

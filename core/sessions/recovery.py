@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,26 @@ class Recovery:
             return handle.run_outcome(future)
         except ActorDied as exc:
             return self.died_reply(record, exc.reason, actor_gone=True)
+
+    def finish(
+        self, record: SessionRecord, reply: RunReply, notice: dict[str, Any] | None
+    ) -> RunReply:
+        """A run's reply made whole: a kernel death under it recorded, the flags every reply
+        carries, the session's counters, and ``notice`` (a revival's or a resumption's)."""
+        died = reply.pop("kernel_died", None)  # type: ignore[misc]
+        if died is not None:
+            reply = self.died_reply(record, str(died), actor_gone=False)
+        reply.setdefault("interrupted", False)
+        reply.setdefault("restarted", False)
+        reply.setdefault("state_preserved", not reply["restarted"])
+        if not reply["restarted"] and reply.get("execution_count") is not None:
+            record.execution_count = reply["execution_count"]
+            record.last_execution_time = time.time()
+        if record.status != "dead":
+            record.crash_streak = 0
+        if notice:
+            reply.update(notice)  # type: ignore[typeddict-item]
+        return reply
 
     async def interrupt(self, record: SessionRecord, token: str) -> None:
         """Ask the session to interrupt run ``token`` (its actor answers while it runs); a

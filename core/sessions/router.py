@@ -23,14 +23,13 @@ from typing import Any, TypeVar
 from raykernel.errors import (
     KernelDied,
     ProtectedSession,
-    QuotaExceeded,
-    SessionLimitReached,
     SessionNotFound,
     SessionUnavailable,
 )
 from raykernel.replies import RunReply
 from raykernel.settings import Settings
 
+from .admission import Admission
 from .handle import ActorDied, SessionHandle
 from .hibernation import Hibernation
 from .lifecycle import Lifecycle
@@ -70,8 +69,8 @@ class SessionRouter:
         self.hooks = hooks
         self.recovery = Recovery(settings, lifecycle, nodes, self._notify)
         self.hibernation = Hibernation(settings, lifecycle, pool, sessions)
+        self.admission = Admission(settings, sessions)
         self._table_lock = asyncio.Lock()
-        self._in_flight: dict[str, int] = {}  # runs running or queued, per identity
         self._startup: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         # Called with the id of every deleted session (the active-session map forgets it).
@@ -146,10 +145,6 @@ class SessionRouter:
             await self._create(qualified, "Default session", None)
         return self.get(qualified)
 
-    def owned_by(self, owner: str) -> dict[str, SessionRecord]:
-        """The sessions of identity ``owner``, by qualified id."""
-        return {q: r for q, r in self.sessions.items() if r.owner == owner}
-
     # -- create / delete ----------------------------------------------------------------------
 
     async def create(
@@ -182,15 +177,7 @@ class SessionRouter:
             existing = self.sessions.get(qualified)
             if existing is not None:
                 return existing, False
-            if len(self.sessions) >= self.settings.max_sessions:
-                raise SessionLimitReached(
-                    f"{len(self.sessions)} sessions exist, the maximum is "
-                    f"{self.settings.max_sessions}; delete one first"
-                )
-            quota = self.settings.max_sessions_per_identity
-            held = len(self.owned_by(owner))
-            if quota is not None and held >= quota:
-                raise QuotaExceeded(f"{owner!r} holds {held} sessions, the quota; delete one first")
+            self.admission.admit_session(owner)
             record = SessionRecord(
                 session_id,
                 description,
@@ -279,26 +266,18 @@ class SessionRouter:
         timeout: float,
         on_start: OnStart | None = None,
     ) -> RunReply:
-        quota = self.settings.max_concurrent_runs_per_identity
-        in_flight = self._in_flight.get(record.owner, 0)
-        if quota is not None and in_flight >= quota:
-            raise QuotaExceeded(
-                f"the sessions of {record.owner!r} have {in_flight} runs in flight (running or "
-                "queued), the quota; wait for one to finish"
-            )
-        self._in_flight[record.owner] = in_flight + 1
         # Counted so that health can show the queue: runs wait here one behind the other.
-        record.waiting += 1
-        entered = False
-        try:
-            async with self.slot(record):
-                record.waiting -= 1
-                entered = True
-                return await self._run_in_slot(record, start, timeout, on_start)
-        finally:
-            if not entered:
-                record.waiting -= 1
-            self._in_flight[record.owner] -= 1
+        with self.admission.run(record.owner):
+            record.waiting += 1
+            entered = False
+            try:
+                async with self.slot(record):
+                    record.waiting -= 1
+                    entered = True
+                    return await self._run_in_slot(record, start, timeout, on_start)
+            finally:
+                if not entered:
+                    record.waiting -= 1
 
     async def _run_in_slot(
         self,
@@ -335,20 +314,7 @@ class SessionRouter:
             record.run_token = None
             if record.status == "busy":
                 record.status = "healthy"
-        died = reply.pop("kernel_died", None)  # type: ignore[misc]
-        if died is not None:
-            reply = self.recovery.died_reply(record, str(died), actor_gone=False)
-        reply.setdefault("interrupted", False)
-        reply.setdefault("restarted", False)
-        reply.setdefault("state_preserved", not reply["restarted"])
-        if not reply["restarted"] and reply.get("execution_count") is not None:
-            record.execution_count = reply["execution_count"]
-            record.last_execution_time = time.time()
-        if record.status != "dead":
-            record.crash_streak = 0
-        if notice:
-            reply.update(notice)  # type: ignore[typeddict-item]
-        return reply
+        return self.recovery.finish(record, reply, notice)
 
     @contextlib.asynccontextmanager
     async def slot(
@@ -379,13 +345,6 @@ class SessionRouter:
         it."""
         record = await self.lookup(qualified)
         async with self.slot(record, resume=False):
-            if record.status == "hibernated":
-                return {
-                    "session_id": record.session_id,
-                    "status": "hibernated",
-                    "image_bytes": record.image_bytes,
-                    "not_preserved": {},
-                }
             return await self.hibernation.hibernate(record)
 
     # -- control calls ------------------------------------------------------------------------
@@ -428,12 +387,8 @@ class SessionRouter:
                 "interrupted": False,
                 "status": record.status,
             }
-        await self.send_interrupt(record, token)
-        return {"session_id": record.session_id, "interrupted": True, "status": record.status}
-
-    async def send_interrupt(self, record: SessionRecord, token: str) -> None:
-        """Ask the session to interrupt run ``token`` (its actor answers while it runs)."""
         await self.recovery.interrupt(record, token)
+        return {"session_id": record.session_id, "interrupted": True, "status": record.status}
 
     async def live_tail(self, record: SessionRecord, token: str) -> str | None:
         """What run ``token`` has printed so far (its last few thousand characters), asked of

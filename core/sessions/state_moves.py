@@ -161,7 +161,7 @@ class StateMoves:
         token = record.run_token
         if token is None:
             return None
-        await self.router.send_interrupt(record, token)
+        await self.router.recovery.interrupt(record, token)
         done, _ = await asyncio.wait({acquiring}, timeout=self.settings.interrupt_grace)
         if done:
             return "interrupted"
