@@ -10,23 +10,42 @@ nothing of the front end (fastmcp, the router) to stay small.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import psutil
-import ray
 
 from raykernel.kernel.host import HostConfig, SessionHost
 
 
 def ray_session_dir() -> list[str]:
-    """Ray's folder on this node (its processes' sockets): kernels must not see it."""
+    """Ray's folder on this node (its processes' sockets): kernels must not see it. Outside
+    a Ray worker (a session served by the front end before Ray starts) it is where Ray will
+    put it, made now so that it can be covered."""
     try:
+        if "ray" not in sys.modules:
+            raise LookupError("no Ray in this process")
         from ray._private.worker import global_worker
 
         return [str(Path(global_worker.node.get_session_dir_path()).parent)]
-    except Exception:  # another Ray version: its default place
-        return ["/tmp/ray"]
+    except Exception:  # no Ray here yet, or another Ray version: its default place
+        root = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
+        root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return [str(root)]
+
+
+def ray_node() -> dict[str, str | None]:
+    """This process's Ray node, if it is a Ray worker (a session served by the front end is
+    not one: it says so with no node)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().worker.mode != 1:
+        return {"node_id": None, "node_ip": None}
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+    }
 
 
 def package_dirs(plugin_specs: list[str]) -> list[str]:
@@ -114,13 +133,7 @@ class SessionActor:
         return await self.info()
 
     async def info(self) -> dict[str, Any]:
-        context = ray.get_runtime_context()
-        return {
-            **(await self.host.info()),
-            "pid": os.getpid(),
-            "node_id": context.get_node_id(),
-            "node_ip": ray.util.get_node_ip_address(),
-        }
+        return {**(await self.host.info()), "pid": os.getpid(), **ray_node()}
 
     async def execute(self, code: str, token: str) -> dict[str, Any]:
         return await self.host.execute(code, token)
@@ -176,7 +189,7 @@ class SessionActor:
 
     async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
         reply = await self.host.workspace(op, args)
-        reply["node_id"] = ray.get_runtime_context().get_node_id()
+        reply["node_id"] = ray_node()["node_id"]
         return reply
 
     async def measure(self) -> dict[str, Any]:
@@ -196,6 +209,16 @@ class SessionActor:
         await self.host.shutdown()
 
 
-# Async methods: Ray serves them concurrently on the actor's event loop, so an interrupt or a
-# health check is answered while a run awaits its kernel.
-RemoteSessionActor = ray.remote(SessionActor)
+def remote_class() -> Any:
+    """The actor class. Its methods are async: Ray serves them concurrently on the actor's
+    event loop, so an interrupt or a health check is answered while a run awaits its kernel.
+    Made on first use, so that a front end that never starts Ray never imports it."""
+    global _remote
+    if _remote is None:
+        import ray
+
+        _remote = ray.remote(SessionActor)
+    return _remote
+
+
+_remote: Any = None

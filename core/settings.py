@@ -52,6 +52,12 @@ class Settings(BaseSettings):
 
     # Ray. No address: start a local Ray that lives and dies with this process.
     ray_address: str | None = None
+    # Without an address, when the local Ray starts: "on_demand" serves the "default" session
+    # from this process (its kernel a child of the server) and starts Ray when something needs
+    # an actor (a second session); "at_launch" starts it at once, in the background.
+    ray_start: Literal["on_demand", "at_launch"] = "on_demand"
+    # Keep Ray's dashboard (and its HTTP port) on the local Ray: a process and ~60 MiB.
+    dashboard: bool = False
     namespace: str = "raykernel"
     # A Ray actor asks 1 CPU by default, which would cap a 2-core laptop at 2 sessions.
     session_num_cpus: float = Field(default=0.0, ge=0)
@@ -67,8 +73,9 @@ class Settings(BaseSettings):
     # but a loopback of its own (needs isolation "confined" and user namespaces).
     session_network: Literal["on", "off"] = "on"
     # Actors started ahead of time so create_session needs no cold start (0: off). Each idle
-    # pooled actor costs a Python process (about 90 MB RSS).
-    warm_pool_size: int = Field(default=2, ge=0, le=64)
+    # pooled actor costs two processes (an actor and its kernel, ~70 MiB PSS). None: 2 on a
+    # cluster, 1 on an embedded Ray.
+    warm_pool_size: int | None = Field(default=None, ge=0, le=64)
     # Sessions in all, hibernated ones included.
     max_sessions: int = Field(default=1000, ge=1, le=100_000)
     # Sessions with live processes at once; a new or resuming session past it makes room by
@@ -161,6 +168,24 @@ class Settings(BaseSettings):
         """On a cluster, sessions outlive the front end (detached actors, found again by the
         next one); an embedded Ray dies with the front end anyway."""
         return bool(self.ray_address)
+
+    @property
+    def pool_size(self) -> int:
+        """``warm_pool_size``, or its default for where the server runs."""
+        if self.warm_pool_size is not None:
+            return self.warm_pool_size
+        return 2 if self.ray_address else 1
+
+    @property
+    def ray_at_launch(self) -> bool:
+        """Ray starts with the server (always on a cluster), not when first needed."""
+        return bool(self.ray_address) or self.ray_start == "at_launch"
+
+    @property
+    def local_default(self) -> bool:
+        """The "default" session is served by this process until Ray is needed: an embedded
+        server, Ray on demand, one local identity."""
+        return not self.ray_address and self.ray_start == "on_demand" and not self.auth_enabled
 
     @property
     def auth_enabled(self) -> bool:

@@ -6,6 +6,7 @@ may exist yet: namespaces and Landlock require it), then serves requests until i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -14,7 +15,22 @@ from . import wire
 from .confinement import ConfinementRefused, confine
 
 
+def die_with_parent() -> None:
+    """A kernel never outlives the process that started it (an actor, or the server itself
+    for a session it serves), even one killed with SIGKILL: its run may be a busy loop that
+    never reads the socket's end. The parent thread is the one running its event loop, which
+    lives as long as the parent."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent()
     sock = socket.socket(fileno=int(argv[1]))
     spec = wire.receive(sock)
     try:

@@ -177,7 +177,7 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
     nodes = Nodes(runtime)
     sessions: dict[str, SessionRecord] = {}
     lifecycle = Lifecycle(settings, nodes, sessions, session_plugin_specs(pm, specs))
-    pool = WarmPool(settings.warm_pool_size, lifecycle.start_actor)
+    pool = WarmPool(settings.pool_size, lifecycle.start_actor)
     router = SessionRouter(settings, runtime, lifecycle, pool, nodes, sessions, pm.hook)
     moves = StateMoves(router)
     app = App(
@@ -199,6 +199,8 @@ def build_server(settings: Settings) -> tuple[FastMCP, App]:
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
         workspace.ensure()
         timer = asyncio.get_running_loop().call_later(RAY_START_DELAY, router.start)
+        if settings.local_default:
+            router.start()  # the default session's kernel, at once: it needs no Ray
         watching = asyncio.ensure_future(idle.run())
         try:
             yield {"app": app}

@@ -8,17 +8,22 @@ awaits Ray's object refs with a timeout and turns Ray's errors into raykernel's:
   before it answers with ``KernelDied``;
 * no answer in time is ``SessionUnavailable``;
 * anything else is an internal fault (``RuntimeError``: logged, masked for clients).
+
+The actor may also be a ``LocalActor``: the session's actor object in the front end's own
+process (embedded mode, before Ray). It is called the same way; its refs are asyncio tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from raykernel.errors import RaykernelError, SessionUnavailable
 
 from .formatting import first_line
+from .local_actor import LocalActor, LocalRef, resolve
 
 ACTOR_NAME_PREFIX = "raykernel-session:"
 CONTROL_TIMEOUT = 30.0
@@ -41,9 +46,21 @@ class SessionHandle:
     @classmethod
     def start(cls, options: dict[str, Any], **init: Any) -> SessionHandle:
         """Start a session actor (no identity yet); ``ready`` waits for it."""
-        from raykernel.actors.session_actor import RemoteSessionActor
+        from raykernel.actors.session_actor import remote_class
 
-        return cls(RemoteSessionActor.options(**options).remote(**init))
+        return cls(remote_class().options(**options).remote(**init))
+
+    @classmethod
+    def start_local(cls, **init: Any) -> SessionHandle:
+        """A session actor in this process, its kernel this process's child (no Ray)."""
+        from raykernel.actors.session_actor import SessionActor
+
+        return cls(LocalActor(SessionActor(**init)))
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the session is served by this process rather than by a Ray actor."""
+        return isinstance(self._actor, LocalActor)
 
     @classmethod
     def find(cls, name: str, namespace: str) -> SessionHandle:
@@ -95,6 +112,9 @@ class SessionHandle:
 
     def kill(self) -> None:
         """Kill the actor now (not restarted; nothing waits for it)."""
+        if isinstance(self._actor, LocalActor):  # its kernel goes with ``shutdown``
+            self._actor.shutdown.remote()
+            return
         import ray
 
         with contextlib.suppress(Exception):
@@ -176,7 +196,7 @@ class SessionHandle:
 
     async def restore(self, snapshot: Any, timeout: float) -> dict[str, Any]:
         """Load a ``snapshot()`` ref into this session."""
-        return await self._await(self._actor.restore.remote(snapshot), timeout)
+        return await self._await(self._actor.restore.remote(await _argument(snapshot)), timeout)
 
     async def save_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session writes its own snapshot file."""
@@ -192,6 +212,7 @@ class SessionHandle:
 
     async def set_blob(self, name: str, blob: Any, timeout: float) -> str:
         """Set ``name`` from a ``blob()`` ref; returns the value's type name."""
+        blob = await _argument(blob)
         return await self._await(self._actor.call.remote("set_blob", name, blob), timeout)
 
     async def hibernate(self, path: str, session: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -221,6 +242,9 @@ class SessionHandle:
     @staticmethod
     async def settled(ref: Any, timeout: float) -> bool:
         """Whether ``ref`` (a ``snapshot()``) is ready, without pulling it here."""
+        if isinstance(ref, LocalRef):
+            done, _ = await asyncio.wait({ref.task}, timeout=timeout)
+            return bool(done)
         import ray
 
         ready, _ = await asyncio.to_thread(ray.wait, [ref], timeout=timeout)
@@ -229,32 +253,54 @@ class SessionHandle:
     async def _await(self, ref: Any, timeout: float) -> Any:
         """The one place a session's answer is awaited."""
         future = _future(ref)
+        # A local call is the session's own work, not a wrapper around it: left to finish.
+        owned = not isinstance(ref, LocalRef)
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
         except asyncio.CancelledError:
-            future.cancel()
+            if owned:
+                future.cancel()
             raise
         if not done:
-            future.cancel()
+            if owned:
+                future.cancel()
             raise SessionUnavailable(f"the session did not answer within {timeout:g} s")
         return _translated(future)
 
 
 def _future(ref: Any) -> asyncio.Future[Any]:
+    if isinstance(ref, LocalRef):
+        return ref.task
     return asyncio.wrap_future(ref.future())
 
 
 def _translated(future: asyncio.Future[Any]) -> Any:
-    import ray
-
     try:
         return future.result()
-    except ray.exceptions.RayTaskError as exc:
+    except Exception as exc:
+        _raise_translated(exc)
+
+
+async def _argument(value: Any) -> Any:
+    """A ref passed from one session to another, resolved when its receiver needs the value
+    (a session served in this process, or a Ray actor given a local ref)."""
+    try:
+        return await resolve(value)
+    except Exception as exc:
+        _raise_translated(exc)
+
+
+def _raise_translated(exc: Exception) -> NoReturn:
+    ray = sys.modules.get("ray")
+    if ray is not None and isinstance(exc, ray.exceptions.RayTaskError):
         cause: BaseException = exc
         while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
             cause = cause.cause
         if isinstance(cause, RaykernelError):
             raise cause from None
         raise RuntimeError(first_line(str(cause))) from None
-    except ray.exceptions.RayActorError as exc:
+    if ray is not None and isinstance(exc, ray.exceptions.RayActorError):
         raise ActorDied(first_line(str(exc))) from None
+    if isinstance(exc, RaykernelError):  # raised by a session served in this process
+        raise exc
+    raise RuntimeError(first_line(str(exc))) from exc

@@ -25,6 +25,7 @@ class SessionHealth:
     async def health(self, session_id: str) -> dict[str, Any]:
         """The ``get_kernel_health`` report of a session (plugins' ``health_info`` in ``extra``)."""
         record = await self.router.lookup(session_id)
+        local = record.handle is not None and record.handle.is_local
         report: dict[str, Any] = {
             "session_id": record.session_id,
             "status": record.status,
@@ -35,7 +36,10 @@ class SessionHealth:
             "last_execution_time": iso_time(record.last_execution_time),
             "pid": record.kernel_pid,  # the kernel's: where the session's code runs
             "actor_pid": record.pid,
-            "node_id": record.node_id,
+            # The embedded "default" session is served by the front end until Ray is needed.
+            "ray_actor": not local,
+            # Served by this process: this process's node, once Ray is up.
+            "node_id": self.nodes.local_id if local else record.node_id,
             "node_ip": record.node_ip,
             "restart_count": record.restart_count,
             "resources": record.placement.describe(),
@@ -48,6 +52,11 @@ class SessionHealth:
             report["memory_usage"] = measured.get("memory_usage")
             report["cpu_percent"] = measured.get("cpu_percent")
             report["actor_memory"] = measured.get("actor_memory")
+        if not report["ray_actor"]:
+            report["served_by"] = (
+                "the server process (embedded mode: this session is not a Ray actor; Ray starts "
+                "when another session needs one)"
+            )
         if record.status == "dead":
             report.update(status="dead", death_reason=record.death_reason)
         if record.status == "hibernated":

@@ -58,6 +58,12 @@ class Hibernation:
             and record.waiting == 0
         )
 
+    def may_evict(self, record: SessionRecord) -> bool:
+        """Idle, and worth hibernating unasked: not the session served by the front end itself
+        (one small process, and resuming it would need Ray)."""
+        local = record.handle is not None and record.handle.is_local
+        return self.can_hibernate(record) and not local
+
     async def hibernate(self, record: SessionRecord) -> dict[str, Any]:
         """Save the session's image and free its processes (the caller holds its slot); a
         session hibernated already is left as it is."""
@@ -127,7 +133,8 @@ class Hibernation:
         """Its actor can serve another session: the usual placement and network, and the pool
         wants one."""
         usual = record.placement.is_default and record.network == self.settings.session_network
-        return usual and len(self.pool) < self.pool.size
+        local = record.handle is not None and record.handle.is_local
+        return usual and not local and len(self.pool) < self.pool.size
 
     async def resume(self, record: SessionRecord) -> dict[str, Any]:
         """Bring a hibernated session back (the caller holds its slot); what the call that
@@ -154,7 +161,7 @@ class Hibernation:
         limit = self.settings.resident_limit
         while sum(1 for r in self.sessions.values() if r.resident) >= limit:
             candidates = sorted(
-                (r for r in self.sessions.values() if r is not keep and self.can_hibernate(r)),
+                (r for r in self.sessions.values() if r is not keep and self.may_evict(r)),
                 key=lambda r: r.last_used(),
             )
             for candidate in candidates:

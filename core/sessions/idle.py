@@ -45,7 +45,7 @@ class IdleWatch:
         for qualified, record in list(self.router.sessions.items()):
             if now - record.last_used() <= self.settings.hibernate_after:
                 continue
-            if not hibernation.can_hibernate(record) or not record.slot.try_acquire():
+            if not hibernation.may_evict(record) or not record.slot.try_acquire():
                 continue
             try:
                 await hibernation.hibernate(record)

@@ -81,10 +81,28 @@ class Lifecycle:
                 load[record.node_id] = load.get(record.node_id, 0) + 1
         return load
 
+    def _actor_init(self, network: str | None) -> dict[str, Any]:
+        return {
+            "workspace": str(self.settings.workspace),
+            "store": str(self.settings.store),
+            "max_file_bytes": self.settings.max_file_bytes,
+            "max_output_bytes": self.settings.max_output_bytes,
+            "plugin_specs": self.session_plugin_specs,
+            "memory_limit": self._memory_limit(),
+            "max_processes": self.settings.max_session_processes,
+            "max_image_bytes": self.settings.max_image_bytes,
+            "isolation": self.settings.isolation,
+            "network": network or self.settings.session_network,
+            "checkpoint_depth": self.settings.checkpoint_depth,
+            "checkpoint_max_bytes": self.settings.checkpoint_max_bytes,
+        }
+
     async def start_actor(
         self, placement: Placement | None = None, network: str | None = None
     ) -> SessionHandle:
-        """Start a session actor (no identity yet) and its kernel; wait until both are up."""
+        """Start a session actor (no identity yet) and its kernel; wait until both are up.
+        Ray starts here if it has not yet (on demand)."""
+        await self.nodes.runtime.ready()
         import ray
 
         placement = placement or Placement()
@@ -108,21 +126,7 @@ class Lifecycle:
             "lifetime": "detached" if self.settings.detached else None,
             **self._actor_options(placement),
         }
-        handle = SessionHandle.start(
-            options,
-            workspace=str(self.settings.workspace),
-            store=str(self.settings.store),
-            max_file_bytes=self.settings.max_file_bytes,
-            max_output_bytes=self.settings.max_output_bytes,
-            plugin_specs=self.session_plugin_specs,
-            memory_limit=self._memory_limit(),
-            max_processes=self.settings.max_session_processes,
-            max_image_bytes=self.settings.max_image_bytes,
-            isolation=self.settings.isolation,
-            network=network or self.settings.session_network,
-            checkpoint_depth=self.settings.checkpoint_depth,
-            checkpoint_max_bytes=self.settings.checkpoint_max_bytes,
-        )
+        handle = SessionHandle.start(options, **self._actor_init(network))
         try:
             isolation = await handle.ready(CREATE_TIMEOUT)
         except BaseException:
@@ -136,6 +140,16 @@ class Lifecycle:
         if not self._isolation_reported:
             self._isolation_reported = True
             log.info("session isolation: %s", isolation)
+
+    async def spawn_local(self, record: SessionRecord) -> None:
+        """Give ``record`` a session actor in this process (embedded mode, no Ray needed)."""
+        handle = SessionHandle.start_local(**self._actor_init(record.network))
+        try:
+            self._report_isolation(await handle.ready(CREATE_TIMEOUT))
+        except BaseException:
+            handle.kill()
+            raise
+        await self.spawn(record, handle)
 
     async def spawn(self, record: SessionRecord, pooled: SessionHandle | None) -> None:
         """Give ``record`` a ready actor: ``pooled`` if given, else a new one."""

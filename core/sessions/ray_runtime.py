@@ -59,7 +59,7 @@ class RayRuntime:
 
         kwargs: dict[str, Any] = {
             "namespace": self.settings.namespace,
-            "include_dashboard": False,
+            "include_dashboard": self.settings.dashboard,
             # Worker output must never reach this process's stdout (the stdio protocol).
             "log_to_driver": False,
             "logging_level": logging.WARNING,

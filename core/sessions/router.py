@@ -84,20 +84,23 @@ class SessionRouter:
         return self.settings.detached
 
     def start(self) -> None:
-        """Start Ray and the default session in the background."""
+        """Start the default session (and Ray, unless it starts on demand) in the background."""
         if self._startup is None:
-            self.runtime.start()
+            if self.settings.ray_at_launch:
+                self.runtime.start()
             self._startup = asyncio.ensure_future(self._start_default())
 
     async def ready(self) -> None:
-        """Wait until Ray is up and the default session exists."""
+        """Wait until start-up is over: the default session exists (and Ray is up, when it
+        starts at launch). Whatever needs an actor later waits for Ray itself."""
         if self._startup is None:
             self.start()
         assert self._startup is not None
         await asyncio.shield(self._startup)
 
     async def _start_default(self) -> None:
-        await self.runtime.ready()
+        if self.settings.ray_at_launch:
+            await self.runtime.ready()
         if self.detached:
             for record in await self.lifecycle.rediscover():
                 self.sessions.setdefault(record.qualified, record)
@@ -110,7 +113,8 @@ class SessionRouter:
         # authentication every identity's is made at its first use.
         if not self.settings.auth_enabled and DEFAULT_SESSION not in self.sessions:
             await self._create(DEFAULT_SESSION, "Default session", None)
-        self.pool.refill()
+        if self.settings.ray_at_launch:
+            self.pool.refill()  # else at the first session that needs Ray
 
     async def shutdown(self) -> None:
         """Kill the warm pool and, unless sessions outlive the front end (on a cluster), every
@@ -190,10 +194,14 @@ class SessionRouter:
             self.sessions[qualified] = record
         # Pooled actors have the default placement and network; other requests get their own.
         usual = placement.is_default and network == self.settings.session_network
-        pooled = self.pool.take() if usual else None
+        local = usual and qualified == DEFAULT_SESSION and self.settings.local_default
+        pooled = self.pool.take() if usual and not local else None
         try:
             await self.hibernation.make_room(record)
-            await self.lifecycle.spawn(record, pooled)
+            if local:
+                await self.lifecycle.spawn_local(record)
+            else:
+                await self.lifecycle.spawn(record, pooled)
         except BaseException:
             self.sessions.pop(qualified, None)
             if pooled is not None and record.handle is None:

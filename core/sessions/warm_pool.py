@@ -73,7 +73,5 @@ class WarmPool:
 
 
 def _kill(handle: Any) -> None:
-    import ray
-
     with contextlib.suppress(Exception):
-        ray.kill(handle, no_restart=True)
+        handle.kill()

@@ -24,6 +24,8 @@ class FakeHandle:
     """Runs "ok" (answers after a moment), "hang" (until interrupted), "stubborn" (ignores
     interrupts) and "die" (its actor dies) codes; counts how many run at once."""
 
+    is_local = False
+
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.running = 0
@@ -82,6 +84,9 @@ class FakeLifecycle:
         self.log: list[str] = []
         self.spawned = 0
         self.killed = 0
+
+    async def spawn_local(self, record: SessionRecord) -> None:
+        await self.spawn(record, None)
 
     async def spawn(self, record: SessionRecord, pooled: Any) -> None:
         self.spawned += 1
