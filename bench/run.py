@@ -459,6 +459,16 @@ async def cold_start(cmd: list[str], idle: float) -> dict[str, float]:
         tree = [server, *server.children(recursive=True)]
         await asyncio.sleep(idle)
         pss, count = tree_pss(server)
+        # The price of a second session: raykernel starts Ray for it (on demand).
+        started_second = time.perf_counter()
+        await client.call_tool("create_session", {"session_id": "second"})
+        # The seed's run_python_code takes no session_id: its sessions are switched to.
+        await client.call_tool("switch_session", {"session_id": "second"})
+        await client.call_tool("run_python_code", {"code": "1+1"})
+        second = time.perf_counter() - started_second
+        await asyncio.sleep(idle)
+        pss_two, count_two = tree_pss(server)
+        tree = [server, *server.children(recursive=True)]
     survivors = []
     for _ in range(100):  # the server has up to 10 s to clean up after stdin closes
         survivors = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -471,6 +481,9 @@ async def cold_start(cmd: list[str], idle: float) -> dict[str, float]:
         "correct": correct,
         "pss": pss,
         "processes": count,
+        "second": second,
+        "pss_two": pss_two,
+        "processes_two": count_two,
         "survivors": len(survivors),
     }
 
@@ -495,6 +508,15 @@ async def bench_cold_start(n: int, workspace: str, idle: float = 8.0) -> None:
         f"7. idle whole-tree PSS, {idle:.0f} s after first result",
         f"{mib(mine)} ({median('mine', 'processes'):.0f} procs)",
         f"seed 0.6.2 {mib(seed)} ({median('seed', 'processes'):.0f} procs)",
+        mine / seed,
+    )
+    mine, seed = median("mine", "second"), median("seed", "second")
+    row("7. then create_session + its `1+1`, p50", ms(mine), f"seed 0.6.2 {ms(seed)}", mine / seed)
+    mine, seed = median("mine", "pss_two"), median("seed", "pss_two")
+    row(
+        "7. idle whole-tree PSS with two sessions",
+        f"{mib(mine)} ({median('mine', 'processes_two'):.0f} procs)",
+        f"seed 0.6.2 {mib(seed)} ({median('seed', 'processes_two'):.0f} procs)",
         mine / seed,
     )
     left = max(r["survivors"] for r in runs["mine"])

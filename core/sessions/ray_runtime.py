@@ -12,6 +12,8 @@ from typing import Any
 from raykernel.errors import RayUnavailable
 from raykernel.settings import Settings
 
+from .local_ray import LocalHead, init_kwargs
+
 log = logging.getLogger(__name__)
 
 
@@ -23,6 +25,7 @@ class RayRuntime:
         self.node_id: str | None = None
         self._task: asyncio.Future[None] | None = None
         self._started_here = False
+        self._head: LocalHead | None = None
         self._signals_reclaimed = False
 
     def start(self) -> None:
@@ -57,30 +60,42 @@ class RayRuntime:
     def _connect(self) -> None:
         import ray
 
-        kwargs: dict[str, Any] = {
-            "namespace": self.settings.namespace,
-            "include_dashboard": self.settings.dashboard,
-            # Worker output must never reach this process's stdout (the stdio protocol).
-            "log_to_driver": False,
-            "logging_level": logging.WARNING,
-        }
+        kwargs = init_kwargs(self.settings.namespace, self.settings.dashboard)
         address = self.settings.ray_address
-        if address:
-            kwargs["address"] = address
-            _use_token_if_available()
-        else:
-            # "local" always starts a new Ray: without it ray.init() joins any cluster already
-            # running on this machine (someone else's, on a shared host).
-            kwargs["address"] = "local"
-            kwargs["num_cpus"] = os.cpu_count() or 1
         if ray.is_initialized():
             log.info("Ray already initialized in this process; reusing it")
+        elif address:
+            log.info("connecting to Ray at %s", address)
+            _use_token_if_available()
+            kwargs.pop("include_dashboard")  # the cluster's own choice
+            ray.init(address=address, **kwargs)
         else:
-            log.info("connecting to Ray at %s", address or "local")
-            ray.init(**kwargs)
-            self._started_here = True
+            self._start_local(kwargs)
         self.node_id = ray.get_runtime_context().get_node_id()
         log.info("Ray ready (node %s)", self.node_id)
+
+    def _start_local(self, kwargs: dict[str, Any]) -> None:
+        """A Ray of our own, never another one running on this machine (someone else's, on a
+        shared host): the lean head, else what ``ray.init(address="local")`` starts."""
+        import ray
+
+        log.info("starting a local Ray")
+        head = LocalHead(self.settings.dashboard)
+        try:
+            address = head.start()
+        except Exception as exc:  # another Ray version: its private parameters moved
+            head.shutdown()
+            log.warning("starting Ray's usual processes (the lean head failed: %s)", exc)
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+        else:
+            kwargs.pop("include_dashboard")
+            try:
+                ray.init(address=address, **kwargs)
+            except BaseException:
+                head.shutdown()
+                raise
+            self._head = head
+        self._started_here = True
 
     def shutdown(self) -> None:
         """Disconnect (and stop the local Ray if this runtime started it)."""
@@ -90,6 +105,9 @@ class RayRuntime:
 
         if ray.is_initialized():
             ray.shutdown()
+        if self._head is not None:
+            self._head.shutdown()
+            self._head = None
         self._started_here = False
 
 

@@ -85,7 +85,11 @@ async def test_default_needs_no_ray_and_a_second_session_starts_it(tmp_path: Pat
         after = await client.call_tool("run_python_code", {"code": "x + y"})
         assert after.structured_content["result"] == "28"
         tree = server.children(recursive=True)
-        assert len(tree) > 3  # Ray's processes, the actor, the kernels
+        commands = [" ".join(p.cmdline()) for p in tree]
+        assert any("raylet" in c for c in commands)
+        # The lean head: no autoscaler monitor, no log monitor, no prestarted idle workers.
+        for unneeded in ("autoscaler/_private/monitor.py", "log_monitor.py", "ray::IDLE"):
+            assert not any(unneeded in c for c in commands), commands
     assert await _until_gone([server, *tree]) == []
 
 

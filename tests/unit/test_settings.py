@@ -75,3 +75,22 @@ def test_the_example_config_names_every_setting() -> None:
     text = (Path(__file__).parents[2] / "configs" / "raykernel.toml").read_text()
     keys = set(re.findall(r"^#\s*([a-z_]+)\s*=", text, flags=re.M))
     assert set(Settings.model_fields) - {"config"} <= keys
+
+
+def test_where_ray_starts_and_the_pool_size_follow_the_deployment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    laptop = load_settings(workspace=tmp_path, config=None)
+    assert (laptop.local_default, laptop.ray_at_launch, laptop.pool_size) == (True, False, 1)
+    assert laptop.dashboard is False
+    eager = load_settings(workspace=tmp_path, config=None, ray_start="at_launch")
+    assert (eager.local_default, eager.ray_at_launch) == (False, True)
+    cluster = load_settings(workspace=tmp_path, config=None, ray_address="10.0.0.1:6379")
+    assert (cluster.local_default, cluster.ray_at_launch, cluster.pool_size) == (False, True, 2)
+    # With identities every "default" belongs to one of them: none is served locally.
+    shared = load_settings(workspace=tmp_path, config=None, auth_token="t" * 32)
+    assert (shared.local_default, shared.ray_at_launch) == (False, False)
+    assert load_settings(workspace=tmp_path, config=None, warm_pool_size=0).pool_size == 0
+    with pytest.raises(ValueError, match="ray_start"):
+        load_settings(workspace=tmp_path, config=None, ray_start="sometimes")
