@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import psutil
@@ -38,9 +37,8 @@ def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 
 async def _until_gone(processes: list[psutil.Process], timeout: float = 30) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while _alive(processes) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+    """What is still running after ``timeout`` seconds (zombies do not count)."""
+    await asyncio.to_thread(psutil.wait_procs, _alive(processes), timeout)
     return [" ".join(p.cmdline()[:3]) for p in _alive(processes)]
 
 
