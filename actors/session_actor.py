@@ -72,6 +72,7 @@ class SessionActor:
         max_file_bytes: int = 10_000_000,
         max_output_bytes: int = 100_000,
         plugin_specs: list[str] | None = None,
+        plugin_paths: list[str] | None = None,
         memory_limit: int = 0,
         max_processes: int = 0,
         max_image_bytes: int = 1_000_000,
@@ -96,7 +97,8 @@ class SessionActor:
                 isolation=isolation,
                 network=network,
                 hide=ray_session_dir(),
-                read=package_dirs(plugin_specs),
+                read=[*package_dirs(plugin_specs), *(plugin_paths or [])],
+                python_path=plugin_paths or [],
                 checkpoint_depth=checkpoint_depth,
                 checkpoint_max_bytes=checkpoint_max_bytes,
             )
@@ -140,6 +142,11 @@ class SessionActor:
 
     async def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
         return await self.host.run_script(path, args, token)
+
+    async def call_function(
+        self, payload: bytes, max_result_bytes: int, token: str
+    ) -> dict[str, Any]:
+        return await self.host.call_function(payload, max_result_bytes, token)
 
     async def install(
         self, specs: list[str], allow_urls: bool, timeout: float, token: str

@@ -100,3 +100,18 @@ class RayUnavailable(RaykernelError):
 
 class ExecutionRefused(RaykernelError):
     """A plugin's ``before_execute`` hook refused to run the code."""
+
+
+class SessionBusy(SessionUnavailable):
+    """The session is running code and the caller asked not to wait behind it."""
+
+
+class FunctionFailed(RaykernelError):
+    """A plugin's function raised inside the session, was interrupted or timed out, or
+    returned what cannot be sent back (not JSON, or too large); ``ename`` says which."""
+
+    def __init__(self, ename: str, evalue: str, traceback: str = "") -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback

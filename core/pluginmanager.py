@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
+import sysconfig
+import types
+from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -38,10 +43,11 @@ def builtin_name(spec: str) -> str:
 
 
 def load_front_end_plugins(
-    blocked: list[str], allowed: list[str] | None
+    blocked: list[str], allowed: list[str] | None, extra: Sequence[Any] = ()
 ) -> tuple[pluggy.PluginManager, dict[str, str]]:
-    """Register built-in plugins and entry-point plugins; return the manager and the
-    ``{plugin name: import spec}`` of every plugin registered (sessions load from the specs)."""
+    """Register built-in plugins, entry-point plugins and ``extra`` ones (modules, objects or
+    import specs: plugins that are not installed); return the manager and the ``{plugin name:
+    import spec}`` of every plugin registered (sessions load from the specs)."""
     from raykernel.plugins import DEFAULT_PLUGINS
 
     essential_blocked = ESSENTIAL_PLUGINS.intersection(blocked)
@@ -68,11 +74,58 @@ def load_front_end_plugins(
             raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
         pm.register(plugin, name=ep.name)
         specs[ep.name] = ep.value
+    for item in extra:
+        plugin, spec = _extra_plugin(item)
+        if pm.is_registered(plugin):  # installed as an entry point too: once is enough
+            log.info("plugin %s is loaded already", spec)
+            continue
+        if spec in specs:
+            raise PluginError(f"plugin name {spec!r} is already taken")
+        pm.register(plugin, name=spec)
+        specs[spec] = spec
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin implements an unknown hook: {exc}") from exc
     return pm, specs
+
+
+def _extra_plugin(item: Any) -> tuple[Any, str]:
+    """A plugin given directly, and the import spec sessions would load it by."""
+    if isinstance(item, str):
+        try:
+            return load_object(item), item
+        except Exception as exc:
+            raise PluginError(f"plugin {item!r} failed to import: {exc}") from exc
+    return item, spec_of(item)
+
+
+def spec_of(item: Any) -> str:
+    """How a plugin given to the server is named, and imported in sessions."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, types.ModuleType):
+        return item.__name__
+    module, qualname = getattr(item, "__module__", None), getattr(item, "__qualname__", None)
+    if module and qualname and "<" not in qualname:  # a class or function at module level
+        return f"{module}:{qualname}"
+    return f"<object {type(item).__name__} at {id(item):#x}>"
+
+
+def import_root(spec: str) -> str | None:
+    """The folder to put on ``sys.path`` so that ``spec`` imports (for a plugin that is not
+    installed: sessions' kernels import it by name)."""
+    module = sys.modules.get(spec.partition(":")[0])
+    origin = getattr(module, "__file__", None)
+    if module is None or origin is None:
+        return None
+    root = Path(origin).resolve().parent
+    depth = module.__name__.count(".") + (1 if Path(origin).name == "__init__.py" else 0)
+    for _ in range(depth):
+        root = root.parent
+    # Installed plugins (and raykernel's own) import in a kernel as they are.
+    python = {Path(p).resolve() for p in sysconfig.get_paths().values() if p}
+    return None if root in python else str(root)
 
 
 def session_plugin_specs(pm: pluggy.PluginManager, specs: dict[str, str]) -> list[str]:
@@ -83,6 +136,12 @@ def session_plugin_specs(pm: pluggy.PluginManager, specs: dict[str, str]) -> lis
         plugin = pm.get_plugin(name)
         callers = pm.get_hookcallers(plugin) or []
         if any(caller.name in hookspecs.SESSION_HOOKS for caller in callers):
+            if spec.startswith("<object"):
+                raise PluginError(
+                    f"plugin {spec} implements hooks that run inside sessions, where it must be "
+                    "imported by name: pass its module, or a class or object defined at module "
+                    "level"
+                )
             wanted.append(spec)
     return wanted
 

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=100_000, ge=1_000)
     max_code_bytes: int = Field(default=1_000_000, ge=1_000)
     max_file_bytes: int = Field(default=10_000_000, ge=1_000)
+    # The JSON value a plugin's function (app.sessions.call_function) may send back.
+    max_result_bytes: int = Field(default=10_000_000, ge=1_000)
     # Images above this are downscaled (then re-encoded as JPEG) before they are inlined in a
     # reply; the file saved under outputs/ keeps full size.
     max_image_bytes: int = Field(default=1_000_000, ge=10_000)
@@ -122,6 +124,9 @@ class Settings(BaseSettings):
     # Plugins: entry points in group "raykernel" load unless blocked; an allow-list narrows them.
     blocked_plugins: list[str] = Field(default_factory=list)
     allowed_plugins: list[str] | None = None
+    # Plugins to load that are not installed as entry points: import specs ("my_module" or
+    # "package.module:object"), importable from PYTHONPATH.
+    plugins: list[str] = Field(default_factory=list)
 
     log_level: str = "INFO"
 

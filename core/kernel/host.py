@@ -55,6 +55,8 @@ class HostConfig:
     hide: list[str] = field(default_factory=list)
     # Folders beyond Python's that the kernel may read (plugins installed from a checkout).
     read: list[str] = field(default_factory=list)
+    # Folders put first on the kernel's sys.path (plugins given to the server, not installed).
+    python_path: list[str] = field(default_factory=list)
     checkpoint_depth: int = 20
     checkpoint_max_bytes: int = 1 << 30
 
@@ -129,6 +131,10 @@ class SessionHost:
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
+        if self.config.python_path:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [*self.config.python_path, *filter(None, [env.get("PYTHONPATH")])]
+            )
         env["MPLBACKEND"] = "Agg"
         env["TMPDIR"] = str(self._folder("tmp"))
         if self.config.isolation == "confined":
@@ -222,12 +228,18 @@ class SessionHost:
     async def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
         return await self._run("run_script", path, args, token)
 
-    async def _run(self, op: str, *args: Any) -> dict[str, Any]:
+    async def call_function(
+        self, payload: bytes, max_result_bytes: int, token: str
+    ) -> dict[str, Any]:
+        """A plugin's function in the kernel (no history, no count, no checkpoint)."""
+        return await self._run("call_function", payload, max_result_bytes, token, keeps=False)
+
+    async def _run(self, op: str, *args: Any, keeps: bool = True) -> dict[str, Any]:
         kernel = self._running()
         token = args[-1]
         try:
             reply = await kernel.request(op, *args)
-            if self.checkpoints is not None and reply.get("success"):
+            if keeps and self.checkpoints is not None and reply.get("success"):
                 # Off the reply's path: the kernel takes it before the next request.
                 task = asyncio.ensure_future(self.checkpoint())
                 self._background.add(task)

@@ -22,7 +22,7 @@ import cloudpickle
 from raykernel.errors import InvalidArgument
 from raykernel.replies import RunError, RunReply, run_error, run_reply
 
-from . import display, interrupts, introspection
+from . import display, functions, interrupts, introspection
 from .capture import CappedStream, WriteWatcher, truncate_text
 from .display import Display, DisplayCollector, mime_bundle, safe_repr
 from .history import History
@@ -79,6 +79,15 @@ class Interpreter:
     def current_token(self) -> str | None:
         """The token of the run in progress, or None when no user code runs."""
         return self._token
+
+    def call_function(self, payload: bytes, token: str, max_result_bytes: int) -> dict[str, Any]:
+        """A plugin's function on the namespace, interruptible like a run; it leaves no trace
+        in the history or the execution count."""
+        self._token = token
+        try:
+            return functions.call(payload, self.namespace, max_result_bytes)
+        finally:
+            self._token = None
 
     # -- execution -----------------------------------------------------------------------------
 

@@ -124,6 +124,9 @@ class KernelService:
         killed = self.children.killed
         return self.children.annotate(self.interpreter.run_script(Path(path), args, token), killed)
 
+    def op_call_function(self, payload: bytes, max_result_bytes: int, token: str) -> Any:
+        return self.interpreter.call_function(payload, token, max_result_bytes)
+
     def op_activate_site(self) -> None:
         if self.interpreter.site_dir is not None:
             self.interpreter.use_site_dir(self.interpreter.site_dir)

@@ -27,6 +27,7 @@ from raykernel.workspace import Workspace
 from .active import ActiveSessions, caller_key
 from .identity import Caller, caller_identity
 from .runs import Runs
+from .sessions import Sessions
 
 
 @dataclass
@@ -40,10 +41,12 @@ class App:
     moves: StateMoves
     variants: Variants
     runs: Runs = field(init=False)
+    sessions: Sessions = field(init=False)
     hooks: Any = None
 
     def __post_init__(self) -> None:
         self.runs = Runs(self.router)
+        self.sessions = Sessions(self.settings, self.router, self.resolve_session)
 
     # -- whose sessions ------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastmcp import FastMCP
@@ -15,7 +15,12 @@ from fastmcp.server.middleware import Middleware
 
 from raykernel import __version__
 from raykernel.errors import PluginError, RaykernelError
-from raykernel.pluginmanager import load_front_end_plugins, session_plugin_specs
+from raykernel.pluginmanager import (
+    import_root,
+    load_front_end_plugins,
+    session_plugin_specs,
+    spec_of,
+)
 from raykernel.sessions.files import SessionFiles
 from raykernel.sessions.health import SessionHealth
 from raykernel.sessions.idle import IdleWatch
@@ -169,14 +174,20 @@ class StartRayAfterToolsList(Middleware):
         return tools
 
 
-def build_server(settings: Settings) -> tuple[FastMCP, App]:
-    """The MCP server with every enabled plugin's tools; Ray starts when it starts."""
-    pm, specs = load_front_end_plugins(settings.blocked_plugins, settings.allowed_plugins)
+def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastMCP, App]:
+    """The MCP server with every enabled plugin's tools, and ``plugins`` (modules, objects or
+    import specs: plugins that are not installed, for tests and notebooks) besides the
+    ``plugins`` setting's."""
+    extra = [*settings.plugins, *plugins]
+    pm, specs = load_front_end_plugins(settings.blocked_plugins, settings.allowed_plugins, extra)
+    in_sessions = session_plugin_specs(pm, specs)
+    given = {spec_of(item) for item in extra}
+    roots = sorted(filter(None, {import_root(spec) for spec in in_sessions if spec in given}))
     workspace = Workspace(settings.workspace, settings.max_file_bytes)
     runtime = RayRuntime(settings)
     nodes = Nodes(runtime)
     sessions: dict[str, SessionRecord] = {}
-    lifecycle = Lifecycle(settings, nodes, sessions, session_plugin_specs(pm, specs))
+    lifecycle = Lifecycle(settings, nodes, sessions, in_sessions, roots)
     pool = WarmPool(settings.pool_size, lifecycle.start_actor)
     router = SessionRouter(settings, runtime, lifecycle, pool, nodes, sessions, pm.hook)
     moves = StateMoves(router)

@@ -130,6 +130,12 @@ class SessionHandle:
         """Start a script run (``%run`` semantics)."""
         return _future(self._actor.run_script.remote(path, args, token))
 
+    def call_function(
+        self, payload: bytes, max_result_bytes: int, token: str
+    ) -> asyncio.Future[Any]:
+        """Start a plugin's function (a cloudpickled ``(fn, args, kwargs)``) in the kernel."""
+        return _future(self._actor.call_function.remote(payload, max_result_bytes, token))
+
     def install(
         self, specs: list[str], allow_urls: bool, timeout: float, token: str
     ) -> asyncio.Future[Any]:

@@ -39,11 +39,13 @@ class Lifecycle:
         nodes: Nodes,
         sessions: dict[str, SessionRecord],
         session_plugin_specs: list[str] | None = None,
+        plugin_paths: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.nodes = nodes
         self.sessions = sessions  # the router's table, read for spreading sessions over nodes
         self.session_plugin_specs = session_plugin_specs or []
+        self.plugin_paths = plugin_paths or []
         self._isolation_reported = False
 
     def site_dir(self, record: SessionRecord) -> Path:
@@ -88,6 +90,7 @@ class Lifecycle:
             "max_file_bytes": self.settings.max_file_bytes,
             "max_output_bytes": self.settings.max_output_bytes,
             "plugin_specs": self.session_plugin_specs,
+            "plugin_paths": self.plugin_paths,
             "memory_limit": self._memory_limit(),
             "max_processes": self.settings.max_session_processes,
             "max_image_bytes": self.settings.max_image_bytes,

@@ -251,6 +251,17 @@ class SessionRouter:
             record, lambda h, t: h.run_script(str(path), args, t), timeout, on_start
         )
 
+    async def call_function(
+        self, session_id: str, payload: bytes, max_result_bytes: int, timeout: float
+    ) -> dict[str, Any]:
+        """Run a plugin's function in the session, in its turn, like a run (interrupted past
+        ``timeout``) but outside its history."""
+        record = await self.lookup(session_id)
+        reply: Any = await self._run(
+            record, lambda h, t: h.call_function(payload, max_result_bytes, t), timeout
+        )
+        return reply
+
     async def install(
         self, session_id: str, specs: list[str], on_start: OnStart | None = None
     ) -> dict[str, Any]:

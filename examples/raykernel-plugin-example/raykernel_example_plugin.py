@@ -1,22 +1,51 @@
 """An example third-party raykernel plugin: one of every hook.
 
+* a tool, ``dataframe_summary``, that loads a CSV with pandas inside the caller's session and
+  returns its shape and column types (``app.sessions.call_function``);
 * a tool, ``word_count``, that counts the words of a workspace file (front end);
 * a resource template, ``example://words/{path*}``, and a prompt, ``count_words`` (front end);
 * execute hooks (inside every session): refuse code that mentions ``FORBIDDEN_WORD`` and report
   how many lines each run had, under ``extras.example_lines``.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from raykernel.hookspecs import hookimpl
+from raykernel.api import OptionalSessionId, WorkspacePath, hints, hookimpl
 
 FORBIDDEN_WORD = "launch_missiles"
 _events: list[Path] = []  # where session events are logged: set when tools are registered
 
 
+def summarize_csv(namespace: Mapping[str, Any], path: str, max_columns: int) -> dict[str, Any]:
+    """Runs inside the session's kernel (with the session's own pandas): only the summary,
+    as JSON data, travels back."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    dtypes = {str(name): str(dtype) for name, dtype in frame.dtypes.items()}
+    return {
+        "shape": list(frame.shape),
+        "dtypes": dict(list(dtypes.items())[:max_columns]),
+        "columns_shown": min(len(dtypes), max_columns),
+        "frames_in_session": sorted(k for k, v in namespace.items() if isinstance(v, pd.DataFrame)),
+    }
+
+
 @hookimpl
 def register_tools(register, app):
+    async def dataframe_summary(
+        path: WorkspacePath, session_id: OptionalSessionId = None, max_columns: int = 200
+    ) -> dict[str, Any]:
+        """Load a CSV file of the workspace with pandas in a session, and return its shape, the
+        type of each column, and the DataFrames the session already holds."""
+        full = str(app.workspace.resolve(path))  # PathOutsideWorkspace for "../x"
+        summary = await app.sessions.call_function(session_id, summarize_csv, full, max_columns)
+        return {"path": app.workspace.relative(Path(full)), **summary}
+
+    register(dataframe_summary, title="Summarize a CSV", annotations=hints(read_only=True))
+
     async def word_count(path: str) -> dict[str, Any]:
         """Count the words of a workspace file."""
         text = app.workspace.read(path)["content"]

@@ -97,3 +97,20 @@ async def test_blocked_plugin_is_not_loaded(plugin_site: Path, tmp_path: Path) -
         assert "word_count" not in names and "run_python_code" in names
         with pytest.raises(ToolError):
             await client.call_tool("word_count", {"path": "x"})
+
+
+async def test_a_plugin_that_is_not_installed_over_stdio(tmp_path: Path) -> None:
+    """The kit's serve_stdio: the plugins setting loads a module from PYTHONPATH, and its
+    session-backed tool and its hooks inside sessions work in the subprocess server."""
+    from raykernel.testing import serve_stdio
+
+    sys.path.insert(0, str(REPO / "examples" / "raykernel-plugin-example"))
+    try:
+        (tmp_path / "t.csv").write_text("a,b\n1,x\n2,y\n3,z\n")
+        async with serve_stdio(["raykernel_example_plugin"], workspace=tmp_path) as client:
+            summary = await client.call_tool("dataframe_summary", {"path": "t.csv"})
+            assert summary.structured_content["shape"] == [3, 2]
+            ran = await client.call_tool("run_python_code", {"code": "1"})
+            assert ran.structured_content["extras"] == {"example_lines": 1}
+    finally:
+        sys.path.remove(str(REPO / "examples" / "raykernel-plugin-example"))

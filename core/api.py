@@ -1,0 +1,63 @@
+"""The plugin API: everything a plugin may import from raykernel, in one place.
+
+What is named here is documented in docs/plugins.md and kept stable across releases; every
+other module of raykernel is internal and may change (a plugin that imports one will break).
+
+    from raykernel.api import App, OptionalSessionId, WorkspacePath, hints, hookimpl
+"""
+
+from __future__ import annotations
+
+from raykernel.errors import (
+    ExecutionRefused,
+    FileTooLarge,
+    FunctionFailed,
+    InvalidArgument,
+    KernelDied,
+    NotFound,
+    PathOutsideWorkspace,
+    RaykernelError,
+    SessionBusy,
+    SessionNotFound,
+    SessionUnavailable,
+)
+from raykernel.hookspecs import hookimpl
+from raykernel.replies import RunError, RunReply
+from raykernel.server.app import App, current_app
+from raykernel.server.arguments import (
+    ForSession,
+    OptionalSessionId,
+    SessionId,
+    WorkspacePath,
+    hints,
+)
+from raykernel.server.sessions import Sessions
+from raykernel.settings import Settings
+from raykernel.workspace import Workspace
+
+__all__ = [
+    "App",
+    "ExecutionRefused",
+    "FileTooLarge",
+    "ForSession",
+    "FunctionFailed",
+    "InvalidArgument",
+    "KernelDied",
+    "NotFound",
+    "OptionalSessionId",
+    "PathOutsideWorkspace",
+    "RaykernelError",
+    "RunError",
+    "RunReply",
+    "SessionBusy",
+    "SessionId",
+    "SessionNotFound",
+    "SessionUnavailable",
+    "Sessions",
+    "Settings",
+    "Workspace",
+    "WorkspacePath",
+    "current_app",
+    "hints",
+    "hookimpl",
+]

@@ -1,0 +1,72 @@
+"""Plugin functions run inside a session's kernel (``app.sessions.call_function``).
+
+The function arrives by value (cloudpickle, from the front end: the kernel runs untrusted code
+anyway, so unpickling what the server sends costs nothing). It is called with a read-only view
+of the session's namespace and its own arguments; what it prints is dropped. Its value goes
+back as JSON, never as a pickle: the session's own code could make any object's pickle run
+code wherever it is unpickled, and the server must never unpickle what a kernel sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import traceback
+import types
+from typing import Any
+
+import cloudpickle
+
+
+def call(payload: bytes, namespace: dict[str, Any], max_result_bytes: int) -> dict[str, Any]:
+    """Run the shipped ``(fn, args, kwargs)``; a reply shaped like a run's (``success``,
+    ``error``, ``interrupted``) with the value as JSON text under ``value_json``."""
+    view = types.MappingProxyType(namespace)
+    try:
+        fn, args, kwargs = cloudpickle.loads(payload)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            value = fn(view, *args, **kwargs)
+    except KeyboardInterrupt:
+        return _failed("KeyboardInterrupt", "the function was interrupted", "", interrupted=True)
+    except BaseException as exc:
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return _failed(type(exc).__name__, str(exc), detail[-8000:])
+    try:
+        text = json.dumps(_finite(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return _failed(
+            "ResultNotJSON",
+            f"the function returned {type(value).__name__} data that is not JSON ({exc}): "
+            "return dicts, lists, strings, numbers, booleans or None",
+            "",
+        )
+    if len(text.encode()) > max_result_bytes:
+        return _failed(
+            "ResultTooLarge",
+            f"the function's value is {len(text.encode())} bytes as JSON, above the "
+            f"{max_result_bytes}-byte limit: return less (a summary, a page)",
+            "",
+        )
+    return {"success": True, "error": None, "interrupted": False, "value_json": text}
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (common in data) as None, since JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _failed(ename: str, evalue: str, detail: str, interrupted: bool = False) -> dict[str, Any]:
+    return {
+        "success": False,
+        "error": {"ename": ename, "evalue": evalue, "traceback": detail},
+        "interrupted": interrupted,
+        "value_json": None,
+    }
