@@ -5,6 +5,7 @@ health and session hooks in the front end, and blocking it by setting."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,10 @@ pytestmark = pytest.mark.subprocess
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Install examples/raykernel-plugin-example into a private target folder (as pip/uv would)."""
     target = tmp_path_factory.mktemp("plugin-site")
+    # Built from a copy: setuptools leaves build/ and *.egg-info beside the sources, and an
+    # egg-info on sys.path would make the example an installed plugin for other tests.
+    source = tmp_path_factory.mktemp("plugin-src") / "example"
+    shutil.copytree(REPO / "examples" / "raykernel-plugin-example", source)
     uv = Path(sys.executable).parent / "uv"
     subprocess.run(
         [
@@ -36,7 +41,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             sys.executable,
             "--target",
             str(target),
-            str(REPO / "examples" / "raykernel-plugin-example"),
+            str(source),
         ],
         check=True,
     )
