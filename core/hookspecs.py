@@ -56,14 +56,13 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         annotations=None)``. ``fn`` is a plain or async function whose type hints become the
         tool's input schema (use ``typing.Annotated`` with ``pydantic.Field`` for limits and
         descriptions). A name already taken by another plugin is refused with ``PluginError``.
-    :param app: the ``raykernel.server.app.App``: ``app.router`` (the only road to sessions:
-        ``execute``, ``call(session_id, op)`` with an op on the session's ``SessionHandle``...),
-        ``app.health``, ``app.moves`` (snapshots, forks, transfers, restarts), ``app.files``
-        (file operations on a session's node), ``app.runs`` (background runs),
-        ``app.settings``, ``app.workspace``, ``app.resolve_session(session_id)`` (the
-        caller's active session when ``session_id`` is None). A tool may instead be a
-        module-level function taking ``app: App = Depends(current_app)`` (fastmcp's
-        ``Depends``), as the built-in tools are.
+    :param app: the server's ``App`` (``raykernel.api.App``): ``app.sessions.call_function``
+        (run a function in a session's kernel and get its value), ``app.workspace``,
+        ``app.files``, ``app.health``, ``app.settings``, ``app.resolve_session(session_id)``
+        (the caller's active session when ``session_id`` is None), ``app.identity()``,
+        ``app.timeout_for(timeout)``. docs/plugins.md documents them; import only from
+        ``raykernel.api``. A tool may instead be a module-level function taking
+        ``app: App = Depends(current_app)`` (fastmcp's ``Depends``), as the built-in tools are.
 
     A tool signals a refusal by raising a ``raykernel.errors.RaykernelError``; its message
     reaches the client. Any other exception is logged and masked as an internal error.
