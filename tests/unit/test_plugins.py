@@ -92,3 +92,21 @@ def test_tool_name_clash_is_refused_with_both_plugins_named() -> None:
 def test_misspelled_hook_fails_loudly() -> None:
     with pytest.raises(PluginError, match="before_exectue"):
         load_session_plugins(["tests.unit.misspelled_plugin"])
+
+
+def test_the_plugin_api_page_lists_exactly_what_raykernel_api_exports() -> None:
+    import raykernel.api
+
+    page = (Path(__file__).parents[2] / "docs" / "plugins.md").read_text()
+    reference = page[page.index("## 9. Reference") :]
+    documented = set(re.findall(r"`([A-Za-z_]+)`", reference)) - {"raykernel"}
+    documented = {name for name in documented if hasattr(raykernel.api, name) or name[0].isupper()}
+    assert documented == set(raykernel.api.__all__)
+
+
+def test_the_example_plugin_imports_only_the_plugin_api() -> None:
+    root = Path(__file__).parents[2] / "examples" / "raykernel-plugin-example"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("raykernel"):
+                assert node.module in ("raykernel.api", "raykernel.testing"), (path, node.module)
