@@ -145,9 +145,20 @@ def tool_result(reply: RunReply | dict[str, Any], result_format: str = "structur
       is "content": some clients show only structured content when both are present, and so
       would hide the images.
     """
-    lean = without_image_data(reply)
+    lean = {**without_image_data(reply), **seed_keys(reply)}
     text = lean if result_format == "content" else _text_view(lean)
     return _shaped(lean, text, _blocks(reply), result_format)
+
+
+def seed_keys(reply: Any) -> dict[str, Any]:
+    """What python-mcp-server 0.6.2 (the session API raykernel implements) answered and its
+    clients read: ``results`` (the trailing value's text, in a list) and, for scripts,
+    ``returncode``."""
+    result = reply.get("result")
+    return {
+        "results": [] if result is None else [result],
+        "returncode": 0 if reply.get("success") else 1,
+    }
 
 
 def run_result(view: dict[str, Any], result_format: str = "structured") -> Any:

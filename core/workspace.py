@@ -118,7 +118,14 @@ class Workspace:
                 }
             )
         entries.sort(key=lambda e: e["path"])
-        return {"path": self.relative(folder), "entries": entries, "truncated": truncated}
+        return {
+            "path": self.relative(folder),
+            "entries": entries,
+            "truncated": truncated,
+            # As python-mcp-server 0.6.2 answered (its clients read these).
+            "root": self.relative(folder),
+            "files": [e["path"] for e in entries],
+        }
 
     def _walk(self, folder: Path) -> Iterator[Path]:
         """Everything under ``folder``, never descending into the store (or symlinks)."""
@@ -137,18 +144,23 @@ class Workspace:
             raise FileTooLarge(f"{path!r} is {size} bytes; the limit is {self.max_file_bytes}")
         data = real.read_bytes()
         try:
+            text = data.decode("utf-8")
+            # "text" / "base64": as python-mcp-server 0.6.2 answered.
             return {
                 "path": self.relative(real),
-                "content": data.decode("utf-8"),
+                "content": text,
                 "encoding": "utf-8",
                 "size": size,
+                "text": text,
             }
         except UnicodeDecodeError:
+            encoded = base64.b64encode(data).decode("ascii")
             return {
                 "path": self.relative(real),
-                "content": base64.b64encode(data).decode("ascii"),
+                "content": encoded,
                 "encoding": "base64",
                 "size": size,
+                "base64": encoded,
             }
 
     @_typed_os_errors
@@ -186,7 +198,7 @@ class Workspace:
             real.unlink()
         else:
             raise InvalidArgument(f"{path!r} does not exist")
-        return {"path": self.relative(real), "deleted": True}
+        return {"path": self.relative(real), "deleted": True, "success": True}
 
     def is_file(self, path: str) -> dict[str, Any]:
         real = self.resolve(path)
@@ -207,6 +219,10 @@ class Workspace:
         return {
             "workspace": str(self.root),
             "outputs_dir": str(self.outputs),
+            # As python-mcp-server 0.6.2 answered.
+            "outputs": str(self.outputs),
+            "scripts": str(self.scripts),
+            "uploads": str(self.root / "uploads"),
             "scripts_dir": str(self.scripts),
             "file_count": files,
             "total_size": size,

@@ -1,9 +1,11 @@
 """Health tools: answered from the router's bookkeeping and the process, never queued behind
 a running cell."""
 
+import shutil
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import psutil
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
@@ -23,7 +25,26 @@ async def get_kernel_health(
     session = app.resolve_session(session_id)
     report = await app.health.health(session)
     report["queue"]["background_runs"] = app.runs.for_session(session)
-    return report
+    return {**report, **_seed_health(report, app)}
+
+
+def _seed_health(report: dict[str, Any], app: App) -> dict[str, Any]:
+    """What python-mcp-server 0.6.2 answered besides raykernel's own keys."""
+    memory = report.get("memory_usage")
+    usage = shutil.disk_usage(app.workspace.root)
+    return {
+        "kernel_process": {
+            "pid": report.get("pid"),
+            "memory_mb": round(memory / 2**20, 2) if memory else None,
+            "cpu_percent": report.get("cpu_percent"),
+        },
+        "metadata": {},
+        "system": {
+            "system_memory_mb": round(psutil.virtual_memory().available / 2**20, 2),
+            "system_cpu_percent": psutil.cpu_percent(None),
+            "disk_free_gb": round(usage.free / 2**30, 2),
+        },
+    }
 
 
 async def check_kernel_responsiveness(
@@ -31,12 +52,13 @@ async def check_kernel_responsiveness(
 ) -> dict[str, Any]:
     """Check that a session answers, and how fast. A busy session is reported responsive
     (its process is alive) with busy: true."""
-    return await app.health.responsiveness(app.resolve_session(session_id), timeout)
+    reply = await app.health.responsiveness(app.resolve_session(session_id), timeout)
+    return {**reply, "timeout": timeout}
 
 
 async def ping() -> dict[str, Any]:
     """Check that the server is up (does not wait for Ray)."""
-    return {"status": "ok", "server": "raykernel", "version": __version__}
+    return {"status": "ok", "ok": True, "server": "raykernel", "version": __version__}
 
 
 @hookimpl

@@ -55,7 +55,16 @@ async def code_completion(
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
     reply = await app.router.call(session, lambda h: h.complete(code, cursor))
-    return {"session_id": app.shown(session), **reply}
+    # status and metadata (Jupyter's types): as python-mcp-server 0.6.2 answered.
+    types = [
+        {"start": reply["cursor_start"], "end": reply["cursor_end"], **m} for m in reply["matches"]
+    ]
+    return {
+        "session_id": app.shown(session),
+        **reply,
+        "status": "ok",
+        "metadata": {"_jupyter_types_experimental": types},
+    }
 
 
 async def inspect_object(
@@ -69,7 +78,15 @@ async def inspect_object(
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
     reply = await app.router.call(session, lambda h: h.inspect(code, cursor))
-    return {"session_id": app.shown(session), **reply}
+    # status, data (a MIME bundle) and metadata: Jupyter's inspect reply, as the seed sent it.
+    text = "\n".join(filter(None, [*reply.get("signatures", []), reply.get("docstring")]))
+    return {
+        "session_id": app.shown(session),
+        **reply,
+        "status": "ok",
+        "data": {"text/plain": text} if reply.get("found") else {},
+        "metadata": {},
+    }
 
 
 @hookimpl

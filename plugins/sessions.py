@@ -1,5 +1,6 @@
 """Session tools: create, switch, list, delete, restart, interrupt."""
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -108,6 +109,8 @@ async def create_session(
         "network": record.network,
         "checkpoint": record.checkpoint,
         "isolation": record.isolation,
+        "metadata": {"description": record.description},
+        "timestamp": time.time(),
     }
 
 
@@ -119,6 +122,7 @@ async def switch_session(session_id: SessionId, app: App = Depends(current_app))
         "previous_session": app.shown(previous),
         "current_session": app.shown(record.qualified),
         "status": "switched",
+        "timestamp": time.time(),
     }
 
 
@@ -138,6 +142,7 @@ async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
         "total_sessions": len(sessions),
         "max_sessions": app.settings.max_sessions_per_identity or app.settings.max_sessions,
         "sessions": sessions,
+        "timestamp": time.time(),
     }
 
 
@@ -153,6 +158,7 @@ async def delete_session(session_id: SessionId, app: App = Depends(current_app))
         "status": "deleted",
         "was_active": was_active,
         "active_session": app.shown(app.active_session()),
+        "timestamp": time.time(),
     }
 
 
@@ -165,7 +171,15 @@ async def restart_kernel(
     if it ignores the interrupt), and the restart goes ahead of queued runs. With
     preserve_state, variables that cloudpickle can carry are restored; the reply names those
     it could not."""
-    return await app.moves.restart(app.resolve_session(session_id), preserve_state)
+    reply = await app.moves.restart(app.resolve_session(session_id), preserve_state)
+    # As python-mcp-server 0.6.2 answered (its clients, and its tests, read these).
+    return {
+        **reply,
+        "restarted": True,
+        "preserved_vars": len(reply["preserved"]),
+        "restored_vars": len(reply["preserved"]),
+        "timestamp": time.time(),
+    }
 
 
 async def hibernate_session(

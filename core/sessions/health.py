@@ -34,6 +34,9 @@ class SessionHealth:
             "uptime": round(time.time() - record.started_at, 3),
             "execution_count": record.execution_count,
             "last_execution_time": iso_time(record.last_execution_time),
+            "average_execution_time": round(
+                record.run_seconds / record.execution_count if record.execution_count else 0.0, 6
+            ),
             "pid": record.kernel_pid,  # the kernel's: where the session's code runs
             "actor_pid": record.pid,
             # The embedded "default" session is served by the front end until Ray is needed.

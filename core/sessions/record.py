@@ -32,6 +32,7 @@ class SessionRecord:
     status: str = "starting"  # starting | healthy | busy | dead
     execution_count: int = 0
     last_execution_time: float | None = None
+    run_seconds: float = 0.0  # the runs' execution times added up (for their average)
     restart_count: int = 0
     death_reason: str | None = None
     crash_streak: int = 0

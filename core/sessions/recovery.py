@@ -74,6 +74,7 @@ class Recovery:
         if not reply["restarted"] and reply.get("execution_count") is not None:
             record.execution_count = reply["execution_count"]
             record.last_execution_time = time.time()
+            record.run_seconds += reply.get("execution_time") or 0.0
         if record.status != "dead":
             record.crash_streak = 0
         if notice:

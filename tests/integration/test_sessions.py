@@ -22,7 +22,7 @@ async def test_create_is_idempotent_and_keeps_description(client: Client) -> Non
     assert first["status"] == "created"
     assert first["description"] == "first"
     again = await call(client, "create_session", session_id="idem", description="second")
-    assert again == {**first, "status": "exists"}
+    assert again == {**first, "status": "exists", "timestamp": again["timestamp"]}
     await call(client, "delete_session", session_id="idem")
 
 
@@ -59,6 +59,7 @@ async def test_delete_kills_the_process_and_is_then_unknown(client: Client, app)
     children = psutil.Process(pid).children(recursive=True)
     assert children, "the session should have a child process"
     reply = await call(client, "delete_session", session_id="doomed")
+    assert reply.pop("timestamp") > 0
     assert reply == {
         "session_id": "doomed",
         "status": "deleted",
@@ -115,6 +116,7 @@ async def test_stateless_clients_share_the_server_wide_active_session(server) ->
     async with Client(server) as one, Client(server) as two:
         await call(one, "create_session", session_id="shared-active")
         switched = await call(one, "switch_session", session_id="shared-active")
+        assert switched.pop("timestamp") > 0
         assert switched == {
             "previous_session": "default",
             "current_session": "shared-active",
