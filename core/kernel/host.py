@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from raykernel.errors import InvalidArgument, SessionUnavailable
 from raykernel.replies import failed_reply
 from raykernel.workspace import OPERATIONS, Workspace
@@ -61,6 +63,27 @@ class HostConfig:
     checkpoint_max_bytes: int = 1 << 30
 
 
+_swept = False
+
+
+def sweep_stale_temp() -> None:
+    """Remove kernels' temp folders whose owner process is gone (a server or an actor killed
+    with SIGKILL cannot remove its own), once per process; only this user's, and never one
+    whose process id is alive (reused or not)."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    for path in Path(tempfile.gettempdir()).glob("raykernel-kernel-*-*"):
+        try:
+            pid = int(path.name.split("-")[2])
+            if path.stat().st_uid != os.getuid() or psutil.pid_exists(pid):
+                continue
+        except (ValueError, OSError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class SessionHost:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
@@ -74,6 +97,7 @@ class SessionHost:
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
         # Named with this process's id: a leftover (its actor killed) is recognisable.
+        sweep_stale_temp()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
         # A pooled host's packages folder, renamed to the session's when it is claimed: the
         # kernel's sandbox rules follow the folder, not its name.
