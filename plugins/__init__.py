@@ -11,6 +11,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "raykernel.plugins.snapshots",
     "raykernel.plugins.variants",
     "raykernel.plugins.introspection",
+    "raykernel.plugins.notebooks",
     "raykernel.plugins.resources",
     "raykernel.plugins.prompts",
 )

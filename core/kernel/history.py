@@ -11,6 +11,8 @@ import time
 from collections import deque
 from typing import Any
 
+from raykernel.notebooks import cell_outputs
+
 from .capture import truncate_text
 
 MAX_ENTRIES = 500
@@ -46,6 +48,9 @@ class History:
                 if error
                 else None,
                 "outputs": list(reply.get("outputs") or []),
+                # What Jupyter would have recorded (export_notebook), kept apart from the
+                # short view that get_history shows.
+                "cell_outputs": cell_outputs(reply),
             }
         )
 
@@ -71,9 +76,13 @@ class History:
             }
         )
 
-    def last(self, count: int | None = None) -> list[dict[str, Any]]:
+    def last(self, count: int | None = None, full: bool = False) -> list[dict[str, Any]]:
+        """The last ``count`` entries (all when None); ``full`` keeps their cell outputs."""
         entries = list(self._entries)
-        return entries if count is None else entries[-count:] if count > 0 else []
+        entries = entries if count is None else entries[-count:] if count > 0 else []
+        if full:
+            return entries
+        return [{k: v for k, v in e.items() if k != "cell_outputs"} for e in entries]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -309,8 +309,8 @@ class Interpreter:
 
     # -- introspection ------------------------------------------------------------------------
 
-    def get_history(self, last: int | None = None) -> list[dict[str, Any]]:
-        return self.history.last(last)
+    def get_history(self, last: int | None = None, full: bool = False) -> list[dict[str, Any]]:
+        return self.history.last(last, full)
 
     def complete(self, code: str, cursor_pos: int | None = None) -> dict[str, Any]:
         return introspection.complete(self.namespace, code, cursor_pos)

@@ -134,8 +134,8 @@ class KernelService:
     def op_variables(self) -> Any:
         return self.interpreter.variables()
 
-    def op_history(self, last: int | None) -> Any:
-        return self.interpreter.get_history(last)
+    def op_history(self, last: int | None, full: bool = False) -> Any:
+        return self.interpreter.get_history(last, full)
 
     def op_complete(self, code: str, cursor_pos: int | None) -> Any:
         return self.interpreter.complete(code, cursor_pos)
@@ -176,7 +176,7 @@ class KernelService:
     def op_saved_history(self) -> dict[str, Any]:
         """The whole history and count, for a hibernation image."""
         return {
-            "entries": self.interpreter.get_history(None),
+            "entries": self.interpreter.get_history(None, full=True),
             "execution_count": self.interpreter.execution_count,
             "last_execution_time": self.interpreter.last_execution_time,
         }

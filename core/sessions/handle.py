@@ -184,6 +184,10 @@ class SessionHandle:
         """The last ``last`` runs (all kept when None)."""
         return await self._await(self._actor.call.remote("history", last), timeout)
 
+    async def cells(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
+        """The whole history with each run's notebook outputs (for export_notebook)."""
+        return await self._await(self._actor.call.remote("history", None, True), timeout)
+
     async def complete(
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> dict[str, Any]:
