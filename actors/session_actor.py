@@ -17,7 +17,10 @@ from typing import Any
 
 import psutil
 
+from raykernel import telemetry
 from raykernel.kernel.host import HostConfig, SessionHost
+
+Trace = dict[str, str] | None  # a W3C trace context carrier (telemetry.carrier())
 
 
 def ray_session_dir() -> list[str]:
@@ -104,6 +107,7 @@ class SessionActor:
             )
         )
         self.process = psutil.Process()
+        telemetry.configure_from_env()
 
     async def ready(self) -> dict[str, Any]:
         """Start the kernel; its isolation report."""
@@ -137,21 +141,37 @@ class SessionActor:
     async def info(self) -> dict[str, Any]:
         return {**(await self.host.info()), "pid": os.getpid(), **ray_node()}
 
-    async def execute(self, code: str, token: str) -> dict[str, Any]:
-        return await self.host.execute(code, token)
+    async def execute(self, code: str, token: str, trace: Trace = None) -> dict[str, Any]:
+        with self._continued(trace, "execute"):
+            return await self.host.execute(code, token)
 
-    async def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
-        return await self.host.run_script(path, args, token)
+    async def run_script(
+        self, path: str, args: list[str], token: str, trace: Trace = None
+    ) -> dict[str, Any]:
+        with self._continued(trace, "run_script"):
+            return await self.host.run_script(path, args, token)
 
     async def call_function(
-        self, payload: bytes, max_result_bytes: int, token: str
+        self, payload: bytes, max_result_bytes: int, token: str, trace: Trace = None
     ) -> dict[str, Any]:
-        return await self.host.call_function(payload, max_result_bytes, token)
+        with self._continued(trace, "call_function"):
+            return await self.host.call_function(payload, max_result_bytes, token)
 
     async def install(
-        self, specs: list[str], allow_urls: bool, timeout: float, token: str
+        self, specs: list[str], allow_urls: bool, timeout: float, token: str, trace: Trace = None
     ) -> dict[str, Any]:
-        return await self.host.install(specs, allow_urls, timeout, token)
+        with self._continued(trace, "install"):
+            return await self.host.install(specs, allow_urls, timeout, token)
+
+    def _continued(self, trace: Trace, operation: str) -> Any:
+        """This side of a traced call: a span in the caller's trace (exported when this
+        process is configured to export)."""
+        return telemetry.continued(
+            trace,
+            f"raykernel.actor.{operation}",
+            session_id=self.host.session_id,
+            node_id=ray_node()["node_id"],
+        )
 
     async def interrupt(self, token: str) -> bool:
         return self.host.interrupt(token)

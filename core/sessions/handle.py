@@ -20,6 +20,7 @@ import contextlib
 import sys
 from typing import Any, NoReturn
 
+from raykernel import telemetry
 from raykernel.errors import RaykernelError, SessionUnavailable
 
 from .formatting import first_line
@@ -124,23 +125,25 @@ class SessionHandle:
 
     def execute(self, code: str, token: str) -> asyncio.Future[Any]:
         """Start a run of ``code``; the future's ``run_outcome`` is its reply."""
-        return _future(self._actor.execute.remote(code, token))
+        return _future(self._actor.execute.remote(code, token, telemetry.carrier()))
 
     def run_script(self, path: str, args: list[str], token: str) -> asyncio.Future[Any]:
         """Start a script run (``%run`` semantics)."""
-        return _future(self._actor.run_script.remote(path, args, token))
+        return _future(self._actor.run_script.remote(path, args, token, telemetry.carrier()))
 
     def call_function(
         self, payload: bytes, max_result_bytes: int, token: str
     ) -> asyncio.Future[Any]:
         """Start a plugin's function (a cloudpickled ``(fn, args, kwargs)``) in the kernel."""
-        return _future(self._actor.call_function.remote(payload, max_result_bytes, token))
+        trace = telemetry.carrier()
+        return _future(self._actor.call_function.remote(payload, max_result_bytes, token, trace))
 
     def install(
         self, specs: list[str], allow_urls: bool, timeout: float, token: str
     ) -> asyncio.Future[Any]:
         """Start installing ``specs`` into the session's own package folder."""
-        return _future(self._actor.install.remote(specs, allow_urls, timeout, token))
+        trace = telemetry.carrier()
+        return _future(self._actor.install.remote(specs, allow_urls, timeout, token, trace))
 
     def run_outcome(self, future: asyncio.Future[Any]) -> Any:
         """A finished run's reply, or ``ActorDied`` if the actor died under it."""

@@ -18,6 +18,7 @@ from typing import Any
 from raykernel.errors import SessionNotFound, SessionUnavailable
 from raykernel.replies import RunReply, failed_reply
 from raykernel.settings import Settings
+from raykernel.telemetry import Metrics
 
 from .handle import ActorDied, SessionHandle
 from .lifecycle import CREATE_TIMEOUT, Lifecycle
@@ -31,12 +32,18 @@ Notify = Callable[..., None]
 
 class Recovery:
     def __init__(
-        self, settings: Settings, lifecycle: Lifecycle, nodes: Nodes, notify: Notify
+        self,
+        settings: Settings,
+        lifecycle: Lifecycle,
+        nodes: Nodes,
+        notify: Notify,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.lifecycle = lifecycle
         self.nodes = nodes
         self.notify = notify
+        self.metrics = metrics or Metrics()
 
     def mark_dead(self, record: SessionRecord, reason: str, actor_gone: bool = False) -> None:
         """Record a death and its best-known cause: a kill on purpose, else the loss of the
@@ -87,6 +94,7 @@ class Recovery:
         handle = record.handle
         if handle is None:
             return
+        self.metrics.interrupt()
         try:
             await handle.interrupt(token, self.settings.interrupt_grace)
         except (ActorDied, SessionUnavailable) as exc:
@@ -206,6 +214,7 @@ class Recovery:
     async def _restart(self, record: SessionRecord, reason: str) -> None:
         log.info("restarting session %s: %s", record.session_id, reason)
         record.restart_count += 1
+        self.metrics.restart()
         handle = record.handle
         if handle is not None:
             try:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from raykernel import telemetry
 from raykernel.errors import (
     KernelDied,
     ProtectedSession,
@@ -67,7 +68,8 @@ class SessionRouter:
         self.nodes = nodes
         self.sessions = sessions
         self.hooks = hooks
-        self.recovery = Recovery(settings, lifecycle, nodes, self._notify)
+        self.metrics = telemetry.Metrics()
+        self.recovery = Recovery(settings, lifecycle, nodes, self._notify, self.metrics)
         self.hibernation = Hibernation(settings, lifecycle, pool, sessions)
         self.admission = Admission(settings, sessions)
         self._table_lock = asyncio.Lock()
@@ -248,7 +250,11 @@ class SessionRouter:
         """Run a saved script in the session, like ``%run``."""
         record = await self.lookup(session_id)
         return await self._run(
-            record, lambda h, t: h.run_script(str(path), args, t), timeout, on_start
+            record,
+            lambda h, t: h.run_script(str(path), args, t),
+            timeout,
+            on_start,
+            operation="run_script",
         )
 
     async def call_function(
@@ -258,7 +264,10 @@ class SessionRouter:
         ``timeout``) but outside its history."""
         record = await self.lookup(session_id)
         reply: Any = await self._run(
-            record, lambda h, t: h.call_function(payload, max_result_bytes, t), timeout
+            record,
+            lambda h, t: h.call_function(payload, max_result_bytes, t),
+            timeout,
+            operation="call_function",
         )
         return reply
 
@@ -275,7 +284,9 @@ class SessionRouter:
             )
 
         # The actor enforces the install timeout on its subprocess; the router's is a backstop.
-        reply: Any = await self._run(record, start, settings.install_timeout + 30, on_start)
+        reply: Any = await self._run(
+            record, start, settings.install_timeout + 30, on_start, operation="install"
+        )
         return reply
 
     async def _run(
@@ -284,19 +295,32 @@ class SessionRouter:
         start: Callable[[SessionHandle, str], asyncio.Future[Any]],
         timeout: float,
         on_start: OnStart | None = None,
+        operation: str = "execute",
     ) -> RunReply:
         # Counted so that health can show the queue: runs wait here one behind the other.
-        with self.admission.run(record.owner):
+        with (
+            self.admission.run(record.owner),
+            telemetry.span(
+                "raykernel.run", session_id=record.qualified, operation=operation
+            ) as run,
+        ):
             record.waiting += 1
             entered = False
+            queued = time.time()
             try:
                 async with self.slot(record):
                     record.waiting -= 1
                     entered = True
-                    return await self._run_in_slot(record, start, timeout, on_start)
+                    telemetry.record_span("raykernel.queue", queued, time.time())
+                    started = time.perf_counter()
+                    reply = await self._run_in_slot(record, start, timeout, on_start)
             finally:
                 if not entered:
                     record.waiting -= 1
+            outcome = run_outcome(reply)
+            telemetry.set_attributes(run, outcome=outcome, node_id=record.node_id)
+            self.metrics.run(operation, outcome, time.perf_counter() - started)
+            return reply
 
     async def _run_in_slot(
         self,
@@ -312,17 +336,29 @@ class SessionRouter:
         handle = record.handle
         assert handle is not None
         token = uuid.uuid4().hex
-        future = start(handle, token)
+        call = telemetry.start_span("raykernel.actor_call", session_id=record.qualified)
+        with telemetry.use(call):  # the trace context travels with the call
+            try:
+                future = start(handle, token)
+            except BaseException:
+                call.end()
+                raise
         record.status = "busy"
         record.run_token = token
         if on_start is not None:
             on_start(record, token)
+        called = time.time()
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
             if done:
                 reply = self.recovery.collect(record, handle, future)
             else:
                 reply = await self.recovery.stop(record, handle, future, token, timeout)
+            answered = time.time()
+            kernel_time = reply.get("execution_time")
+            if kernel_time is not None:  # as the kernel timed it, ending with the answer
+                start_at = max(called, answered - kernel_time)
+                telemetry.record_span("raykernel.kernel", start_at, answered, parent=call)
         except asyncio.CancelledError:
             # The caller went away: stop its code, and make the next caller wait for that.
             stop = asyncio.ensure_future(self.recovery.stop(record, handle, future, token, None))
@@ -330,6 +366,7 @@ class SessionRouter:
             self._keep(stop)
             raise
         finally:
+            call.end()
             record.run_token = None
             if record.status == "busy":
                 record.status = "healthy"
@@ -363,8 +400,9 @@ class SessionRouter:
         """Save a session's state and free its processes, in its turn; the next call resumes
         it."""
         record = await self.lookup(qualified)
-        async with self.slot(record, resume=False):
-            return await self.hibernation.hibernate(record)
+        with telemetry.span("raykernel.hibernate", session_id=record.qualified):
+            async with self.slot(record, resume=False):
+                return await self.hibernation.hibernate(record)
 
     # -- control calls ------------------------------------------------------------------------
 
@@ -372,9 +410,11 @@ class SessionRouter:
         """``op(handle)`` in the session's turn (queued behind any run), e.g.
         ``router.call(sid, SessionHandle.variables)``."""
         record = await self.lookup(session_id)
-        async with self.slot(record):
-            self.require_alive(record)
-            return await self.control(record, op)
+        name = getattr(op, "__name__", "call")
+        with telemetry.span("raykernel.control", session_id=record.qualified, operation=name):
+            async with self.slot(record):
+                self.require_alive(record)
+                return await self.control(record, op)
 
     async def control(
         self, record: SessionRecord, op: Callable[[SessionHandle], Awaitable[T]]
@@ -433,3 +473,15 @@ class SessionRouter:
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def run_outcome(reply: Any) -> str:
+    """How a run ended, for its span and its metric."""
+    error = reply.get("error") or {}
+    if reply.get("restarted"):
+        return "restarted"
+    if error.get("ename") == "KernelDied":
+        return "kernel_died"
+    if reply.get("interrupted"):
+        return "interrupted"
+    return "ok" if reply.get("success") else "error"
