@@ -213,11 +213,13 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
         if settings.local_default:
             router.start()  # the default session's kernel, at once: it needs no Ray
         watching = asyncio.ensure_future(idle.run())
+        counting = asyncio.ensure_future(_count_sessions(router))
         try:
             yield {"app": app}
         finally:
             timer.cancel()
             watching.cancel()
+            counting.cancel()
             await runs.close()
             await router.shutdown()
             runtime.shutdown()
@@ -242,6 +244,21 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
         for impl in hook.get_hookimpls():
             _call_hookimpl(impl, register=register_for(impl.plugin_name), app=app)
     return mcp, app
+
+
+# How often the sessions gauge is set (Ray's agent exports it every 10 s).
+SESSIONS_GAUGE_INTERVAL = 5.0
+
+
+async def _count_sessions(router: SessionRouter) -> None:
+    """Keep the ``raykernel_sessions`` gauge (by status and node) current."""
+    while True:
+        await asyncio.sleep(SESSIONS_GAUGE_INTERVAL)
+        counts: dict[tuple[str, str], int] = {}
+        for record in list(router.sessions.values()):
+            key = (record.status, record.node_id or router.nodes.local_id or "local")
+            counts[key] = counts.get(key, 0) + 1
+        router.metrics.sessions(counts)
 
 
 def _call_hookimpl(impl: Any, **kwargs: Any) -> None:
