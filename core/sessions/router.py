@@ -11,12 +11,10 @@ them is the ``Lifecycle``'s job, and what happens on a session's node is the ``N
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,13 +38,12 @@ from .ray_runtime import RayRuntime
 from .record import SessionRecord
 from .recovery import Recovery
 from .session_ids import split, validate_session_id
+from .turns import OnStart, Turns
 from .warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SESSION = "default"
-# Called with the record and the run's token once a run has been handed to its session.
-OnStart = Callable[[SessionRecord, str], None]
 T = TypeVar("T")
 
 
@@ -72,6 +69,11 @@ class SessionRouter:
         self.recovery = Recovery(settings, lifecycle, nodes, self._notify, self.metrics)
         self.hibernation = Hibernation(settings, lifecycle, pool, sessions)
         self.admission = Admission(settings, sessions)
+        self.turns = Turns(
+            self.recovery, self.hibernation, self.admission, self.metrics, self._keep
+        )
+        # Hold a session's slot (resuming it first if it is hibernated): Turns.slot.
+        self.slot = self.turns.slot
         self._table_lock = asyncio.Lock()
         self._startup: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -237,7 +239,7 @@ class SessionRouter:
     ) -> RunReply:
         """Run ``code`` in the session, in its turn; interrupted past ``timeout``."""
         record = await self.lookup(session_id)
-        return await self._run(record, lambda h, t: h.execute(code, t), timeout, on_start)
+        return await self.turns.run(record, lambda h, t: h.execute(code, t), timeout, on_start)
 
     async def run_script(
         self,
@@ -249,7 +251,7 @@ class SessionRouter:
     ) -> RunReply:
         """Run a saved script in the session, like ``%run``."""
         record = await self.lookup(session_id)
-        return await self._run(
+        return await self.turns.run(
             record,
             lambda h, t: h.run_script(str(path), args, t),
             timeout,
@@ -263,7 +265,7 @@ class SessionRouter:
         """Run a plugin's function in the session, in its turn, like a run (interrupted past
         ``timeout``) but outside its history."""
         record = await self.lookup(session_id)
-        reply: Any = await self._run(
+        reply: Any = await self.turns.run(
             record,
             lambda h, t: h.call_function(payload, max_result_bytes, t),
             timeout,
@@ -284,117 +286,10 @@ class SessionRouter:
             )
 
         # The actor enforces the install timeout on its subprocess; the router's is a backstop.
-        reply: Any = await self._run(
+        reply: Any = await self.turns.run(
             record, start, settings.install_timeout + 30, on_start, operation="install"
         )
         return reply
-
-    async def _run(
-        self,
-        record: SessionRecord,
-        start: Callable[[SessionHandle, str], asyncio.Future[Any]],
-        timeout: float,
-        on_start: OnStart | None = None,
-        operation: str = "execute",
-    ) -> RunReply:
-        # Counted so that health can show the queue: runs wait here one behind the other.
-        with (
-            self.admission.run(record.owner),
-            telemetry.span(
-                "raykernel.run", session_id=record.qualified, operation=operation
-            ) as run,
-        ):
-            record.waiting += 1
-            entered = False
-            queued = time.time()
-            try:
-                async with self.slot(record):
-                    record.waiting -= 1
-                    entered = True
-                    telemetry.record_span("raykernel.queue", queued, time.time())
-                    started = time.perf_counter()
-                    reply = await self._run_in_slot(record, start, timeout, on_start)
-            finally:
-                if not entered:
-                    record.waiting -= 1
-            outcome = run_outcome(reply)
-            telemetry.set_attributes(run, outcome=outcome, node_id=record.node_id)
-            self.metrics.run(operation, outcome, time.perf_counter() - started)
-            return reply
-
-    async def _run_in_slot(
-        self,
-        record: SessionRecord,
-        start: Callable[[SessionHandle, str], asyncio.Future[Any]],
-        timeout: float,
-        on_start: OnStart | None,
-    ) -> RunReply:
-        notice = await self.recovery.revive_if_dead(record)
-        if record.resume_notice is not None:
-            notice = {**record.resume_notice, **(notice or {})}
-            record.resume_notice = None
-        handle = record.handle
-        assert handle is not None
-        token = uuid.uuid4().hex
-        call = telemetry.start_span("raykernel.actor_call", session_id=record.qualified)
-        with telemetry.use(call):  # the trace context travels with the call
-            try:
-                future = start(handle, token)
-            except BaseException:
-                call.end()
-                raise
-        record.status = "busy"
-        record.run_token = token
-        if on_start is not None:
-            on_start(record, token)
-        called = time.time()
-        try:
-            done, _ = await asyncio.wait({future}, timeout=timeout)
-            if done:
-                reply = self.recovery.collect(record, handle, future)
-            else:
-                reply = await self.recovery.stop(record, handle, future, token, timeout)
-            answered = time.time()
-            kernel_time = reply.get("execution_time")
-            if kernel_time is not None:  # as the kernel timed it, ending with the answer
-                start_at = max(called, answered - kernel_time)
-                telemetry.record_span("raykernel.kernel", start_at, answered, parent=call)
-        except asyncio.CancelledError:
-            # The caller went away: stop its code, and make the next caller wait for that.
-            stop = asyncio.ensure_future(self.recovery.stop(record, handle, future, token, None))
-            record.pending_stop = stop
-            self._keep(stop)
-            raise
-        finally:
-            call.end()
-            record.run_token = None
-            if record.status == "busy":
-                record.status = "healthy"
-        return self.recovery.finish(record, reply, notice)
-
-    @contextlib.asynccontextmanager
-    async def slot(
-        self,
-        record: SessionRecord,
-        urgent: bool = False,
-        acquiring: asyncio.Future[None] | None = None,
-        resume: bool = True,
-    ) -> AsyncIterator[None]:
-        """Hold the session's slot (``acquiring``: an acquisition already under way), resuming
-        it first if it is hibernated (unless ``resume`` is False)."""
-        await (acquiring if acquiring is not None else record.slot.acquire(urgent))
-        try:
-            if record.pending_stop is not None:
-                with contextlib.suppress(Exception):
-                    await record.pending_stop
-                record.pending_stop = None
-            if record.deleted:
-                raise SessionNotFound(f"session {record.session_id!r} was deleted")
-            if resume and record.status == "hibernated":
-                record.resume_notice = await self.hibernation.resume(record)
-            yield
-        finally:
-            record.slot.release()
 
     async def hibernate(self, qualified: str) -> dict[str, Any]:
         """Save a session's state and free its processes, in its turn; the next call resumes
@@ -473,15 +368,3 @@ class SessionRouter:
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def run_outcome(reply: Any) -> str:
-    """How a run ended, for its span and its metric."""
-    error = reply.get("error") or {}
-    if reply.get("restarted"):
-        return "restarted"
-    if error.get("ename") == "KernelDied":
-        return "kernel_died"
-    if reply.get("interrupted"):
-        return "interrupted"
-    return "ok" if reply.get("success") else "error"
