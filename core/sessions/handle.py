@@ -295,8 +295,12 @@ def _translated(future: asyncio.Future[Any]) -> Any:
 
 
 async def _argument(value: Any) -> Any:
-    """A ref passed from one session to another, resolved when its receiver needs the value
-    (a session served in this process, or a Ray actor given a local ref)."""
+    """A ref passed from one session to another: a local one (a session served in this
+    process) becomes its value for whichever receiver; a Ray ref stays a ref, so that between
+    Ray actors the value goes through the object store, never through this process (a local
+    receiver resolves it itself)."""
+    if not isinstance(value, LocalRef):
+        return value
     try:
         return await resolve(value)
     except Exception as exc:

@@ -51,7 +51,8 @@ class WarmPool:
         try:
             handle = await self._start_actor()
         except Exception:
-            log.warning("could not start a pooled session actor", exc_info=True)
+            if not self._closed:  # while shutting down, Ray going away is expected
+                log.warning("could not start a pooled session actor", exc_info=True)
             return
         finally:
             self._starting -= 1
