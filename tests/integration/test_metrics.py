@@ -49,10 +49,11 @@ async def test_runs_and_sessions_reach_rays_metrics_export(client: Client, scrat
         if ok - ok_before >= 3 and err - err_before >= 1 and live >= 1:
             break
         await asyncio.sleep(2)
-    assert (
-        _value(text, "ray_raykernel_runs_total", operation="execute", outcome="ok") - ok_before == 3
-    )
+    # At least, not exactly: the first scrape is up to 10 s old, so earlier tests' runs that
+    # had not been exported yet count too.
+    ok = _value(text, "ray_raykernel_runs_total", operation="execute", outcome="ok")
+    assert ok - ok_before >= 3
     errors = _value(text, "ray_raykernel_runs_total", operation="execute", outcome="error")
-    assert errors - err_before == 1
+    assert errors - err_before >= 1
     assert _value(text, "ray_raykernel_sessions", status="healthy") >= 1
     assert re.search(r"^ray_raykernel_run_seconds_bucket\{", text, re.M)
