@@ -58,9 +58,11 @@ async def _write(app: App, session: str | None, path: str, book: Any) -> dict[st
     return await app.files.run(session, "write", path, nbformat.writes(book))
 
 
-async def session_notebook(app: App, session: str) -> Any:
-    """The session's history as a validated notebook."""
-    return await notebook(await _cells(app, session), _image_reader(app, app.files_session(None)))
+async def session_notebook(app: App, session_id: str | None) -> Any:
+    """The session's history as a validated notebook (its images read on its node)."""
+    session = app.resolve_session(session_id)
+    reader = _image_reader(app, app.files_session(session_id))
+    return await notebook(await _cells(app, session), reader)
 
 
 async def export_notebook(
@@ -71,7 +73,7 @@ async def export_notebook(
     the value with all its forms, displays and figures with their images inlined, errors
     with their traceback) and execution counts. Opens in JupyterLab and VS Code."""
     session = app.resolve_session(session_id)
-    book = await session_notebook(app, session)
+    book = await session_notebook(app, session_id)
     written = await _write(app, app.files_session(session_id), path, book)
     kinds = sorted({o["output_type"] for cell in book.cells for o in cell.outputs})
     return {
@@ -163,7 +165,7 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
     async def notebook_resource(session_id: str) -> str:
         import nbformat
 
-        book = await session_notebook(app, app.resolve_session(session_id))
+        book = await session_notebook(app, session_id)
         return str(nbformat.writes(book))
 
     register(
