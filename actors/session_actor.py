@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from raykernel import telemetry
-from raykernel.kernel.host import HostConfig, SessionHost
+from raykernel.kernel.host import Claim, HostConfig, SessionHost
 
 Trace = dict[str, str] | None  # a W3C trace context carrier (telemetry.carrier())
 
@@ -113,29 +113,10 @@ class SessionActor:
         """Start the kernel; its isolation report."""
         return await self.host.start()
 
-    async def claim(
-        self,
-        session_id: str,
-        owner: str,
-        description: str,
-        created_at: float,
-        site_dir: str,
-        placement: dict[str, Any],
-        network: str,
-        checkpoints_dir: str | None = None,
-    ) -> dict[str, Any]:
-        """Become session ``session_id``; an actor is claimed once, before it runs any code.
-        What the session is lives here, so that a new front end can find it again."""
-        await self.host.claim(
-            session_id,
-            owner,
-            description,
-            created_at,
-            site_dir,
-            placement,
-            network,
-            checkpoints_dir,
-        )
+    async def claim(self, claim: Claim) -> dict[str, Any]:
+        """Become session ``claim.session_id``; an actor is claimed once, before it runs any
+        code. What the session is lives here, so that a new front end can find it again."""
+        await self.host.claim(claim)
         return await self.info()
 
     async def info(self) -> dict[str, Any]:

@@ -63,6 +63,20 @@ class HostConfig:
     checkpoint_max_bytes: int = 1 << 30
 
 
+@dataclass
+class Claim:
+    """Who a fresh host becomes: the session it serves, and where its own files go."""
+
+    session_id: str
+    owner: str
+    description: str
+    created_at: float
+    site_dir: str
+    placement: dict[str, Any]
+    network: str
+    checkpoints_dir: str | None = None
+
+
 _swept = False
 
 
@@ -180,34 +194,25 @@ class SessionHost:
 
     # -- identity -------------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        session_id: str,
-        owner: str,
-        description: str,
-        created_at: float,
-        site_dir: str,
-        placement: dict[str, Any],
-        network: str,
-        checkpoints_dir: str | None = None,
-    ) -> dict[str, Any]:
-        """Become session ``session_id`` of ``owner``; a host is claimed once."""
+    async def claim(self, claim: Claim) -> dict[str, Any]:
+        """Become session ``claim.session_id`` of ``claim.owner``; a host is claimed once."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
-        if checkpoints_dir:
+        if claim.checkpoints_dir:
             config = self.config
             self.checkpoints = CheckpointStore(
-                Path(checkpoints_dir), config.checkpoint_depth, config.checkpoint_max_bytes
+                Path(claim.checkpoints_dir), config.checkpoint_depth, config.checkpoint_max_bytes
             )
-        self.session_id, self.owner = session_id, owner
-        self.description, self.created_at, self.placement = description, created_at, placement
-        fresh_kernel_needed = network != self.network or self.kernel is None
-        await asyncio.to_thread(self._take_site_dir, Path(site_dir))
-        self.network = network
+        self.session_id, self.owner = claim.session_id, claim.owner
+        self.description, self.created_at = claim.description, claim.created_at
+        self.placement = claim.placement
+        fresh_kernel_needed = claim.network != self.network or self.kernel is None
+        await asyncio.to_thread(self._take_site_dir, Path(claim.site_dir))
+        self.network = claim.network
         if fresh_kernel_needed:
             await self.start()
         else:
-            await self._running().request("claim", session_id, str(self.site_dir))
+            await self._running().request("claim", claim.session_id, str(self.site_dir))
         return await self.info()
 
     def _take_site_dir(self, target: Path) -> None:

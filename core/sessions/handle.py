@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from raykernel import telemetry
 from raykernel.errors import RaykernelError, SessionUnavailable
+from raykernel.kernel.host import Claim
 
 from .formatting import first_line
 from .local_actor import LocalActor, LocalRef, resolve
@@ -74,30 +75,9 @@ class SessionHandle:
         """Wait until the actor has started its kernel; the kernel's isolation report."""
         return await self._await(self._actor.ready.remote(), timeout)
 
-    async def claim(
-        self,
-        session_id: str,
-        owner: str,
-        description: str,
-        created_at: float,
-        site_dir: str,
-        placement: dict[str, Any],
-        network: str,
-        checkpoints_dir: str | None,
-        timeout: float,
-    ) -> dict[str, Any]:
+    async def claim(self, claim: Claim, timeout: float) -> dict[str, Any]:
         """Give a fresh actor its identity; returns ``info()``."""
-        ref = self._actor.claim.remote(
-            session_id,
-            owner,
-            description,
-            created_at,
-            site_dir,
-            placement,
-            network,
-            checkpoints_dir,
-        )
-        return await self._await(ref, timeout)
+        return await self._await(self._actor.claim.remote(claim), timeout)
 
     async def info(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
         """Who the session is and where it runs (id, owner, pids, node, placement, counts)."""

@@ -16,6 +16,7 @@ import psutil
 
 from raykernel.errors import InvalidArgument, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
+from raykernel.kernel.host import Claim
 from raykernel.settings import Settings
 
 from .formatting import first_line
@@ -160,7 +161,7 @@ class Lifecycle:
         try:
             if handle is None:
                 handle = await self.start_actor(record.placement, record.network)
-            info = await handle.claim(
+            claim = Claim(
                 record.session_id,
                 record.owner,
                 record.description,
@@ -169,8 +170,8 @@ class Lifecycle:
                 dataclasses.asdict(record.placement),
                 record.network,
                 str(self.checkpoints_dir(record)) if record.checkpoint == "after_run" else None,
-                CREATE_TIMEOUT,
             )
+            info = await handle.claim(claim, CREATE_TIMEOUT)
         except BaseException as exc:
             if handle is not None:
                 handle.kill()

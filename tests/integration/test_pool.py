@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastmcp import Client
 
+from raykernel.kernel.host import Claim
 from tests.helpers import call, run
 
 
@@ -34,5 +35,5 @@ async def test_an_actor_serves_one_session_only(client: Client, app) -> None:
     await call(client, "create_session", session_id="claimed")
     handle = app.router.sessions["claimed"].handle
     with pytest.raises(RuntimeError, match="already serves session 'claimed'"):
-        await handle.claim("thief", "local", "", 0.0, "/nonexistent", {}, "on", None, 30)
+        await handle.claim(Claim("thief", "local", "", 0.0, "/nonexistent", {}, "on"), 30)
     await call(client, "delete_session", session_id="claimed")
