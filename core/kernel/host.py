@@ -269,10 +269,7 @@ class SessionHost:
         try:
             reply = await kernel.request(op, *args)
             if keeps and self.checkpoints is not None and reply.get("success"):
-                # Off the reply's path: the kernel takes it before the next request.
-                task = asyncio.ensure_future(self.checkpoint())
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._checkpoint_soon(kernel, self.checkpoints)
             return reply
         except KernelGone as exc:
             return {
@@ -370,18 +367,26 @@ class SessionHost:
 
     # -- state beyond the process -----------------------------------------------------------
 
-    async def checkpoint(self) -> dict[str, Any] | None:
-        """Save what changed since the last checkpoint (the kernel pickles, this side stores
-        the pickles as bytes)."""
-        store = self.checkpoints
-        if store is None or self.kernel is None or not self.kernel.alive:
-            return None
+    def _checkpoint_soon(self, kernel: KernelProcess, store: CheckpointStore) -> None:
+        """Save what changed in the run that just ended, off the reply's path. The kernel is
+        asked now, before the reply leaves: it then takes the checkpoint before any later
+        request, so a next run that crashes the kernel cannot overtake it (waiting for the
+        previous checkpoint's store first could let it)."""
+        asked = asyncio.ensure_future(kernel.request("checkpoint", store.max_bytes))
+        task = asyncio.ensure_future(self._store_checkpoint(kernel, store, asked))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _store_checkpoint(
+        self, kernel: KernelProcess, store: CheckpointStore, asked: asyncio.Future[Any]
+    ) -> dict[str, Any] | None:
+        """Store what the kernel pickled (as bytes), one checkpoint at a time, in order."""
         async with self._checkpointing:
             try:
-                changes = await self.kernel.request("checkpoint", store.max_bytes)
+                changes = await asked
                 return await asyncio.to_thread(store.save, changes["execution_count"], changes)
             except FileNotFoundError:  # the store lost pickles: hand everything over again
-                await self.kernel.request("forget_checkpoints")
+                await kernel.request("forget_checkpoints")
                 return None
             except (KernelGone, OSError) as exc:
                 log.warning("checkpoint of %s failed: %s", self.session_id, exc)
