@@ -83,6 +83,7 @@ class SessionActor:
         network: str = "on",
         checkpoint_depth: int = 20,
         checkpoint_max_bytes: int = 1 << 30,
+        interrupt_grace: float = 5.0,
     ) -> None:
         """Everything a session needs except its identity, which ``claim`` gives it: an actor
         can be started ahead of time (the warm pool) and handed to the next new session."""
@@ -104,6 +105,7 @@ class SessionActor:
                 python_path=plugin_paths or [],
                 checkpoint_depth=checkpoint_depth,
                 checkpoint_max_bytes=checkpoint_max_bytes,
+                interrupt_grace=interrupt_grace,
             )
         )
         self.process = psutil.Process()
@@ -154,6 +156,39 @@ class SessionActor:
             node_id=ray_node()["node_id"],
         )
 
+    async def submit(
+        self,
+        run_id: str,
+        kind: str,
+        args: list[Any],
+        timeout: float,
+        background: bool = False,
+        trace: Trace = None,
+    ) -> dict[str, Any]:
+        with self._continued(trace, kind):
+            return self.host.submit(run_id, kind, args, timeout, background)
+
+    async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
+        view = await self.host.book.wait(run_id, timeout)
+        if view["status"] == "running":
+            view["output_so_far"] = self.host.tail(view["token"]) or ""
+        return view
+
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        return await self.host.book.cancel(run_id)
+
+    async def runs(self) -> list[dict[str, Any]]:
+        return self.host.book.listing()
+
+    async def stop_current(self) -> str | None:
+        return await self.host.book.stop_current()
+
+    async def revive(self) -> dict[str, Any] | None:
+        return await self.host.revive()
+
+    async def idle_for(self) -> float | None:
+        return self.host.idle_for()
+
     async def interrupt(self, token: str) -> bool:
         return self.host.interrupt(token)
 
@@ -161,7 +196,8 @@ class SessionActor:
         return self.host.tail(token)
 
     async def restart_kernel(self, reason: str) -> dict[str, Any]:
-        await self.host.restart_kernel(reason)
+        async with self.host.book.exclusive():  # between runs, whichever front end sent them
+            await self.host.restart_kernel(reason)
         return await self.info()
 
     async def kill_kernel(self, reason: str) -> None:

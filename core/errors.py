@@ -115,3 +115,8 @@ class FunctionFailed(RaykernelError):
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback
+
+
+class SessionMoved(SessionUnavailable):
+    """The session's actor has handed the session on (it hibernated, or another front end gave
+    it a new actor): the call was not taken, and the session is found again where it is now."""

@@ -58,12 +58,11 @@ async def run_python_code(
         raise InvalidArgument(f"code is larger than {settings.max_code_bytes} bytes")
     session = app.resolve_session(session_id)
     if background:
-        await app.router.lookup(session)  # an unknown session is refused now, not later
-        run = app.runs.submit(session, code, timeout or settings.max_timeout)
+        run = await app.runs.submit(session, code, timeout or settings.max_timeout)
         return {
-            "run_id": run.run_id,
+            "run_id": run["run_id"],
             "session_id": app.shown(session),
-            "status": run.status,
+            "status": run["status"],
             "next": "get_run {run_id, wait} for its output and result; cancel_run to stop",
         }
     async with progress_for_request(app.router) as on_start:
@@ -85,8 +84,9 @@ async def cancel_run(run_id: RunId, app: App = Depends(current_app)) -> Any:
 
 
 async def list_runs(app: App = Depends(current_app)) -> dict[str, Any]:
-    """Background runs this server knows (recent ones), with their status."""
-    runs = app.runs.listing(app.caller())
+    """Recent runs in your sessions (background ones, and foreground ones whatever became of
+    their caller), with their status."""
+    runs = await app.runs.listing(app.caller())
     return {"runs": runs, "total": len(runs)}
 
 

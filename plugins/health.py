@@ -24,7 +24,7 @@ async def get_kernel_health(
     execution count, PID and node. Answers even while the session runs code."""
     session = app.resolve_session(session_id)
     report = await app.health.health(session)
-    report["queue"]["background_runs"] = app.runs.for_session(session)
+    report["queue"]["background_runs"] = await app.runs.for_session(session)
     return {**report, **_seed_health(report, app)}
 
 

@@ -53,7 +53,7 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
             "session_id": app.shown(qualified),
             **record.summary(qualified == app.active_session()),
             "health": health,
-            "background_runs": app.runs.for_session(qualified),
+            "background_runs": await app.runs.for_session(qualified),
         }
 
     async def sessions() -> dict[str, Any]:

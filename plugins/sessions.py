@@ -117,7 +117,7 @@ async def create_session(
 async def switch_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
     """Make a session your active one: tools called without session_id will use it."""
     record = await app.router.lookup(app.resolve_session(session_id))
-    previous = app.switch_session(record.qualified)
+    previous = await app.switch_session(record.qualified)
     return {
         "previous_session": app.shown(previous),
         "current_session": app.shown(record.qualified),
@@ -134,7 +134,7 @@ async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
     active = app.active_session()
     sessions = {
         app.shown(qualified): record.summary(qualified == active)
-        for qualified, record in router.sessions.items()
+        for qualified, record in (await router.listing()).items()
         if app.visible(qualified)
     }
     return {

@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from raykernel.errors import InvalidArgument, SessionUnavailable
+from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
 from raykernel.replies import failed_reply
 from raykernel.workspace import OPERATIONS, Workspace
 
@@ -32,6 +32,7 @@ from .capture import truncate_text
 from .checkpoints import CheckpointStore
 from .packages import install_command, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
+from .runbook import BookedRun, Driver, RunBook
 from .snapshots import read_snapshot, write_snapshot
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class HostConfig:
     python_path: list[str] = field(default_factory=list)
     checkpoint_depth: int = 20
     checkpoint_max_bytes: int = 1 << 30
+    # How long a run past its timeout has to stop after SIGINT before its kernel is replaced.
+    interrupt_grace: float = 5.0
 
 
 @dataclass
@@ -110,6 +113,7 @@ class SessionHost:
         self.network = config.network
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
+        self.execution_count = 0  # as of the last run's reply
         # Named with this process's id: a leftover (its actor killed) is recognisable.
         sweep_stale_temp()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
@@ -122,6 +126,21 @@ class SessionHost:
         self._installs: dict[str, Any] = {}
         self._install_tails: dict[str, str] = {}
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
+        self._reviving = asyncio.Lock()
+        # Set once the session has been handed on (hibernated): no run is taken any more.
+        self.closed = False
+        self.book = self._new_book()
+
+    def _new_book(self) -> RunBook:
+        driver = Driver(
+            start=self._start_run,
+            interrupt=self.interrupt,
+            replace_kernel=self._replace_kernel,
+            revive=self.revive,
+            execution_count=lambda: self.execution_count,
+            session_id=lambda: self.session_id,
+        )
+        return RunBook(driver, self.config.interrupt_grace)
 
     # -- the kernel -----------------------------------------------------------------------------
 
@@ -263,11 +282,62 @@ class SessionHost:
         """A plugin's function in the kernel (no history, no count, no checkpoint)."""
         return await self._run("call_function", payload, max_result_bytes, token, keeps=False)
 
+    # -- the run book: runs in order, from any front end ---------------------------------------
+
+    def submit(
+        self, run_id: str, kind: str, args: list[Any], timeout: float, background: bool
+    ) -> dict[str, Any]:
+        """Queue a run (``kind``: execute, run_script, call_function, install); its view."""
+        if self.closed:
+            raise SessionMoved(f"session {self.session_id!r} has been handed on")
+        return self.book.submit(BookedRun(run_id, kind, tuple(args), timeout, background))
+
+    def _start_run(self, run: BookedRun) -> Any:
+        if run.kind == "install":
+            return self.install(*run.args, run.token)
+        if run.kind == "call_function":
+            return self.call_function(*run.args, run.token)
+        if run.kind == "run_script":
+            return self.run_script(*run.args, run.token)
+        return self.execute(*run.args, run.token)
+
+    async def _replace_kernel(self, reason: str) -> dict[str, Any] | None:
+        await self.restart_kernel(reason)
+        return await self.restore_checkpoint(None)
+
+    async def revive(self) -> dict[str, Any] | None:
+        """A kernel found dead is replaced (once, whoever asks first) and its last checkpoint
+        loaded; the notice the next reply must carry, or None when it was alive."""
+        async with self._reviving:
+            kernel = self.kernel
+            if kernel is None or kernel.alive:
+                return None
+            reason = kernel.exit_reason or "unknown cause"
+            await self.restart_kernel(reason)
+            restored = await self.restore_checkpoint(None)
+        if restored is not None:
+            count = restored["execution_count"]
+            return {
+                "restarted": True,
+                "state_preserved": "checkpoint",
+                "restored_to_execution": count,
+                "not_preserved": restored["not_preserved"],
+                "notice": f"session {self.session_id!r} had died ({reason}); it was restarted "
+                f"before this call with its state as of run {count} (its last checkpoint)",
+            }
+        return {
+            "restarted": True,
+            "state_preserved": False,
+            "notice": f"session {self.session_id!r} had died ({reason}); it was restarted "
+            "before this call, and its earlier state is lost",
+        }
+
     async def _run(self, op: str, *args: Any, keeps: bool = True) -> dict[str, Any]:
         kernel = self._running()
         token = args[-1]
         try:
             reply = await kernel.request(op, *args)
+            self.execution_count = reply.get("execution_count") or self.execution_count
             if keeps and self.checkpoints is not None and reply.get("success"):
                 self._checkpoint_soon(kernel, self.checkpoints)
             return reply
@@ -415,15 +485,34 @@ class SessionHost:
     async def hibernate(self, path: str, session: dict[str, Any]) -> dict[str, Any]:
         """Write the session's image (its picklable state, its history, who it is) to
         ``path``, whole or not at all; the caller then frees the processes."""
-        if (await self.measure()).get("num_children"):
-            raise SessionUnavailable("the session has child processes running")
-        snap = await self.call("snapshot")
-        history = await self.call("saved_history")
-        extra = {"history": history, "session": session}
-        size = await asyncio.to_thread(
-            write_snapshot, Path(path), self.session_id, snap["blobs"], snap["not_preserved"], extra
-        )
+        if self.book.busy:
+            raise SessionUnavailable("the session has runs in progress or queued")
+        idle_since = self.book.last_activity
+        async with self.book.exclusive():
+            if self.book.busy or self.book.last_activity != idle_since:
+                raise SessionUnavailable("the session has runs in progress or queued")
+            if (await self.measure()).get("num_children"):
+                raise SessionUnavailable("the session has child processes running")
+            snap = await self.call("snapshot")
+            history = await self.call("saved_history")
+            extra = {"history": history, "session": session, "runs": self.book.export()}
+            size = await asyncio.to_thread(
+                write_snapshot,
+                Path(path),
+                self.session_id,
+                snap["blobs"],
+                snap["not_preserved"],
+                extra,
+            )
+            self.closed = True
         return {"size_bytes": size, "not_preserved": snap["not_preserved"]}
+
+    def idle_for(self) -> float | None:
+        """Seconds since the last run ended (None while one runs or waits), whichever front
+        end sent it: the idle watch of every front end asks the session itself."""
+        if self.book.busy:
+            return None
+        return time.time() - self.book.last_activity
 
     async def resume(self, path: str) -> dict[str, Any]:
         """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
@@ -431,6 +520,7 @@ class SessionHost:
         blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
         report = await self.call("restore", blobs)
         await self.call("load_history", manifest.get("history") or {})
+        self.book.load(manifest.get("runs") or [])
         report["not_preserved"].update(manifest.get("not_preserved", {}))
         return report
 
@@ -458,6 +548,8 @@ class SessionHost:
         self.site_dir = self.config.store / "site" / ".pool" / uuid.uuid4().hex
         self.session_id = self.owner = self.description = ""
         self.placement, self.checkpoints = {}, None
+        self.closed = False
+        self.book = self._new_book()
         self.network = self.config.network
         return await self.start()
 

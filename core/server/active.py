@@ -9,6 +9,10 @@ connection, so its calls share the server-wide (or per-identity) active session.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from raykernel.sessions.registry import Registry
 
 SERVER_KEY = "server"
 MAX_CALLERS = 10_000
@@ -35,10 +39,28 @@ def caller_key() -> str:
 
 class ActiveSessions:
     """caller key -> active session (qualified id), bounded (oldest callers are forgotten
-    first); a caller without one uses ``default`` (its identity's "default" session)."""
+    first); a caller without one uses ``default`` (its identity's "default" session).
 
-    def __init__(self) -> None:
+    Among replicas the choice lives in the registry (a stateless client's next call may reach
+    another front end): ``refresh`` reads the caller's before a call, ``publish`` writes it."""
+
+    def __init__(self, shared: Registry | None = None) -> None:
         self._by_caller: OrderedDict[str, str] = OrderedDict()
+        self.shared = shared if shared is not None and shared.is_shared else None
+
+    async def refresh(self, key: str) -> None:
+        """The caller's active session as the registry has it (replicas only)."""
+        if self.shared is None:
+            return
+        session_id = await self.shared.active_get(key)
+        if session_id is None:
+            self._by_caller.pop(key, None)
+        else:
+            self._by_caller[key] = session_id
+
+    async def publish(self, key: str, session_id: str) -> None:
+        if self.shared is not None:
+            await self.shared.active_set(key, session_id)
 
     def get(self, key: str, default: str) -> str:
         session_id = self._by_caller.get(key)

@@ -100,10 +100,15 @@ class App:
         """The calling client's active session (qualified)."""
         return self.active.get(caller_key(), qualify(self.identity(), DEFAULT_SESSION))
 
-    def switch_session(self, qualified: str) -> str:
-        """Make ``qualified`` the caller's active session; return the previous one."""
+    async def switch_session(self, qualified: str) -> str:
+        """Make ``qualified`` the caller's active session (for every front end); return the
+        previous one."""
         default = qualify(self.identity(), DEFAULT_SESSION)
-        return self.active.set(caller_key(), qualified, default)
+        key = caller_key()
+        await self.active.refresh(key)
+        previous = self.active.set(key, qualified, default)
+        await self.active.publish(key, qualified)
+        return previous
 
     def timeout_for(self, timeout: float | None) -> float:
         """A run's timeout: the one asked for, else the configured default."""

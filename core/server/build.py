@@ -28,6 +28,7 @@ from raykernel.sessions.lifecycle import Lifecycle
 from raykernel.sessions.nodes import Nodes
 from raykernel.sessions.ray_runtime import RayRuntime
 from raykernel.sessions.record import SessionRecord
+from raykernel.sessions.registry import Registry as SessionRegistry
 from raykernel.sessions.router import SessionRouter
 from raykernel.sessions.state_moves import StateMoves
 from raykernel.sessions.variants import Variants
@@ -35,7 +36,7 @@ from raykernel.sessions.warm_pool import WarmPool
 from raykernel.settings import Settings
 from raykernel.workspace import Workspace
 
-from .active import ActiveSessions
+from .active import ActiveSessions, caller_key
 from .app import App, register_app
 from .http_security import auth_provider
 from .typed_errors import TypedErrors, protocol_error, tool_error
@@ -174,6 +175,22 @@ class StartRayAfterToolsList(Middleware):
         return tools
 
 
+class SharedActiveSession(Middleware):
+    """Among replicas, a call that names no session reads the caller's active one from the
+    registry first: a stateless client's calls land on any front end."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def on_call_tool(self, context: Any, call_next: Any) -> Any:
+        if self.app.active.shared is not None:
+            arguments = getattr(context.message, "arguments", None) or {}
+            if arguments.get("session_id") is None:
+                await self.app.router.ready()
+                await self.app.active.refresh(caller_key())
+        return await call_next(context)
+
+
 def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastMCP, App]:
     """The MCP server with every enabled plugin's tools, and ``plugins`` (modules, objects or
     import specs: plugins that are not installed, for tests and notebooks) besides the
@@ -189,13 +206,24 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
     sessions: dict[str, SessionRecord] = {}
     lifecycle = Lifecycle(settings, nodes, sessions, in_sessions, roots)
     pool = WarmPool(settings.pool_size, lifecycle.start_actor)
-    router = SessionRouter(settings, runtime, lifecycle, pool, nodes, sessions, pm.hook)
+    # Replicas (a cluster) share the namespace's registry actor; one front end keeps its own.
+    shared = SessionRegistry.shared(settings.namespace) if settings.detached else None
+    router = SessionRouter(
+        settings,
+        runtime,
+        lifecycle,
+        pool,
+        nodes,
+        sessions,
+        pm.hook,
+        shared or SessionRegistry.local(),
+    )
     moves = StateMoves(router)
     app = App(
         settings,
         router,
         workspace,
-        ActiveSessions(),
+        ActiveSessions(shared),
         files=SessionFiles(router, nodes, workspace),
         health=SessionHealth(router, nodes, pm.hook),
         moves=moves,
@@ -232,14 +260,14 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
         mask_error_details=True,
         on_duplicate="error",
         auth=auth_provider(settings) if settings.transport == "http" else None,
-        middleware=[TypedErrors(), StartRayAfterToolsList(router)],
+        middleware=[TypedErrors(), StartRayAfterToolsList(router), SharedActiveSession(app)],
     )
     register_app(mcp, app)
-    registry = Registry(mcp)
+    components = Registry(mcp)
     for hook, register_for in (
-        (pm.hook.register_tools, registry.tools_for),
-        (pm.hook.register_resources, registry.resources_for),
-        (pm.hook.register_prompts, registry.prompts_for),
+        (pm.hook.register_tools, components.tools_for),
+        (pm.hook.register_resources, components.resources_for),
+        (pm.hook.register_prompts, components.prompts_for),
     ):
         for impl in hook.get_hookimpls():
             _call_hookimpl(impl, register=register_for(impl.plugin_name), app=app)

@@ -1,144 +1,118 @@
 """Background runs: ``run_python_code {background: true}`` answers at once with a run id, so a
 long job never meets a client's request timeout; ``get_run`` and ``cancel_run`` follow it.
 
-A background run is an ordinary run in the router: it queues for its session behind whatever
-runs there (a session runs one thing at a time), is interrupted the same way, and is never
-re-run. Runs live in this front end: a restarted front end does not know the old ones (their
-sessions, on a cluster, do survive).
+A run lives in its session's run book (in the session's actor), not in a front end: it queues
+there behind whatever runs (from any front end), is interrupted the same way, is never re-run,
+and finishes if the front end that took it dies. The registry says which session a run id
+belongs to, so any front end answers about any run; a hibernated session's finished runs are
+read from its image.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-from raykernel.errors import RaykernelError, RunNotFound
-from raykernel.sessions.record import SessionRecord
+from raykernel.errors import NotFound, RunNotFound
 from raykernel.sessions.router import SessionRouter
 
 from .identity import Caller
 
-MAX_KEPT = 200  # finished runs remembered; the oldest are forgotten first
-
-
-@dataclass
-class Run:
-    run_id: str
-    session_id: str
-    code: str
-    submitted_at: float = field(default_factory=time.time)
-    status: str = "queued"  # queued | running | done | cancelled
-    started_at: float | None = None
-    finished_at: float | None = None
-    record: SessionRecord | None = None
-    token: str | None = None
-    task: asyncio.Future[None] | None = None
-    reply: dict[str, Any] | None = None
+ACTIVE = ("queued", "running")
 
 
 class Runs:
     def __init__(self, router: SessionRouter) -> None:
         self.router = router
-        self.runs: dict[str, Run] = {}
 
-    def submit(self, session_id: str, code: str, timeout: float) -> Run:
-        run = Run(run_id="run-" + uuid.uuid4().hex[:16], session_id=session_id, code=code)
-        self.runs[run.run_id] = run
-        run.task = asyncio.ensure_future(self._execute(run, timeout))
-        self._forget_old()
-        return run
-
-    async def _execute(self, run: Run, timeout: float) -> None:
-        def started(record: SessionRecord, token: str) -> None:
-            run.status, run.started_at, run.record, run.token = (
-                "running",
-                time.time(),
-                record,
-                token,
-            )
-
-        try:
-            run.reply = await self.router.execute(run.session_id, run.code, timeout, started)
-        except RaykernelError as exc:
-            run.reply = {
-                "success": False,
-                "error": {"ename": exc.kind, "evalue": exc.message, "traceback": ""},
-            }
-        if run.status != "cancelled":
-            run.status = "done"
-            run.finished_at = time.time()
+    async def submit(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
+        """Queue ``code`` in the session; the run's view (``run_id``, ``status``)."""
+        return await self.router.submit(session_id, code, timeout)
 
     async def get(self, run_id: str, caller: Caller, wait: float = 0.0) -> dict[str, Any]:
-        run = self._find(run_id, caller)
-        if wait > 0 and run.task is not None and not run.task.done():
-            await asyncio.wait({run.task}, timeout=wait)
-        return await self.view(run, caller)
+        qualified = await self._session_of(run_id, caller)
+        view = await self.router.run_view(qualified, run_id, wait)
+        return shaped(view, caller.shown(qualified))
 
     async def cancel(self, run_id: str, caller: Caller) -> dict[str, Any]:
         """Stop a queued run before it starts, or interrupt a running one (state kept; a run
-        that ignores the interrupt gets its session restarted, and the reply says so)."""
-        run = self._find(run_id, caller)
-        if run.task is None or run.task.done():
-            return {**(await self.view(run, caller)), "cancelled": False}
-        was = run.status
-        run.status = "cancelled"
-        run.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run.task
-        stop = run.record.pending_stop if run.record is not None else None
-        if was == "running" and stop is not None:
-            with contextlib.suppress(Exception):
-                run.reply = await asyncio.shield(stop)
-        run.finished_at = time.time()
-        return {**(await self.view(run, caller)), "cancelled": True, "was": was}
+        that ignores the interrupt gets its session's kernel replaced, and the reply says
+        so)."""
+        qualified = await self._session_of(run_id, caller)
+        view = await self.router.cancel_run(qualified, run_id)
+        return shaped(view, caller.shown(qualified))
 
-    async def view(self, run: Run, caller: Caller) -> dict[str, Any]:
-        view: dict[str, Any] = {
-            "run_id": run.run_id,
-            "session_id": caller.shown(run.session_id),
-            "status": run.status,
-            "submitted_at": run.submitted_at,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-        }
-        if run.status == "running" and run.record is not None and run.token is not None:
-            view["output_so_far"] = await self.router.live_tail(run.record, run.token) or ""
-            view["running_for"] = round(time.time() - (run.started_at or time.time()), 3)
-        if run.reply is not None:
-            view["reply"] = run.reply
-        return view
-
-    def for_session(self, session_id: str) -> list[dict[str, str]]:
+    async def for_session(self, qualified: str) -> list[dict[str, str]]:
+        """The session's queued and running background runs."""
+        try:
+            views = await self.router.session_runs(qualified)
+        except NotFound:
+            return []
         return [
-            {"run_id": run.run_id, "status": run.status}
-            for run in self.runs.values()
-            if run.session_id == session_id and run.status in ("queued", "running")
+            {"run_id": v["run_id"], "status": v["status"]}
+            for v in views
+            if v["status"] in ACTIVE and v.get("background")
         ]
 
-    def listing(self, caller: Caller) -> list[dict[str, Any]]:
-        return [
-            {"run_id": r.run_id, "session_id": caller.shown(r.session_id), "status": r.status}
-            for r in self.runs.values()
-            if caller.visible(r.session_id)
-        ]
+    async def listing(self, caller: Caller) -> list[dict[str, Any]]:
+        """Recent runs in the caller's sessions (background and foreground, any front end)."""
+        by_session = await self.router.registry.runs_of(None)
+        visible = [q for q in by_session if caller.visible(q)]
+        views = await asyncio.gather(
+            *(self.router.session_runs(q) for q in visible), return_exceptions=True
+        )
+        listing = []
+        for qualified, found in zip(visible, views, strict=True):
+            if isinstance(found, BaseException):
+                continue
+            ids = set(by_session[qualified])
+            for view in found:
+                if view["run_id"] in ids:
+                    listing.append(
+                        {
+                            "run_id": view["run_id"],
+                            "session_id": caller.shown(qualified),
+                            "status": view["status"],
+                            "background": view.get("background", False),
+                            "submitted_at": view["submitted_at"],
+                        }
+                    )
+        listing.sort(key=lambda v: v["submitted_at"])
+        return listing
 
     async def close(self) -> None:
-        tasks = [run.task for run in self.runs.values() if run.task and not run.task.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Nothing to stop: runs belong to their sessions."""
 
-    def _find(self, run_id: str, caller: Caller) -> Run:
-        run = self.runs.get(run_id)
-        if run is None or not caller.visible(run.session_id):
-            raise RunNotFound(f"no run {run_id!r} (runs are kept in memory by this server)")
-        return run
+    async def _session_of(self, run_id: str, caller: Caller) -> str:
+        qualified = await self.router.registry.run_session(run_id)
+        if qualified is None or not caller.visible(qualified):
+            raise RunNotFound(f"no run {run_id!r}")
+        return qualified
 
-    def _forget_old(self) -> None:
-        finished = [r for r in self.runs.values() if r.task is not None and r.task.done()]
-        for run in finished[: max(0, len(self.runs) - MAX_KEPT)]:
-            del self.runs[run.run_id]
+
+def shaped(view: dict[str, Any], session_id: str) -> dict[str, Any]:
+    """A run's view as clients see it: no internal token; its reply with every flag."""
+    shown: dict[str, Any] = {
+        "run_id": view["run_id"],
+        "session_id": session_id,
+        "status": view["status"],
+        "submitted_at": view["submitted_at"],
+        "started_at": view["started_at"],
+        "finished_at": view["finished_at"],
+    }
+    if view["status"] == "running":
+        shown["output_so_far"] = view.get("output_so_far") or ""
+        shown["running_for"] = round(time.time() - (view["started_at"] or time.time()), 3)
+    reply = view.get("reply")
+    if reply is not None:
+        reply = dict(reply)
+        reply.pop("kernel_died", None)
+        reply.setdefault("interrupted", False)
+        reply.setdefault("restarted", False)
+        reply.setdefault("state_preserved", not reply["restarted"])
+        shown["reply"] = reply
+    for key in ("cancelled", "was"):
+        if key in view:
+            shown[key] = view[key]
+    return shown

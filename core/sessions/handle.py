@@ -29,6 +29,8 @@ from .local_actor import LocalActor, LocalRef, resolve
 
 ACTOR_NAME_PREFIX = "raykernel-session:"
 CONTROL_TIMEOUT = 30.0
+# What replacing a kernel may take on a loaded machine (a stop that ends in a new kernel).
+CREATE_BUDGET = 120.0
 
 
 class ActorDied(Exception):
@@ -40,8 +42,10 @@ class ActorDied(Exception):
 
 
 class SessionHandle:
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, name: str | None = None) -> None:
         self._actor = actor
+        # The actor's name in the namespace (what the registry records); None when local.
+        self.name = name
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -50,7 +54,7 @@ class SessionHandle:
         """Start a session actor (no identity yet); ``ready`` waits for it."""
         from raykernel.actors.session_actor import remote_class
 
-        return cls(remote_class().options(**options).remote(**init))
+        return cls(remote_class().options(**options).remote(**init), options.get("name"))
 
     @classmethod
     def start_local(cls, **init: Any) -> SessionHandle:
@@ -69,7 +73,7 @@ class SessionHandle:
         """The handle of the named actor (blocking: call it in a thread)."""
         import ray
 
-        return cls(ray.get_actor(name, namespace=namespace))
+        return cls(ray.get_actor(name, namespace=namespace), name)
 
     async def ready(self, timeout: float) -> dict[str, Any]:
         """Wait until the actor has started its kernel; the kernel's isolation report."""
@@ -101,7 +105,49 @@ class SessionHandle:
         with contextlib.suppress(Exception):
             ray.kill(self._actor, no_restart=True)
 
-    # -- runs: the router keeps the future, to stop a run that overstays -----------------------
+    # -- runs: booked in the session (its queue), followed by id from any front end ------------
+
+    async def submit(
+        self,
+        run_id: str,
+        kind: str,
+        args: list[Any],
+        timeout: float,
+        background: bool = False,
+        call_timeout: float = CONTROL_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Queue a run in the session (``kind``: execute, run_script, call_function, install);
+        the same ``run_id`` again is the same run. Its view (``token``, ``status``)."""
+        ref = self._actor.submit.remote(
+            run_id, kind, args, timeout, background, telemetry.carrier()
+        )
+        return await self._await(ref, call_timeout)
+
+    async def wait_run(self, run_id: str, wait: float) -> dict[str, Any]:
+        """Run ``run_id``'s view once finished (with its ``reply``) or after ``wait`` s."""
+        return await self._await(self._actor.wait_run.remote(run_id, wait), wait + CONTROL_TIMEOUT)
+
+    async def cancel_run(self, run_id: str, grace: float) -> dict[str, Any]:
+        """Drop a queued run or stop a running one; its view, ``cancelled`` and ``was``."""
+        return await self._await(self._actor.cancel_run.remote(run_id), grace + CREATE_BUDGET)
+
+    async def runs(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
+        """The session's runs (queued, running, and the last finished ones), without replies."""
+        return await self._await(self._actor.runs.remote(), timeout)
+
+    async def stop_current(self, grace: float) -> str | None:
+        """Stop the run in progress, whoever sent it (for a restart): how it stopped."""
+        return await self._await(self._actor.stop_current.remote(), grace + CREATE_BUDGET)
+
+    async def revive(self, timeout: float) -> dict[str, Any] | None:
+        """A dead kernel replaced (once, whoever asks first); the notice, or None."""
+        return await self._await(self._actor.revive.remote(), timeout)
+
+    async def idle_for(self, timeout: float = CONTROL_TIMEOUT) -> float | None:
+        """Seconds since the session's last run ended, from any front end (None: busy)."""
+        return await self._await(self._actor.idle_for.remote(), timeout)
+
+    # -- runs started directly (a plugin's function): the caller keeps the future ---------------
 
     def execute(self, code: str, token: str) -> asyncio.Future[Any]:
         """Start a run of ``code``; the future's ``run_outcome`` is its reply."""

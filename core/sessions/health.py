@@ -4,6 +4,7 @@ busy (its actor measures its kernel) and never queued behind a run.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -50,7 +51,14 @@ class SessionHealth:
             "queue": {"running": record.run_token is not None, "waiting": record.waiting},
         }
         if record.resident and record.status != "dead":
-            # Asked of the actor, which answers while its kernel runs code.
+            # Asked of the actor, which answers while its kernel runs code; its run book holds
+            # the runs every front end sent.
+            with contextlib.suppress(KernelDied, SessionUnavailable):
+                booked = await self.router.control(record, _runs)
+                report["queue"] = {
+                    "running": any(r["status"] == "running" for r in booked),
+                    "waiting": record.waiting + sum(r["status"] == "queued" for r in booked),
+                }
             measured = await self._measure(record)
             report["memory_usage"] = measured.get("memory_usage")
             report["cpu_percent"] = measured.get("cpu_percent")
@@ -120,6 +128,10 @@ class SessionHealth:
         if not measured.get("alive", True):
             self.router.recovery.mark_dead(record, measured.get("exit_reason") or "it ended")
         return measured
+
+
+async def _runs(handle: SessionHandle) -> list[dict[str, Any]]:
+    return await handle.runs(10.0)
 
 
 async def _measure(handle: SessionHandle) -> dict[str, Any]:

@@ -19,7 +19,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from raykernel.errors import SessionLimitReached, SessionUnavailable
 from raykernel.kernel.snapshots import read_manifest
@@ -32,6 +33,9 @@ from .record import SessionRecord
 from .session_ids import LOCAL
 from .warm_pool import WarmPool
 
+if TYPE_CHECKING:
+    from .directory import Directory
+
 log = logging.getLogger(__name__)
 
 
@@ -42,11 +46,13 @@ class Hibernation:
         lifecycle: Lifecycle,
         pool: WarmPool,
         sessions: dict[str, SessionRecord],
+        directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         self.lifecycle = lifecycle
         self.pool = pool
         self.sessions = sessions
+        self.directory = directory
         self._recycling: set[asyncio.Future[None]] = set()
 
     def can_hibernate(self, record: SessionRecord) -> bool:
@@ -64,9 +70,38 @@ class Hibernation:
         local = record.handle is not None and record.handle.is_local
         return self.can_hibernate(record) and not local
 
+    async def idle_enough(self, record: SessionRecord, seconds: float) -> bool:
+        """Whether the session has been idle ``seconds``, as the session itself says (runs
+        from other front ends count): the idle watch of every front end asks it."""
+        if record.handle is None or not record.resident:
+            return False
+        if self.directory is None or not self.directory.shared:
+            return True
+        try:
+            idle = await record.handle.idle_for()
+        except (ActorDied, SessionUnavailable):
+            return False
+        if idle is None:
+            return False
+        record.last_execution_time = max(record.last_execution_time or 0, time.time() - idle)
+        return idle > seconds
+
     async def hibernate(self, record: SessionRecord) -> dict[str, Any]:
         """Save the session's image and free its processes (the caller holds its slot); a
-        session hibernated already is left as it is."""
+        session hibernated already is left as it is. One front end does it: the others find
+        it hibernated in the registry."""
+        if self.directory is None:
+            return await self._hibernate(record)
+        async with self.directory.change(record) as ours:
+            if ours:
+                return await self._hibernate(record)
+        if record.status != "hibernated":
+            raise SessionUnavailable(
+                f"session {record.session_id!r} was being changed by another front end; ask again"
+            )
+        return await self._hibernate(record)
+
+    async def _hibernate(self, record: SessionRecord) -> dict[str, Any]:
         if record.status == "hibernated":
             return {
                 "session_id": record.session_id,
@@ -134,11 +169,26 @@ class Hibernation:
         wants one."""
         usual = record.placement.is_default and record.network == self.settings.session_network
         local = record.handle is not None and record.handle.is_local
-        return usual and not local and len(self.pool) < self.pool.size
+        # Among replicas another front end may still hold the actor's handle: it must find
+        # the actor gone, never serving another session.
+        shared = self.directory is not None and self.directory.shared
+        return usual and not local and not shared and len(self.pool) < self.pool.size
 
     async def resume(self, record: SessionRecord) -> dict[str, Any]:
         """Bring a hibernated session back (the caller holds its slot); what the call that
-        resumed it must say."""
+        resumed it must say. One front end does it: the others adopt the actor it made."""
+        if self.directory is None:
+            return await self._resume(record)
+        async with self.directory.change(record) as ours:
+            if ours:
+                return await self._resume(record)
+        if record.status == "hibernated":
+            raise SessionUnavailable(
+                f"session {record.session_id!r} is being resumed by another front end; ask again"
+            )
+        return {}
+
+    async def _resume(self, record: SessionRecord) -> dict[str, Any]:
         await self.make_room(record)
         path = self.lifecycle.image_path(record)
         record.status = "starting"
@@ -186,30 +236,39 @@ class Hibernation:
         """Hibernated sessions a previous front end left in the store (blocking: a thread)."""
         found = []
         for path in sorted((self.settings.store / "images").glob("*/*.zip")):
-            try:
-                manifest = read_manifest(path)
-            except Exception as exc:  # a torn file cannot be: the image is renamed in whole
-                log.warning("cannot read the image %s: %s", path, exc)
-                continue
-            session = manifest.get("session") or {}
-            record = SessionRecord(
-                manifest["session_id"],
-                session.get("description", ""),
-                session.get("created_at", manifest.get("created_at", time.time())),
-                owner=session.get("owner") or LOCAL,
-                network=session.get("network", "on"),
-                placement=Placement(**(session.get("placement") or {})),
-            )
-            record.checkpoint = session.get("checkpoint", "off")
-            record.restart_count = session.get("restart_count", 0)
-            record.status = "hibernated"
-            record.hibernated_at = manifest.get("created_at")
-            record.image_bytes = path.stat().st_size
-            history = manifest.get("history") or {}
-            record.execution_count = history.get("execution_count", 0)
-            record.last_execution_time = history.get("last_execution_time")
-            if path == self.lifecycle.image_path(record):
+            record = record_from_image(path)
+            if record is not None and path == self.lifecycle.image_path(record):
                 found.append(record)
         for leftover in (self.settings.store / "images").glob("*/*.partial"):
             leftover.unlink(missing_ok=True)  # a hibernation that did not finish
         return found
+
+
+def record_from_image(path: Path) -> SessionRecord | None:
+    """The record of the hibernated session whose image is ``path`` (blocking); None if
+    there is no readable image there."""
+    try:
+        manifest = read_manifest(path)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a torn file cannot be: the image is renamed in whole
+        log.warning("cannot read the image %s: %s", path, exc)
+        return None
+    session = manifest.get("session") or {}
+    record = SessionRecord(
+        manifest["session_id"],
+        session.get("description", ""),
+        session.get("created_at", manifest.get("created_at", time.time())),
+        owner=session.get("owner") or LOCAL,
+        network=session.get("network", "on"),
+        placement=Placement(**(session.get("placement") or {})),
+    )
+    record.checkpoint = session.get("checkpoint", "off")
+    record.restart_count = session.get("restart_count", 0)
+    record.status = "hibernated"
+    record.hibernated_at = manifest.get("created_at")
+    record.image_bytes = path.stat().st_size
+    history = manifest.get("history") or {}
+    record.execution_count = history.get("execution_count", 0)
+    record.last_execution_time = history.get("last_execution_time")
+    return record

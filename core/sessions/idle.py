@@ -48,7 +48,8 @@ class IdleWatch:
             if not hibernation.may_evict(record) or not record.slot.try_acquire():
                 continue
             try:
-                await hibernation.hibernate(record)
+                if await hibernation.idle_enough(record, self.settings.hibernate_after):
+                    await hibernation.hibernate(record)
             except (RaykernelError, ActorDied) as exc:
                 log.info("session %s did not hibernate: %s", qualified, exc)
             finally:
@@ -62,6 +63,9 @@ class IdleWatch:
             if record.session_id == DEFAULT_SESSION or busy:
                 continue
             idle_for = now - record.last_used()
+            if idle_for > timeout and record.resident:  # runs from other front ends count
+                if not await self.router.hibernation.idle_enough(record, timeout):
+                    continue
             if idle_for > timeout:
                 log.info("deleting session %s: idle for %.0f s", qualified, idle_for)
                 with contextlib.suppress(RaykernelError):

@@ -20,11 +20,11 @@ from raykernel.kernel.host import Claim
 from raykernel.settings import Settings
 
 from .formatting import first_line
-from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle
+from .handle import ACTOR_NAME_PREFIX, SessionHandle
 from .nodes import Nodes
 from .placement import Placement, actor_options, check_feasible, choose_node
 from .record import SessionRecord
-from .session_ids import LOCAL, qualify
+from .session_ids import LOCAL
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class Lifecycle:
         self.session_plugin_specs = session_plugin_specs or []
         self.plugin_paths = plugin_paths or []
         self._isolation_reported = False
+        # This front end's name among replicas: its pooled actors carry it, so that another
+        # front end's rediscovery leaves them alone while it lives.
+        self.holder = uuid.uuid4().hex[:12]
 
     def site_dir(self, record: SessionRecord) -> Path:
         """Where ``install_dependencies`` puts a session's packages (in the server's store,
@@ -99,6 +102,7 @@ class Lifecycle:
             "network": network or self.settings.session_network,
             "checkpoint_depth": self.settings.checkpoint_depth,
             "checkpoint_max_bytes": self.settings.checkpoint_max_bytes,
+            "interrupt_grace": self.settings.interrupt_grace,
         }
 
     async def start_actor(
@@ -123,7 +127,7 @@ class Lifecycle:
                     placement, nodes, self._sessions_per_node(), strategy, self._actor_options
                 )
         options: dict[str, Any] = {
-            "name": ACTOR_NAME_PREFIX + uuid.uuid4().hex,
+            "name": f"{ACTOR_NAME_PREFIX}{self.holder}-{uuid.uuid4().hex}",
             "namespace": self.settings.namespace,
             "max_restarts": 0,
             "max_task_retries": 0,  # never re-run user code
@@ -190,6 +194,20 @@ class Lifecycle:
             raise
         self.adopt(record, handle, info)
 
+    def record_of(self, handle: SessionHandle, info: dict[str, Any]) -> SessionRecord:
+        """A record for a claimed actor found in the namespace, from what it says."""
+        record = SessionRecord(
+            info["session_id"],
+            info["description"],
+            info["created_at"],
+            owner=info.get("owner") or LOCAL,
+            placement=Placement(**info.get("placement") or {}),
+        )
+        record.last_execution_time = info.get("last_execution_time")
+        record.checkpoint = info.get("checkpoint", "off")
+        self.adopt(record, handle, info)
+        return record
+
     def adopt(self, record: SessionRecord, handle: SessionHandle, info: dict[str, Any]) -> None:
         """Point ``record`` at a ready, claimed actor described by ``info``."""
         record.handle = handle
@@ -223,43 +241,6 @@ class Lifecycle:
         handle.kill()
         if record.pid is not None and self.nodes.is_local(record.node_id):
             await asyncio.to_thread(_wait_gone, record.pid)
-
-    async def rediscover(self) -> list[SessionRecord]:
-        """The sessions a previous front end left in this namespace, adopted; its unclaimed
-        pooled actors (and duplicates of a known id) are killed."""
-        import ray
-
-        names = await asyncio.to_thread(ray.util.list_named_actors)
-        names = [n for n in names if n.startswith(ACTOR_NAME_PREFIX)]
-        found: dict[str, SessionRecord] = {}
-
-        async def adopt(name: str) -> None:
-            try:
-                handle = await asyncio.to_thread(SessionHandle.find, name, self.settings.namespace)
-                info = await handle.info(CONTROL_TIMEOUT)
-            except Exception as exc:
-                log.warning("could not adopt %s: %s", name, exc)
-                return
-            session_id = info["session_id"]
-            qualified = qualify(info.get("owner") or LOCAL, session_id)
-            if not session_id or qualified in found or qualified in self.sessions:
-                handle.kill()
-                return
-            record = SessionRecord(
-                session_id,
-                info["description"],
-                info["created_at"],
-                owner=info.get("owner") or LOCAL,
-                placement=Placement(**info.get("placement") or {}),
-            )
-            record.last_execution_time = info.get("last_execution_time")
-            record.checkpoint = info.get("checkpoint", "off")
-            self.adopt(record, handle, info)
-            found[qualified] = record
-            log.info("adopted session %s on node %s", qualified, record.node_id)
-
-        await asyncio.gather(*(adopt(name) for name in names))
-        return list(found.values())
 
 
 def owner_folder(owner: str) -> str:

@@ -28,6 +28,11 @@ class RayRuntime:
         self._head: LocalHead | None = None
         self._signals_reclaimed = False
 
+    @property
+    def started(self) -> bool:
+        """Whether this process is connected to Ray (or is connecting)."""
+        return self._task is not None and self._task.done() and self._task.exception() is None
+
     def start(self) -> None:
         """Begin connecting in a worker thread; ``ready()`` waits for it."""
         if self._task is None:

@@ -1,7 +1,8 @@
 """When a session will not stop or dies: escalating, recording how, and bringing it back.
 
 A kernel that dies (a segfault, ``os._exit``, the OOM killer) or ignores an interrupt is
-replaced in place by its actor: a new kernel process, the same actor, a fraction of a second.
+replaced in place by its actor (the session's run book does it, whichever front end is
+asking): a new kernel process, the same actor, a fraction of a second.
 An actor that dies (its node lost, killed from outside) is replaced by a new actor. Either way
 the session's state is lost and the next reply says so; user code is never run again, and a
 session that dies ``max_crash_streak`` times in a row stays dead until ``restart_kernel``.
@@ -9,21 +10,23 @@ session that dies ``max_crash_streak`` times in a row stays dead until ``restart
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raykernel.errors import SessionNotFound, SessionUnavailable
 from raykernel.replies import RunReply, failed_reply
 from raykernel.settings import Settings
 from raykernel.telemetry import Metrics
 
-from .handle import ActorDied, SessionHandle
+from .handle import ActorDied
 from .lifecycle import CREATE_TIMEOUT, Lifecycle
 from .nodes import Nodes
 from .record import SessionRecord
+
+if TYPE_CHECKING:
+    from .directory import Directory
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +41,14 @@ class Recovery:
         nodes: Nodes,
         notify: Notify,
         metrics: Metrics | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         self.lifecycle = lifecycle
         self.nodes = nodes
         self.notify = notify
         self.metrics = metrics or Metrics()
+        self.directory = directory
 
     def mark_dead(self, record: SessionRecord, reason: str, actor_gone: bool = False) -> None:
         """Record a death and its best-known cause: a kill on purpose, else the loss of the
@@ -58,14 +63,21 @@ class Recovery:
         record.death_reason = note or reason
         log.warning("session %s died: %s", record.session_id, record.death_reason)
 
-    def collect(
-        self, record: SessionRecord, handle: SessionHandle, future: asyncio.Future[Any]
-    ) -> RunReply:
-        """A finished run's reply; the death of its actor, recorded, if it died under it."""
+    @property
+    def grace(self) -> float:
+        """How long stopped code has before its kernel is replaced."""
+        return self.settings.interrupt_grace
+
+    async def refresh(self, record: SessionRecord) -> None:
+        """What the actor says about itself after its kernel was replaced under a run."""
+        if record.handle is None:
+            return
+        record.restart_count += 1
+        self.metrics.restart()
         try:
-            return handle.run_outcome(future)
-        except ActorDied as exc:
-            return self.died_reply(record, exc.reason, actor_gone=True)
+            self.lifecycle.refresh(record, await record.handle.info())
+        except (ActorDied, SessionUnavailable) as exc:
+            log.warning("session %s did not say how it restarted: %s", record.qualified, exc)
 
     def finish(
         self, record: SessionRecord, reply: RunReply, notice: dict[str, Any] | None
@@ -100,61 +112,6 @@ class Recovery:
         except (ActorDied, SessionUnavailable) as exc:
             log.warning("could not interrupt session %s: %s", record.session_id, exc)
 
-    async def stop(
-        self,
-        record: SessionRecord,
-        handle: SessionHandle,
-        future: asyncio.Future[Any],
-        token: str,
-        timeout: float | None,
-    ) -> RunReply:
-        """Interrupt run ``token`` (past its ``timeout``, or its caller gone); if it will not
-        stop within ``interrupt_grace``, restart the session's kernel and say the state is
-        lost."""
-        why = f"timed out after {timeout:g} s" if timeout is not None else "was cancelled"
-        ename = "TimeoutError" if timeout is not None else "Cancelled"
-        await self.interrupt(record, token)
-        done, _ = await asyncio.wait({future}, timeout=self.settings.interrupt_grace)
-        if done:
-            reply = self.collect(record, handle, future)
-            if reply.get("interrupted"):
-                reply["error"] = {
-                    "ename": ename,
-                    "evalue": f"execution {why} and was interrupted; "
-                    "the session and its variables are kept",
-                    "traceback": (reply.get("error") or {}).get("traceback", ""),
-                }
-                reply["success"] = False
-                reply["state_preserved"] = True
-            return reply
-        log.warning("session %s ignored the interrupt; restarting it", record.session_id)
-        record.kill_reason = "its code ignored an interrupt"
-        restored = await self.restart(record, "ignored an interrupt")
-        if restored is None:
-            return failed_reply(
-                record.session_id,
-                record.execution_count,
-                ename,
-                f"execution {why} and did not stop when interrupted; the session was "
-                "restarted and its state is lost (workspace files are kept)",
-                interrupted=True,
-                restarted=True,
-            )
-        count = restored["execution_count"]
-        reply = failed_reply(
-            record.session_id,
-            record.execution_count,
-            ename,
-            f"execution {why} and did not stop when interrupted; the session was restarted "
-            f"with its state as of run {count} (its last checkpoint)",
-            interrupted=True,
-            restarted=True,
-        )
-        reply["state_preserved"] = "checkpoint"  # type: ignore[typeddict-item]
-        reply["restored_to_execution"] = count  # type: ignore[typeddict-unknown-key]
-        reply["not_preserved"] = restored["not_preserved"]  # type: ignore[typeddict-unknown-key]
-        return reply
-
     def died_reply(self, record: SessionRecord, reason: str, actor_gone: bool) -> RunReply:
         """The reply of a run whose session died under it."""
         self.mark_dead(record, reason, actor_gone)
@@ -178,6 +135,22 @@ class Recovery:
                 f"session {record.session_id!r} died {record.crash_streak} times in a row "
                 f"(last: {reason}); it stays dead until restart_kernel is called"
             )
+        handle = record.handle
+        if handle is not None:  # its actor lives: a new kernel there, once, whoever asks
+            try:
+                notice = await handle.revive(CREATE_TIMEOUT)
+                self.lifecycle.refresh(record, await handle.info())
+            except (ActorDied, SessionUnavailable) as exc:
+                log.info("session %s needs a new actor: %s", record.session_id, exc)
+            else:
+                record.kill_reason = None
+                if notice:
+                    record.restart_count += 1
+                    self.metrics.restart()
+                    self.notify(
+                        "session_created", session_id=record.session_id, info=record.info(True)
+                    )
+                return notice
         restored = await self.restart(record, reason)
         if restored is not None:
             count = restored["execution_count"]
@@ -229,7 +202,21 @@ class Recovery:
         await self.respawn(record, reason)
 
     async def respawn(self, record: SessionRecord, reason: str) -> None:
-        """Replace a session's actor by a new one (state lost), keeping its id and place."""
+        """Replace a session's actor by a new one (state lost), keeping its id and place; one
+        front end does it (the others find the new actor in the registry)."""
+        if self.directory is None:
+            await self._respawn(record, reason)
+            return
+        async with self.directory.change(record) as ours:
+            if ours:
+                await self._respawn(record, reason)
+                return
+        if record.handle is None or record.status in ("dead", "starting"):
+            raise SessionUnavailable(
+                f"session {record.session_id!r} is being restarted by another front end; ask again"
+            )
+
+    async def _respawn(self, record: SessionRecord, reason: str) -> None:
         log.info("new actor for session %s: %s", record.session_id, reason)
         await self.lifecycle.kill(record)
         record.status = "starting"

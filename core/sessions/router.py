@@ -11,6 +11,7 @@ them is the ``Lifecycle``'s job, and what happens on a session's node is the ``N
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -22,13 +23,16 @@ from raykernel import telemetry
 from raykernel.errors import (
     KernelDied,
     ProtectedSession,
+    RunNotFound,
     SessionNotFound,
     SessionUnavailable,
 )
+from raykernel.kernel.snapshots import read_manifest
 from raykernel.replies import RunReply
 from raykernel.settings import Settings
 
 from .admission import Admission
+from .directory import Directory
 from .handle import ActorDied, SessionHandle
 from .hibernation import Hibernation
 from .lifecycle import Lifecycle
@@ -37,8 +41,9 @@ from .placement import Placement
 from .ray_runtime import RayRuntime
 from .record import SessionRecord
 from .recovery import Recovery
+from .registry import Registry
 from .session_ids import split, validate_session_id
-from .turns import OnStart, Turns
+from .turns import OnStart, Turns, new_run_id
 from .warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,7 @@ class SessionRouter:
         nodes: Nodes,
         sessions: dict[str, SessionRecord],
         hooks: Any = None,
+        registry: Registry | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -66,11 +72,21 @@ class SessionRouter:
         self.sessions = sessions
         self.hooks = hooks
         self.metrics = telemetry.Metrics()
-        self.recovery = Recovery(settings, lifecycle, nodes, self._notify, self.metrics)
-        self.hibernation = Hibernation(settings, lifecycle, pool, sessions)
+        self.registry = registry or Registry.local()
+        self.directory = Directory(settings, self.registry, lifecycle, sessions)
+        self.recovery = Recovery(
+            settings, lifecycle, nodes, self._notify, self.metrics, self.directory
+        )
+        self.hibernation = Hibernation(settings, lifecycle, pool, sessions, self.directory)
         self.admission = Admission(settings, sessions)
         self.turns = Turns(
-            self.recovery, self.hibernation, self.admission, self.metrics, self._keep
+            self.recovery,
+            self.hibernation,
+            self.admission,
+            self.metrics,
+            self._keep,
+            moved=self.directory.moved,
+            on_booked=self._index_run,
         )
         # Hold a session's slot (resuming it first if it is hibernated): Turns.slot.
         self.slot = self.turns.slot
@@ -106,13 +122,9 @@ class SessionRouter:
         if self.settings.ray_at_launch:
             await self.runtime.ready()
         if self.detached:
-            for record in await self.lifecycle.rediscover():
-                self.sessions.setdefault(record.qualified, record)
-            for record in await asyncio.to_thread(self.hibernation.rediscover):
-                if record.qualified in self.sessions:  # hibernated, yet its actor lived on
-                    self.hibernation.forget(record)
-                else:
-                    self.sessions[record.qualified] = record
+            hibernated = await asyncio.to_thread(self.hibernation.rediscover)
+            await self.directory.rediscover(hibernated)
+            self._keep(asyncio.ensure_future(self._beat()))
         # The local identity's "default" exists from the start (stdio, a laptop); with
         # authentication every identity's is made at its first use.
         if not self.settings.auth_enabled and DEFAULT_SESSION not in self.sessions:
@@ -120,9 +132,21 @@ class SessionRouter:
         if self.settings.ray_at_launch:
             self.pool.refill()  # else at the first session that needs Ray
 
+    async def _beat(self) -> None:
+        """Tell the registry, now and then, that this front end lives."""
+        while True:
+            await asyncio.sleep(15.0)
+            try:
+                await self.directory.beat()
+            except Exception as exc:  # the registry restarting: the next beat tells it
+                log.warning("registry unreachable: %s", exc)
+
     async def shutdown(self) -> None:
         """Kill the warm pool and, unless sessions outlive the front end (on a cluster), every
         session this router started."""
+        if self.detached and self.runtime.started:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.registry.goodbye(self.directory.holder), 5.0)
         records = [] if self.detached else list(self.sessions.values())
         for record in records:  # sessions die with an embedded server, hibernated ones too
             if record.status == "hibernated":
@@ -146,12 +170,21 @@ class SessionRouter:
         return record
 
     async def lookup(self, qualified: str) -> SessionRecord:
-        """``get``, once start-up (and rediscovery) is over; an identity's "default" is made
-        at its first use."""
+        """``get``, once start-up (and rediscovery) is over; a session another front end made
+        is found in the registry; an identity's "default" is made at its first use."""
         await self.ready()
+        if qualified not in self.sessions and self.directory.shared:
+            validate_session_id(qualified)
+            await self.directory.find(qualified)
         if qualified not in self.sessions and split(qualified)[1] == DEFAULT_SESSION:
             await self._create(qualified, "Default session", None)
         return self.get(qualified)
+
+    async def listing(self) -> dict[str, SessionRecord]:
+        """Every session, as the registry knows them (other front ends' included)."""
+        await self.ready()
+        await self.directory.sync()
+        return dict(self.sessions)
 
     # -- create / delete ----------------------------------------------------------------------
 
@@ -186,6 +219,15 @@ class SessionRouter:
             if existing is not None:
                 return existing, False
             self.admission.admit_session(owner)
+            # One actor per id across front ends: the registry says who makes it.
+            entry = await self.directory.reserve(qualified)
+            if entry is not None:
+                found = await self.directory.find(qualified, entry)
+                if found is None:
+                    raise SessionUnavailable(
+                        f"session {session_id!r} is being created elsewhere and did not start"
+                    )
+                return found, False
             record = SessionRecord(
                 session_id,
                 description,
@@ -210,7 +252,9 @@ class SessionRouter:
             self.sessions.pop(qualified, None)
             if pooled is not None and record.handle is None:
                 pooled.kill()
+            await self.directory.abandon(qualified)
             raise
+        await self.directory.created(record)
         self._notify("session_created", session_id=qualified, info=record.info(False))
         return record, True
 
@@ -218,11 +262,12 @@ class SessionRouter:
         """Delete a session: its actor and everything it started are killed."""
         if split(validate_session_id(qualified))[1] == DEFAULT_SESSION:
             raise ProtectedSession("the 'default' session cannot be deleted")
-        await self.ready()
+        await self.lookup(qualified)
         async with self._table_lock:
             record = self.get(qualified)
             record.deleted = True
             del self.sessions[qualified]
+        await self.directory.removed(qualified)
         await self.lifecycle.kill(record)
         self.hibernation.forget(record)
         shutil.rmtree(self.lifecycle.site_dir(record), ignore_errors=True)
@@ -235,11 +280,64 @@ class SessionRouter:
     # -- running code -------------------------------------------------------------------------
 
     async def execute(
-        self, session_id: str, code: str, timeout: float, on_start: OnStart | None = None
+        self,
+        session_id: str,
+        code: str,
+        timeout: float,
+        on_start: OnStart | None = None,
+        run_id: str | None = None,
     ) -> RunReply:
         """Run ``code`` in the session, in its turn; interrupted past ``timeout``."""
         record = await self.lookup(session_id)
-        return await self.turns.run(record, lambda h, t: h.execute(code, t), timeout, on_start)
+        return await self.turns.run(record, "execute", [code], timeout, on_start, run_id)
+
+    async def submit(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
+        """Queue ``code`` in the session as a background run; its view (``run_id``)."""
+        record = await self.lookup(session_id)
+        return await self.turns.submit(record, "execute", [code], timeout, new_run_id())
+
+    async def run_view(self, qualified: str, run_id: str, wait: float) -> dict[str, Any]:
+        """Run ``run_id`` of the session, once finished or after ``wait`` seconds."""
+        record = await self._run_record(qualified, run_id)
+        if record.status == "hibernated":
+            return self._hibernated_run(record, run_id)
+        return await self.control(record, lambda h: h.wait_run(run_id, wait))
+
+    async def cancel_run(self, qualified: str, run_id: str) -> dict[str, Any]:
+        """Drop a queued run or stop a running one, whichever front end took it."""
+        record = await self._run_record(qualified, run_id)
+        if record.status == "hibernated":  # it hibernated with no run in progress
+            return {**self._hibernated_run(record, run_id), "cancelled": False}
+        grace = self.settings.interrupt_grace
+        return await self.control(record, lambda h: h.cancel_run(run_id, grace))
+
+    async def session_runs(self, qualified: str) -> list[dict[str, Any]]:
+        """The session's runs (without replies): queued, running, the last finished ones."""
+        record = await self.lookup(qualified)
+        if record.status == "hibernated":
+            return self._image_runs(record)
+        if record.handle is None or record.status == "dead":
+            return []
+        return await self.control(record, lambda h: h.runs())
+
+    async def _run_record(self, qualified: str, run_id: str) -> SessionRecord:
+        try:
+            return await self.lookup(qualified)
+        except SessionNotFound:
+            raise RunNotFound(f"no run {run_id!r} (its session is gone)") from None
+
+    def _image_runs(self, record: SessionRecord) -> list[dict[str, Any]]:
+        try:
+            manifest = read_manifest(self.lifecycle.image_path(record))
+        except OSError:
+            return []
+        return list(manifest.get("runs") or [])
+
+    def _hibernated_run(self, record: SessionRecord, run_id: str) -> dict[str, Any]:
+        for view in self._image_runs(record):
+            if view["run_id"] == run_id:
+                return view
+        raise RunNotFound(f"no run {run_id!r} in session {record.session_id!r}")
 
     async def run_script(
         self,
@@ -251,13 +349,7 @@ class SessionRouter:
     ) -> RunReply:
         """Run a saved script in the session, like ``%run``."""
         record = await self.lookup(session_id)
-        return await self.turns.run(
-            record,
-            lambda h, t: h.run_script(str(path), args, t),
-            timeout,
-            on_start,
-            operation="run_script",
-        )
+        return await self.turns.run(record, "run_script", [str(path), args], timeout, on_start)
 
     async def call_function(
         self, session_id: str, payload: bytes, max_result_bytes: int, timeout: float
@@ -265,12 +357,8 @@ class SessionRouter:
         """Run a plugin's function in the session, in its turn, like a run (interrupted past
         ``timeout``) but outside its history."""
         record = await self.lookup(session_id)
-        reply: Any = await self.turns.run(
-            record,
-            lambda h, t: h.call_function(payload, max_result_bytes, t),
-            timeout,
-            operation="call_function",
-        )
+        args: list[Any] = [payload, max_result_bytes]
+        reply: Any = await self.turns.run(record, "call_function", args, timeout)
         return reply
 
     async def install(
@@ -279,15 +367,10 @@ class SessionRouter:
         """Install packages into the session's own folder, in its turn."""
         record = await self.lookup(session_id)
         settings = self.settings
-
-        def start(handle: SessionHandle, token: str) -> asyncio.Future[Any]:
-            return handle.install(
-                specs, settings.allow_package_urls, settings.install_timeout, token
-            )
-
-        # The actor enforces the install timeout on its subprocess; the router's is a backstop.
+        args: list[Any] = [specs, settings.allow_package_urls, settings.install_timeout]
+        # The actor enforces the install timeout on its subprocess; the run's is a backstop.
         reply: Any = await self.turns.run(
-            record, start, settings.install_timeout + 30, on_start, operation="install"
+            record, "install", args, settings.install_timeout + 30, on_start
         )
         return reply
 
@@ -317,7 +400,13 @@ class SessionRouter:
         """``op(handle)`` now (the caller holds the slot); a death on the way is recorded."""
         assert record.handle is not None
         try:
-            return await op(record.handle)
+            try:
+                return await op(record.handle)
+            except ActorDied:
+                # Another front end may have hibernated it or given it a new actor.
+                if not await self.directory.moved(record) or record.handle is None:
+                    raise
+                return await op(record.handle)
         except ActorDied as exc:
             self.recovery.mark_dead(record, exc.reason, actor_gone=True)
             raise KernelDied(
@@ -332,9 +421,14 @@ class SessionRouter:
             raise KernelDied(f"session {record.session_id!r} is dead ({record.death_reason})")
 
     async def interrupt(self, session_id: str) -> dict[str, Any]:
-        """Interrupt the run in progress, if any; does not wait behind it."""
+        """Interrupt the run in progress, if any, whichever front end sent it; does not wait
+        behind it."""
         record = await self.lookup(session_id)
         token = record.run_token
+        if token is None and record.handle is not None and record.resident:
+            with contextlib.suppress(ActorDied, SessionUnavailable):
+                running = [r for r in await record.handle.runs() if r["status"] == "running"]
+                token = running[0]["token"] if running else None
         if token is None or record.handle is None:
             return {
                 "session_id": record.session_id,
@@ -348,7 +442,7 @@ class SessionRouter:
         """What run ``token`` has printed so far (its last few thousand characters), asked of
         the session's actor (which answers while the run goes on); None once it is over."""
         handle = record.handle
-        if handle is None or record.run_token != token:
+        if handle is None:
             return None
         try:
             return await handle.tail(token, 10.0)
@@ -364,6 +458,19 @@ class SessionRouter:
             getattr(self.hooks, hook)(**kwargs)
         except Exception:
             log.exception("plugin hook %s failed", hook)
+
+    def _index_run(self, record: SessionRecord, run_id: str) -> None:
+        """Every run id goes in the registry, so any front end can answer about it."""
+        if not self.registry.is_shared:
+            self.registry._state.add_run(run_id, record.qualified)  # type: ignore[union-attr]
+            return
+        self._keep(asyncio.ensure_future(self._index_remote(run_id, record.qualified)))
+
+    async def _index_remote(self, run_id: str, qualified: str) -> None:
+        try:
+            await self.registry.add_run(run_id, qualified)
+        except Exception as exc:
+            log.warning("run %s not indexed: %s", run_id, exc)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)

@@ -7,7 +7,6 @@ happens between runs, never in the middle of one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -158,19 +157,18 @@ class StateMoves:
         """A restart stops the run in progress first, as Jupyter's does: SIGINT (the run ends
         as interrupted, variables kept for ``preserve_state``), then, if the code ignores it
         for ``interrupt_grace`` seconds, the process is killed. Returns how it stopped."""
-        token = record.run_token
-        if token is None:
+        if record.handle is None or not record.resident or record.status == "dead":
             return None
-        await self.router.recovery.interrupt(record, token)
-        done, _ = await asyncio.wait({acquiring}, timeout=self.settings.interrupt_grace)
-        if done:
-            return "interrupted"
+        # The session's book knows its run in progress, whichever front end sent it.
         record.kill_reason = "killed by restart_kernel (the code ignored the interrupt)"
-        if record.handle is not None:
-            with contextlib.suppress(ActorDied, SessionUnavailable):
-                await record.handle.kill_kernel(record.kill_reason, CONTROL_TIMEOUT)
+        try:
+            stopped = await record.handle.stop_current(self.settings.interrupt_grace)
+        except (ActorDied, SessionUnavailable):
+            stopped = None
         await acquiring
-        return "killed"
+        if stopped != "killed":
+            record.kill_reason = None
+        return stopped
 
     async def rewind(self, qualified: str, to_execution: int) -> dict[str, Any]:
         """The namespace as it was after run ``to_execution``, from the session's checkpoints."""

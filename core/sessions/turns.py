@@ -13,21 +13,35 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from raykernel import telemetry
-from raykernel.errors import SessionNotFound
-from raykernel.replies import RunReply
+from raykernel.errors import KernelDied, SessionMoved, SessionNotFound
+from raykernel.replies import RunReply, failed_reply
 
 from .admission import Admission
-from .handle import SessionHandle
+from .handle import ActorDied, SessionHandle
 from .hibernation import Hibernation
 from .record import SessionRecord
 from .recovery import Recovery
 
 # Called with the record and the run's token once a run has been handed to its session.
 OnStart = Callable[[SessionRecord, str], None]
+# How long one ``wait_run`` call waits for a run's end before it is asked again.
+FOLLOW_POLL = 20.0
+
+
+def new_run_id() -> str:
+    return "run-" + uuid.uuid4().hex[:16]
+
+
+async def _never_moved(record: SessionRecord) -> bool:
+    return False
+
+
+def _no_index(record: SessionRecord, run_id: str) -> None:
+    return None
 
 
 class Turns:
@@ -38,7 +52,13 @@ class Turns:
         admission: Admission,
         metrics: telemetry.Metrics,
         keep: Callable[[asyncio.Future[Any]], None],
+        moved: Callable[[SessionRecord], Awaitable[bool]] = _never_moved,
+        on_booked: Callable[[SessionRecord, str], None] = _no_index,
     ) -> None:
+        # Whether the session is now served by another actor (then the record points at it).
+        self.moved = moved
+        # Told every run id booked (the registry indexes them for get_run from any front end).
+        self.on_booked = on_booked
         self.recovery = recovery
         self.hibernation = hibernation
         self.admission = admission
@@ -48,17 +68,18 @@ class Turns:
     async def run(
         self,
         record: SessionRecord,
-        start: Callable[[SessionHandle, str], asyncio.Future[Any]],
+        kind: str,
+        args: list[Any],
         timeout: float,
         on_start: OnStart | None = None,
-        operation: str = "execute",
+        run_id: str | None = None,
     ) -> RunReply:
+        """Run in the session in its turn: booked in the session's own queue (where runs from
+        every front end meet), followed until its reply."""
         # Counted so that health can show the queue: runs wait here one behind the other.
         with (
             self.admission.run(record.owner),
-            telemetry.span(
-                "raykernel.run", session_id=record.qualified, operation=operation
-            ) as run,
+            telemetry.span("raykernel.run", session_id=record.qualified, operation=kind) as run,
         ):
             record.waiting += 1
             entered = False
@@ -69,64 +90,114 @@ class Turns:
                     entered = True
                     telemetry.record_span("raykernel.queue", queued, time.time())
                     started = time.perf_counter()
-                    reply = await self._in_slot(record, start, timeout, on_start)
+                    run_id = run_id or new_run_id()
+                    reply = await self._in_slot(record, kind, args, timeout, on_start, run_id)
             finally:
                 if not entered:
                     record.waiting -= 1
             outcome = run_outcome(reply)
             telemetry.set_attributes(run, outcome=outcome, node_id=record.node_id)
-            self.metrics.run(operation, outcome, time.perf_counter() - started)
+            self.metrics.run(kind, outcome, time.perf_counter() - started)
             return reply
+
+    async def submit(
+        self, record: SessionRecord, kind: str, args: list[Any], timeout: float, run_id: str
+    ) -> dict[str, Any]:
+        """Book a background run: the session is brought back first if it needs to be (in
+        its turn here), then the run is queued in the session and this returns at once."""
+        if record.status in ("dead", "hibernated") or record.handle is None:
+            async with self.slot(record):
+                notice = await self.recovery.revive_if_dead(record)
+                if notice:
+                    record.resume_notice = {**(record.resume_notice or {}), **notice}
+        view = await self._book(record, kind, args, timeout, run_id, background=True)
+        self.on_booked(record, run_id)
+        return view
+
+    async def _book(
+        self,
+        record: SessionRecord,
+        kind: str,
+        args: list[Any],
+        timeout: float,
+        run_id: str,
+        background: bool = False,
+    ) -> dict[str, Any]:
+        """Queue the run in the session's actor. An actor that handed the session on (another
+        front end hibernated or replaced it) has taken nothing: the session is found where it
+        is now, and the run booked there."""
+        for attempt in (1, 2):
+            handle = record.handle
+            assert handle is not None
+            try:
+                return await handle.submit(run_id, kind, args, timeout, background)
+            except (SessionMoved, ActorDied) as exc:
+                if attempt == 2 or not await self.moved(record):
+                    if isinstance(exc, ActorDied):
+                        self.recovery.mark_dead(record, exc.reason, actor_gone=True)
+                        raise KernelDied(
+                            f"session {record.session_id!r} died ({record.death_reason})"
+                        ) from None
+                    raise
+        raise AssertionError("unreachable")
 
     async def _in_slot(
         self,
         record: SessionRecord,
-        start: Callable[[SessionHandle, str], asyncio.Future[Any]],
+        kind: str,
+        args: list[Any],
         timeout: float,
         on_start: OnStart | None,
+        run_id: str,
     ) -> RunReply:
         notice = await self.recovery.revive_if_dead(record)
         if record.resume_notice is not None:
             notice = {**record.resume_notice, **(notice or {})}
             record.resume_notice = None
-        handle = record.handle
-        assert handle is not None
-        token = uuid.uuid4().hex
         call = telemetry.start_span("raykernel.actor_call", session_id=record.qualified)
-        with telemetry.use(call):  # the trace context travels with the call
-            try:
-                future = start(handle, token)
-            except BaseException:
-                call.end()
-                raise
-        record.status = "busy"
-        record.run_token = token
-        if on_start is not None:
-            on_start(record, token)
         called = time.time()
         try:
-            done, _ = await asyncio.wait({future}, timeout=timeout)
-            if done:
-                reply = self.recovery.collect(record, handle, future)
-            else:
-                reply = await self.recovery.stop(record, handle, future, token, timeout)
+            with telemetry.use(call):  # the trace context travels with the call
+                view = await self._book(record, kind, args, timeout, run_id)
+            self.on_booked(record, run_id)
+            handle = record.handle
+            assert handle is not None
+            token = view["token"]
+            record.status = "busy"
+            record.run_token = token
+            if on_start is not None:
+                on_start(record, token)
+            try:
+                reply = await self._follow(record, handle, run_id)
+            except asyncio.CancelledError:
+                # The caller went away: stop its code, and make the next caller wait for that.
+                stop = asyncio.ensure_future(handle.cancel_run(run_id, self.recovery.grace))
+                record.pending_stop = stop
+                self._keep(stop)
+                raise
             answered = time.time()
             kernel_time = reply.get("execution_time")
             if kernel_time is not None:  # as the kernel timed it, ending with the answer
                 start_at = max(called, answered - kernel_time)
                 telemetry.record_span("raykernel.kernel", start_at, answered, parent=call)
-        except asyncio.CancelledError:
-            # The caller went away: stop its code, and make the next caller wait for that.
-            stop = asyncio.ensure_future(self.recovery.stop(record, handle, future, token, None))
-            record.pending_stop = stop
-            self._keep(stop)
-            raise
         finally:
             call.end()
             record.run_token = None
             if record.status == "busy":
                 record.status = "healthy"
+        if reply.get("restarted") and record.handle is handle:
+            await self.recovery.refresh(record)  # a new kernel: its pid, its start
         return self.recovery.finish(record, reply, notice)
+
+    async def _follow(self, record: SessionRecord, handle: SessionHandle, run_id: str) -> Any:
+        """The run's reply, asked for in long polls (no call stays open for a whole run)."""
+        while True:
+            try:
+                view = await handle.wait_run(run_id, FOLLOW_POLL)
+            except ActorDied as exc:
+                return self.recovery.died_reply(record, exc.reason, actor_gone=True)
+            if view["status"] in ("done", "cancelled"):
+                return view.get("reply") or cancelled_reply(record, view)
 
     @contextlib.asynccontextmanager
     async def slot(
@@ -163,3 +234,16 @@ def run_outcome(reply: Any) -> str:
     if reply.get("interrupted"):
         return "interrupted"
     return "ok" if reply.get("success") else "error"
+
+
+def cancelled_reply(record: SessionRecord, view: dict[str, Any]) -> RunReply:
+    """The reply of a run cancelled before it started."""
+    return failed_reply(
+        record.session_id,
+        record.execution_count,
+        "Cancelled",
+        "the run was cancelled before it started; nothing ran",
+        interrupted=False,
+        restarted=False,
+        state_preserved=True,
+    )

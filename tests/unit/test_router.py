@@ -1,7 +1,7 @@
-"""The router's own logic with a fake session handle (no Ray): runs queue one at a time in
-order, a run past its timeout is interrupted and keeps its state, code that ignores the
-interrupt gets its kernel restarted in place, deaths are reported and revived, and a crash
-streak keeps a session dead. tests/reliability/ checks the same against real actors."""
+"""The router's own logic, and the session's run book, with a fake kernel (no Ray): runs queue
+one at a time in order, a run past its timeout is interrupted and keeps its state, code that
+ignores the interrupt gets its kernel restarted in place, deaths are reported and revived, and
+a crash streak keeps a session dead. tests/reliability/ checks the same against real actors."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from raykernel.errors import SessionUnavailable
+from raykernel.kernel.runbook import BookedRun, Driver, RunBook
 from raykernel.replies import run_reply
 from raykernel.sessions.handle import ActorDied
 from raykernel.sessions.record import SessionRecord
@@ -21,51 +22,95 @@ from raykernel.settings import Settings
 
 
 class FakeHandle:
-    """Runs "ok" (answers after a moment), "hang" (until interrupted), "stubborn" (ignores
-    interrupts) and "die" (its actor dies) codes; counts how many run at once."""
+    """A session actor's handle over a real ``RunBook`` whose kernel runs "ok" (answers after a
+    moment), "hang" (until interrupted), "stubborn" (ignores interrupts) and "die" (the actor
+    dies) codes; counts how many run at once."""
 
     is_local = False
+    name = None
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.running = 0
         self.most_at_once = 0
         self.kernel_restarts = 0
-        self.runs: dict[str, tuple[asyncio.Future[Any], str]] = {}
+        self.dead = False
+        self.pending: dict[str, tuple[asyncio.Future[Any], str]] = {}
+        driver = Driver(
+            start=self._start,
+            interrupt=self._interrupt,
+            replace_kernel=self._replace_kernel,
+            revive=self._revive,
+            execution_count=lambda: len(self.log),
+            session_id=lambda: "s",
+        )
+        self.book = RunBook(driver, grace=0.3)
 
-    def execute(self, code: str, token: str) -> asyncio.Future[Any]:
+    async def _start(self, run: BookedRun) -> dict[str, Any]:
+        code = run.args[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self.log.append(code)
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
-        future.add_done_callback(lambda _: setattr(self, "running", self.running - 1))
-        self.runs[token] = (future, code)
+        self.pending[run.token] = (future, code)
         if code.startswith("ok"):
             loop.call_later(0.01, future.set_result, run_reply("s", len(self.log), 0.01))
         elif code == "die":
-            loop.call_later(0.01, future.set_exception, ActorDied("the worker died"))
-        return future
+            loop.call_later(0.01, setattr, self, "dead", True)
+        try:
+            return dict(await future)
+        finally:
+            self.running -= 1
 
-    async def interrupt(self, token: str, timeout: float) -> bool:
-        future, code = self.runs[token]
+    def _interrupt(self, token: str) -> None:
+        future, code = self.pending[token]
         if code == "hang" and not future.done():
             future.set_result(run_reply("s", len(self.log), 1.0, interrupted=True))
-        return True
 
-    async def restart_kernel(self, reason: str, timeout: float) -> dict[str, Any]:
+    async def _replace_kernel(self, reason: str) -> None:
         self.kernel_restarts += 1
-        self.kill()
+        for future, _ in self.pending.values():
+            if not future.done():
+                future.set_result({"kernel_died": reason})
+
+    async def _revive(self) -> None:
+        return None
+
+    def _alive(self) -> None:
+        if self.dead:
+            raise ActorDied("the worker died")
+
+    async def submit(
+        self, run_id: str, kind: str, args: list[Any], timeout: float, background: bool = False
+    ) -> dict[str, Any]:
+        self._alive()
+        return self.book.submit(BookedRun(run_id, kind, tuple(args), timeout, background))
+
+    async def wait_run(self, run_id: str, wait: float) -> dict[str, Any]:
+        while True:
+            self._alive()
+            view = await self.book.wait(run_id, 0.02)
+            if view["status"] in ("done", "cancelled"):
+                return view
+
+    async def cancel_run(self, run_id: str, grace: float) -> dict[str, Any]:
+        return await self.book.cancel(run_id)
+
+    async def revive(self, timeout: float) -> None:
+        self._alive()
+
+    async def info(self) -> dict[str, Any]:
+        self._alive()
         return _info()
 
-    def run_outcome(self, future: asyncio.Future[Any]) -> Any:
-        return future.result()
+    async def restart_kernel(self, reason: str, timeout: float) -> dict[str, Any]:
+        self._alive()
+        self.kernel_restarts += 1
+        return _info()
 
     def kill(self) -> None:
-        for future, _ in self.runs.values():
-            if not future.done():
-                future.set_exception(ActorDied("killed"))
-                future.exception()  # nobody else may look: the run was given up
+        self.dead = True
 
 
 def _info() -> dict[str, Any]:
@@ -80,6 +125,8 @@ def _info() -> dict[str, Any]:
 
 
 class FakeLifecycle:
+    holder = "test"
+
     def __init__(self) -> None:
         self.log: list[str] = []
         self.spawned = 0

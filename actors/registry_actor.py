@@ -1,0 +1,30 @@
+"""The namespace's registry actor: a thin shell over ``RegistryState``, one per namespace,
+named and detached, so that every front end (and a restarted one) finds the same one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raykernel.sessions.registry_state import REGISTRY_NAME, RegistryState
+
+
+class RegistryActor(RegistryState):
+    """Async: calls are served one at a time on the actor's event loop, in arrival order, and a
+    ``wait_settled`` waits without holding anyone up."""
+
+
+def registry_actor(namespace: str) -> Any:
+    """The namespace's registry actor, made if no front end has made it yet (blocking)."""
+    import ray
+
+    remote = ray.remote(RegistryActor)
+    return remote.options(
+        name=REGISTRY_NAME,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_restarts=-1,  # a lost registry comes back empty; front ends register again
+        max_task_retries=0,
+        max_concurrency=1000,
+    ).remote()

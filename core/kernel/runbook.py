@@ -1,0 +1,296 @@
+"""A session's run book: its runs, one at a time in the order they arrive from whichever front
+end, each with its timeout kept here, and their replies kept for any front end to fetch by id.
+
+The book lives beside the kernel (in the session's actor), not in a front end: a front end
+that dies takes nothing with it. A run past its timeout (or cancelled) is interrupted; if it
+ignores the interrupt for ``grace`` seconds its kernel is replaced, and the reply says the
+state is lost (or restored from the last checkpoint). A run is submitted once per id: the same
+id again is the same run, never a second one. Plain asyncio: tested without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from raykernel.errors import InvalidArgument, RunNotFound
+from raykernel.replies import failed_reply
+
+log = logging.getLogger(__name__)
+
+KEPT = 200  # finished runs remembered; the oldest are forgotten first
+KINDS = ("execute", "run_script", "call_function", "install")
+
+
+@dataclass
+class BookedRun:
+    run_id: str
+    kind: str
+    args: tuple[Any, ...]
+    timeout: float
+    background: bool = False
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: str = "queued"  # queued | running | done | cancelled
+    submitted_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    reply: dict[str, Any] | None = None
+    cancel_asked: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self, with_reply: bool = True) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "token": self.token,
+            "background": self.background,
+            "status": self.status,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+        if with_reply and self.reply is not None:
+            view["reply"] = self.reply
+        return view
+
+    def export(self) -> dict[str, Any]:
+        """What a hibernated session's image keeps of a finished run."""
+        return {**self.view(), "args": None}
+
+
+class Driver:
+    """What the book needs of its session (the host gives its own methods)."""
+
+    def __init__(
+        self,
+        start: Callable[[BookedRun], Awaitable[dict[str, Any]]],
+        interrupt: Callable[[str], Any],
+        replace_kernel: Callable[[str], Awaitable[dict[str, Any] | None]],
+        revive: Callable[[], Awaitable[dict[str, Any] | None]],
+        execution_count: Callable[[], int],
+        session_id: Callable[[], str],
+    ) -> None:
+        self.start = start  # the run's request to the kernel; its reply
+        self.interrupt = interrupt  # SIGINT to run ``token``
+        # A new kernel in place of one that ignores an interrupt: a checkpoint's report or None
+        self.replace_kernel = replace_kernel
+        # A dead kernel brought back before a run: the notice that run's reply carries, or None
+        self.revive = revive
+        self.execution_count = execution_count
+        self.session_id = session_id
+
+
+class RunBook:
+    def __init__(self, driver: Driver, grace: float = 5.0, keep: int = KEPT) -> None:
+        self.driver = driver
+        self.grace = grace
+        self.keep = keep
+        self._runs: OrderedDict[str, BookedRun] = OrderedDict()
+        self._queue: deque[BookedRun] = deque()
+        # Held by the run in progress and by whatever must not meet one (a restart, a
+        # hibernation); asyncio's lock is fair, so they take turns in arrival order.
+        self._turn = asyncio.Lock()
+        self._worker: asyncio.Task[None] | None = None
+        self.current: BookedRun | None = None
+        self.last_activity = time.time()
+
+    # -- submitting and following ----------------------------------------------------------
+
+    def submit(self, run: BookedRun) -> dict[str, Any]:
+        """Queue ``run``; a run id seen before is that run (nothing is queued twice)."""
+        known = self._runs.get(run.run_id)
+        if known is not None:
+            return known.view(with_reply=False)
+        if run.kind not in KINDS:
+            raise InvalidArgument(f"unknown kind of run {run.kind!r}")
+        self._runs[run.run_id] = run
+        self._queue.append(run)
+        self.last_activity = time.time()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._work())
+        self._forget_old()
+        return run.view(with_reply=False)
+
+    def find(self, run_id: str) -> BookedRun:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r} in this session")
+        return run
+
+    async def wait(self, run_id: str, timeout: float) -> dict[str, Any]:
+        """The run's view once it has finished, or as it is after ``timeout`` seconds."""
+        run = self.find(run_id)
+        if timeout > 0 and not run.finished.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(run.finished.wait(), timeout)
+        return run.view()
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        """Drop a queued run, or stop a running one (interrupt, then a new kernel after the
+        grace period); the run's view with ``cancelled`` and what it ``was``."""
+        run = self.find(run_id)
+        was = run.status
+        if run.finished.is_set():
+            return {**run.view(), "cancelled": False}
+        run.cancel_asked = True
+        if was == "queued":
+            with contextlib.suppress(ValueError):
+                self._queue.remove(run)
+            self._finish(run, None, "cancelled")
+        else:
+            run.cancelled.set()
+            await run.finished.wait()
+        return {**run.view(), "cancelled": True, "was": was}
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [run.view(with_reply=False) for run in self._runs.values()]
+
+    @property
+    def busy(self) -> bool:
+        """A run in progress or queued (a hibernation must wait)."""
+        return self.current is not None or bool(self._queue)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the session between runs: no run starts until this ends."""
+        async with self._turn:
+            yield
+
+    async def stop_current(self) -> str | None:
+        """Stop the run in progress for a restart: SIGINT, and after ``grace`` a new kernel.
+        Returns how it stopped (None when nothing ran)."""
+        run = self.current
+        if run is None:
+            return None
+        self.driver.interrupt(run.token)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(run.finished.wait()), self.grace)
+            return "interrupted"
+        await self.driver.replace_kernel(
+            "killed by restart_kernel (the code ignored the interrupt)"
+        )
+        await run.finished.wait()
+        return "killed"
+
+    def export(self) -> list[dict[str, Any]]:
+        """Finished runs, for a hibernated session's image."""
+        return [run.export() for run in self._runs.values() if run.finished.is_set()]
+
+    def load(self, views: list[dict[str, Any]]) -> None:
+        """Finished runs of the image this session resumed from."""
+        for view in views:
+            run = BookedRun(view["run_id"], view["kind"], (), 0.0, view.get("background", False))
+            run.token = view["token"]
+            run.status, run.reply = view["status"], view.get("reply")
+            run.submitted_at, run.started_at = view["submitted_at"], view["started_at"]
+            run.finished_at = view["finished_at"]
+            run.finished.set()
+            self._runs.setdefault(run.run_id, run)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while self._queue:
+            async with self._turn:
+                if not self._queue:
+                    return
+                run = self._queue.popleft()
+                self.current = run
+                try:
+                    reply = await self._execute(run)
+                except Exception as exc:  # a fault here must not leave the run hanging
+                    log.exception("run %s failed in its session", run.run_id)
+                    reply = self._failed(run, "InternalError", f"the run could not finish: {exc}")
+                finally:
+                    self.current = None
+                self._finish(run, reply, "cancelled" if run.cancel_asked else "done")
+
+    async def _execute(self, run: BookedRun) -> dict[str, Any]:
+        notice = await self.driver.revive()
+        run.status, run.started_at = "running", time.time()
+        future = asyncio.ensure_future(self.driver.start(run))
+        cancelled = asyncio.ensure_future(run.cancelled.wait())
+        try:
+            await asyncio.wait(
+                {future, cancelled}, timeout=run.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            cancelled.cancel()
+        if future.done():
+            reply = future.result()
+        else:
+            reply = await self._stop(run, future)
+        if notice:
+            reply = {**reply, **notice}
+        return reply
+
+    async def _stop(self, run: BookedRun, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        why = "was cancelled" if run.cancel_asked else f"timed out after {run.timeout:g} s"
+        ename = "Cancelled" if run.cancel_asked else "TimeoutError"
+        self.driver.interrupt(run.token)
+        done, _ = await asyncio.wait({future}, timeout=self.grace)
+        if done:
+            reply = future.result()
+            if reply.get("interrupted"):
+                traceback = (reply.get("error") or {}).get("traceback", "")
+                reply["error"] = {
+                    "ename": ename,
+                    "evalue": f"execution {why} and was interrupted; "
+                    "the session and its variables are kept",
+                    "traceback": traceback,
+                }
+                reply["success"] = False
+                reply["state_preserved"] = True
+            return reply
+        log.warning("session %s ignored the interrupt; a new kernel", self.driver.session_id())
+        restored = await self.driver.replace_kernel("its code ignored an interrupt")
+        with contextlib.suppress(Exception):
+            await future  # ends with the old kernel
+        reply = self._failed(
+            run,
+            ename,
+            f"execution {why} and did not stop when interrupted; the session was restarted "
+            + (
+                f"with its state as of run {restored['execution_count']} (its last checkpoint)"
+                if restored
+                else "and its state is lost (workspace files are kept)"
+            ),
+            interrupted=True,
+            restarted=True,
+        )
+        if restored:
+            reply["state_preserved"] = "checkpoint"
+            reply["restored_to_execution"] = restored["execution_count"]
+            reply["not_preserved"] = restored["not_preserved"]
+        return reply
+
+    def _failed(self, run: BookedRun, ename: str, evalue: str, **flags: bool) -> dict[str, Any]:
+        reply: dict[str, Any] = dict(
+            failed_reply(
+                self.driver.session_id(),
+                self.driver.execution_count(),
+                ename,
+                evalue,
+                interrupted=flags.get("interrupted", False),
+                restarted=flags.get("restarted", False),
+            )
+        )
+        return reply
+
+    def _finish(self, run: BookedRun, reply: dict[str, Any] | None, status: str) -> None:
+        run.reply, run.status, run.finished_at = reply, status, time.time()
+        self.last_activity = run.finished_at
+        run.finished.set()
+
+    def _forget_old(self) -> None:
+        finished = [r for r in self._runs.values() if r.finished.is_set()]
+        for run in finished[: max(0, len(self._runs) - self.keep)]:
+            del self._runs[run.run_id]

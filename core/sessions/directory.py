@@ -1,0 +1,248 @@
+"""The front end's side of the registry: finding sessions another front end made, making sure a
+session id gets one actor whoever races for it, and noticing when a session moved.
+
+Each front end keeps records of the sessions it has met (its table, a cache); the registry says
+which actor serves a session now. A record found stale (its actor gone or handed on) is brought
+up to date from the registry: adopted to the new actor, marked hibernated, or dropped when the
+session was deleted elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from raykernel.errors import SessionNotFound
+from raykernel.settings import Settings
+
+from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle
+from .lifecycle import CREATE_TIMEOUT, Lifecycle
+from .record import SessionRecord
+from .registry import Registry
+from .registry_state import Entry
+from .session_ids import LOCAL, qualify, split
+
+log = logging.getLogger(__name__)
+
+
+class Directory:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        lifecycle: Lifecycle,
+        sessions: dict[str, SessionRecord],
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.lifecycle = lifecycle
+        self.sessions = sessions
+        # This front end, as the registry knows it (the holder of its leases).
+        self.holder = lifecycle.holder
+
+    @property
+    def shared(self) -> bool:
+        """Whether other front ends may serve these sessions too."""
+        return self.registry.is_shared
+
+    # -- creating ---------------------------------------------------------------------------
+
+    async def reserve(self, qualified: str) -> Entry | None:
+        """Take a new id (None) or the entry of a session that exists or is being made."""
+        return await self.registry.reserve(qualified, self.holder)
+
+    async def created(self, record: SessionRecord) -> None:
+        """The session this front end reserved has its actor."""
+        name = record.handle.name if record.handle is not None else None
+        await self.registry.settle(record.qualified, self.holder, name, "live")
+
+    async def abandon(self, qualified: str) -> None:
+        """The creation failed: the id is free again."""
+        with contextlib.suppress(Exception):
+            await self.registry.release(qualified, self.holder)
+
+    # -- finding ----------------------------------------------------------------------------
+
+    async def find(self, qualified: str, entry: Entry | None = None) -> SessionRecord | None:
+        """A record for a session the registry knows (made by another front end), adopted to
+        its actor or its image; None if there is no such session."""
+        if entry is None:
+            entry = await self.registry.get(qualified)
+        if entry is not None and entry["state"] == "creating":
+            entry = await self.registry.wait_settled(qualified, CREATE_TIMEOUT)
+        if entry is None:
+            return None
+        record = await self._record_of(qualified, entry)
+        if record is None:
+            return None
+        known = self.sessions.get(qualified)
+        if known is not None:  # found meanwhile by a racing call
+            return known
+        self.sessions[qualified] = record
+        return record
+
+    async def _record_of(self, qualified: str, entry: Entry) -> SessionRecord | None:
+        if entry["state"] == "hibernated":
+            from .hibernation import record_from_image
+
+            owner, session_id = split(qualified)
+            probe = SessionRecord(session_id, "", 0.0, owner=owner)
+            path = self.lifecycle.image_path(probe)
+            return await asyncio.to_thread(record_from_image, path)
+        try:
+            handle = await asyncio.to_thread(
+                SessionHandle.find, entry["actor"], self.settings.namespace
+            )
+            info = await handle.info()
+        except Exception as exc:  # gone since: whoever calls next replaces or drops it
+            log.info("session %s: its actor %s is gone: %s", qualified, entry["actor"], exc)
+            return None
+        return self.lifecycle.record_of(handle, info)
+
+    async def moved(self, record: SessionRecord) -> bool:
+        """After a call found the record's actor gone or handed on: bring the record up to
+        date from the registry. True when the session lives elsewhere now (the record points
+        there, or says hibernated); False when its own actor simply died. A session deleted
+        elsewhere is dropped here: ``SessionNotFound``."""
+        if not self.shared:
+            return False
+        qualified = record.qualified
+        entry = await self.registry.wait_settled(qualified, CREATE_TIMEOUT)
+        mine = record.handle.name if record.handle is not None else None
+        if entry is None:
+            self._drop(record)
+            raise SessionNotFound(f"session {record.session_id!r} was deleted")
+        if entry["state"] == "live" and entry["actor"] == mine:
+            return False
+        found = await self._record_of(qualified, entry)
+        if found is None:
+            return False
+        self._take(record, found)
+        return True
+
+    def _take(self, record: SessionRecord, found: SessionRecord) -> None:
+        """``record`` (kept: callers queue on its slot) now describes ``found``."""
+        record.handle = found.handle
+        for name in (
+            "pid",
+            "kernel_pid",
+            "isolation",
+            "network",
+            "node_id",
+            "node_ip",
+            "started_at",
+            "status",
+            "execution_count",
+            "last_execution_time",
+            "hibernated_at",
+            "image_bytes",
+            "death_reason",
+        ):
+            setattr(record, name, getattr(found, name))
+
+    def _drop(self, record: SessionRecord) -> None:
+        record.deleted = True
+        if self.sessions.get(record.qualified) is record:
+            del self.sessions[record.qualified]
+
+    async def sync(self) -> None:
+        """The table brought up to date with the registry (a listing): sessions made by other
+        front ends adopted, sessions deleted by them dropped."""
+        if not self.shared:
+            return
+        entries = await self.registry.entries()
+        for qualified, record in list(self.sessions.items()):
+            if qualified not in entries and record.status != "starting":
+                self._drop(record)
+        missing = [q for q in entries if q not in self.sessions]
+        await asyncio.gather(*(self.find(q, entries[q]) for q in missing))
+
+    async def removed(self, qualified: str) -> None:
+        await self.registry.remove(qualified)
+
+    async def rediscover(self, hibernated: list[SessionRecord]) -> None:
+        """At start: every session of the namespace adopted (the registry's, and any it lost:
+        actors and images it does not know are registered again); actors nobody needs killed
+        (pooled ones of a front end that is gone, duplicates of a settled id)."""
+        import ray
+
+        alive = set(await self.registry.hello(self.holder))
+        names = await asyncio.to_thread(ray.util.list_named_actors)
+        names = [n for n in names if n.startswith(ACTOR_NAME_PREFIX)]
+
+        async def look(name: str) -> None:
+            try:
+                handle = await asyncio.to_thread(SessionHandle.find, name, self.settings.namespace)
+                info = await handle.info(CONTROL_TIMEOUT)
+            except Exception as exc:
+                log.warning("could not adopt %s: %s", name, exc)
+                return
+            if not info["session_id"]:
+                if pool_holder(name) not in alive:  # its front end is gone: nobody takes it
+                    handle.kill()
+                return
+            qualified = qualify(info.get("owner") or LOCAL, info["session_id"])
+            await self.registry.adopt(qualified, name)
+            entry = await self.registry.wait_settled(qualified, CREATE_TIMEOUT)
+            if entry is None or entry["state"] == "creating":
+                return
+            if entry["actor"] != name:
+                log.info("killing %s: session %s is served by %s", name, qualified, entry["actor"])
+                handle.kill()
+                return
+            if qualified not in self.sessions:
+                self.sessions[qualified] = self.lifecycle.record_of(handle, info)
+                log.info("adopted session %s", qualified)
+
+        await asyncio.gather(*(look(name) for name in names))
+        for record in hibernated:
+            entry = await self.registry.adopt(record.qualified, None, "hibernated")
+            if entry["state"] == "hibernated" and record.qualified not in self.sessions:
+                self.sessions[record.qualified] = record
+        await self.sync()
+
+    async def beat(self) -> None:
+        """Tell the registry this front end lives (its pooled actors are kept)."""
+        await self.registry.hello(self.holder)
+
+    @contextlib.asynccontextmanager
+    async def change(self, record: SessionRecord) -> AsyncIterator[bool]:
+        """Hold the session's lease while its actor is replaced, hibernated or resumed: yields
+        True. A session another front end is changing (or has changed) is waited for and the
+        record brought up to date instead: yields False, and the caller looks again."""
+        if not self.shared:
+            yield True
+            return
+        qualified = record.qualified
+        granted, entry = await self.registry.lease(qualified, self.holder)
+        if entry is None:
+            self._drop(record)
+            raise SessionNotFound(f"session {record.session_id!r} was deleted")
+        mine = record.handle.name if record.handle is not None else None
+        if granted and (entry["actor"] != mine or entry["state"] != _state(record)):
+            await self.registry.release(qualified, self.holder)
+            granted = False
+        if not granted:
+            await self.moved(record)
+            yield False
+            return
+        try:
+            yield True
+        except BaseException:
+            await self.registry.release(qualified, self.holder)
+            raise
+        name = record.handle.name if record.handle is not None else None
+        await self.registry.settle(qualified, self.holder, name, _state(record))
+
+
+def _state(record: SessionRecord) -> str:
+    return "hibernated" if record.status == "hibernated" else "live"
+
+
+def pool_holder(name: str) -> str:
+    """The front end whose pool an actor was started for (from its name)."""
+    return name[len(ACTOR_NAME_PREFIX) :].partition("-")[0]
+
+    # -- changing a session: one front end at a time -----------------------------------------

@@ -1,0 +1,97 @@
+"""A typed facade over the namespace's registry (see ``registry_state``): in this process when
+one front end serves the namespace, the namespace's registry actor when front ends are
+replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .registry_state import Entry, RegistryState
+
+
+class Registry:
+    """A typed facade over the registry: a ``RegistryState`` in this process (one front end),
+    or the namespace's registry actor (a cluster, where front ends are replicas)."""
+
+    def __init__(self, state: RegistryState | None = None, namespace: str | None = None) -> None:
+        self._state = state
+        self._namespace = namespace
+        self._actor: Any = None
+
+    @classmethod
+    def local(cls) -> Registry:
+        return cls(RegistryState())
+
+    @classmethod
+    def shared(cls, namespace: str) -> Registry:
+        """The namespace's registry actor, started by whichever front end comes first."""
+        return cls(namespace=namespace)
+
+    @property
+    def is_shared(self) -> bool:
+        return self._state is None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        if self._state is not None:
+            result = getattr(self._state, method)(*args)
+            return await result if asyncio.iscoroutine(result) else result
+        if self._actor is None:
+            self._actor = await asyncio.to_thread(self._connect)
+        return await getattr(self._actor, method).remote(*args)
+
+    def _connect(self) -> Any:
+        from raykernel.actors.registry_actor import registry_actor
+
+        return registry_actor(self._namespace or "raykernel")
+
+    async def reserve(self, qualified: str, holder: str) -> Entry | None:
+        return await self._call("reserve", qualified, holder)
+
+    async def lease(self, qualified: str, holder: str) -> tuple[bool, Entry | None]:
+        granted, entry = await self._call("lease", qualified, holder)
+        return bool(granted), entry
+
+    async def settle(
+        self, qualified: str, holder: str, actor: str | None, state: str
+    ) -> Entry | None:
+        return await self._call("settle", qualified, holder, actor, state)
+
+    async def release(self, qualified: str, holder: str) -> None:
+        await self._call("release", qualified, holder)
+
+    async def adopt(self, qualified: str, actor: str | None, state: str = "live") -> Entry:
+        return await self._call("adopt", qualified, actor, state)
+
+    async def wait_settled(self, qualified: str, timeout: float) -> Entry | None:
+        return await self._call("wait_settled", qualified, timeout)
+
+    async def get(self, qualified: str) -> Entry | None:
+        return await self._call("get", qualified)
+
+    async def remove(self, qualified: str) -> Entry | None:
+        return await self._call("remove", qualified)
+
+    async def entries(self) -> dict[str, Entry]:
+        return await self._call("entries")
+
+    async def active_get(self, key: str) -> str | None:
+        return await self._call("active_get", key)
+
+    async def active_set(self, key: str, qualified: str) -> None:
+        await self._call("active_set", key, qualified)
+
+    async def add_run(self, run_id: str, qualified: str) -> None:
+        await self._call("add_run", run_id, qualified)
+
+    async def run_session(self, run_id: str) -> str | None:
+        return await self._call("run_session", run_id)
+
+    async def runs_of(self, sessions: list[str] | None) -> dict[str, list[str]]:
+        return await self._call("runs_of", sessions)
+
+    async def hello(self, holder: str) -> list[str]:
+        return await self._call("hello", holder)
+
+    async def goodbye(self, holder: str) -> None:
+        await self._call("goodbye", holder)
