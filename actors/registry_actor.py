@@ -18,7 +18,9 @@ def registry_actor(namespace: str) -> Any:
     import ray
 
     remote = ray.remote(RegistryActor)
+    # On the head node: it goes when the cluster goes, not with a worker node.
     return remote.options(
+        resources={"node:__internal_head__": 0.001},
         name=REGISTRY_NAME,
         namespace=namespace,
         lifetime="detached",

@@ -186,6 +186,10 @@ class SessionActor:
     async def revive(self) -> dict[str, Any] | None:
         return await self.host.revive()
 
+    async def reopen(self) -> bool:
+        was, self.host.closed = self.host.closed, False
+        return was
+
     async def idle_for(self) -> float | None:
         return self.host.idle_for()
 

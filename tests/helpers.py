@@ -102,11 +102,13 @@ def text_of(result: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def http_server_process(workspace: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def http_server_process(
+    workspace: Path, log_name: str = "server.log", **env: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """``raykernel --transport http`` as a subprocess; yields (url, process) once it answers.
     On exit it is stopped with SIGTERM, as a service manager would."""
     port = free_port()
-    with open(workspace / "server.log", "wb") as log:
+    with open(workspace / log_name, "wb") as log:
         proc = subprocess.Popen(
             server_command(
                 "--transport", "http", "--port", str(port), "--workspace", str(workspace)
@@ -126,7 +128,7 @@ def http_server_process(workspace: Path, **env: str) -> Iterator[tuple[str, subp
                 except OSError:
                     time.sleep(0.2)
             else:
-                pytest.fail("HTTP server did not start: " + (workspace / "server.log").read_text())
+                pytest.fail("HTTP server did not start: " + (workspace / log_name).read_text())
             yield f"http://127.0.0.1:{port}/mcp", proc
         finally:
             proc.terminate()

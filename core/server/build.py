@@ -186,8 +186,11 @@ class SharedActiveSession(Middleware):
         if self.app.active.shared is not None:
             arguments = getattr(context.message, "arguments", None) or {}
             if arguments.get("session_id") is None:
-                await self.app.router.ready()
-                await self.app.active.refresh(caller_key())
+                try:
+                    await self.app.router.ready()
+                    await self.app.active.refresh(caller_key())
+                except RaykernelError:
+                    pass  # the tool itself meets it and says so, typed
         return await call_next(context)
 
 

@@ -17,8 +17,10 @@ from collections.abc import AsyncIterator
 from raykernel.errors import SessionNotFound
 from raykernel.settings import Settings
 
+from .formatting import first_line
 from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle
 from .lifecycle import CREATE_TIMEOUT, Lifecycle
+from .placement import Placement
 from .record import SessionRecord
 from .registry import Registry
 from .registry_state import Entry
@@ -41,6 +43,7 @@ class Directory:
         self.sessions = sessions
         # This front end, as the registry knows it (the holder of its leases).
         self.holder = lifecycle.holder
+        self.boot: str | None = None  # the registry's, when this front end first met it
 
     @property
     def shared(self) -> bool:
@@ -56,7 +59,7 @@ class Directory:
     async def created(self, record: SessionRecord) -> None:
         """The session this front end reserved has its actor."""
         name = record.handle.name if record.handle is not None else None
-        await self.registry.settle(record.qualified, self.holder, name, "live")
+        await self.registry.settle(record.qualified, self.holder, name, "live", record.meta())
 
     async def abandon(self, qualified: str) -> None:
         """The creation failed: the id is free again."""
@@ -96,9 +99,9 @@ class Directory:
                 SessionHandle.find, entry["actor"], self.settings.namespace
             )
             info = await handle.info()
-        except Exception as exc:  # gone since: whoever calls next replaces or drops it
+        except Exception as exc:  # gone (its node lost): the next run gives it a new actor
             log.info("session %s: its actor %s is gone: %s", qualified, entry["actor"], exc)
-            return None
+            return dead_record(qualified, entry, f"its actor is gone ({first_line(str(exc))})")
         return self.lifecycle.record_of(handle, info)
 
     async def moved(self, record: SessionRecord) -> bool:
@@ -110,7 +113,7 @@ class Directory:
             return False
         qualified = record.qualified
         entry = await self.registry.wait_settled(qualified, CREATE_TIMEOUT)
-        mine = record.handle.name if record.handle is not None else None
+        mine = record.actor_name
         if entry is None:
             self._drop(record)
             raise SessionNotFound(f"session {record.session_id!r} was deleted")
@@ -120,12 +123,13 @@ class Directory:
         if found is None:
             return False
         self._take(record, found)
-        return True
+        return record.handle is not None or record.status == "hibernated"
 
     def _take(self, record: SessionRecord, found: SessionRecord) -> None:
         """``record`` (kept: callers queue on its slot) now describes ``found``."""
         record.handle = found.handle
         for name in (
+            "actor_name",
             "pid",
             "kernel_pid",
             "isolation",
@@ -168,7 +172,8 @@ class Directory:
         (pooled ones of a front end that is gone, duplicates of a settled id)."""
         import ray
 
-        alive = set(await self.registry.hello(self.holder))
+        self.boot, alive_list = await self.registry.hello(self.holder)
+        alive = set(alive_list)
         names = await asyncio.to_thread(ray.util.list_named_actors)
         names = [n for n in names if n.startswith(ACTOR_NAME_PREFIX)]
 
@@ -184,7 +189,8 @@ class Directory:
                     handle.kill()
                 return
             qualified = qualify(info.get("owner") or LOCAL, info["session_id"])
-            await self.registry.adopt(qualified, name)
+            record = self.lifecycle.record_of(handle, info)
+            await self.registry.adopt(qualified, name, "live", record.meta())
             entry = await self.registry.wait_settled(qualified, CREATE_TIMEOUT)
             if entry is None or entry["state"] == "creating":
                 return
@@ -193,19 +199,28 @@ class Directory:
                 handle.kill()
                 return
             if qualified not in self.sessions:
-                self.sessions[qualified] = self.lifecycle.record_of(handle, info)
+                self.sessions[qualified] = record
                 log.info("adopted session %s", qualified)
 
         await asyncio.gather(*(look(name) for name in names))
         for record in hibernated:
-            entry = await self.registry.adopt(record.qualified, None, "hibernated")
+            entry = await self.registry.adopt(record.qualified, None, "hibernated", record.meta())
             if entry["state"] == "hibernated" and record.qualified not in self.sessions:
                 self.sessions[record.qualified] = record
         await self.sync()
 
     async def beat(self) -> None:
-        """Tell the registry this front end lives (its pooled actors are kept)."""
-        await self.registry.hello(self.holder)
+        """Tell the registry this front end lives (its pooled actors are kept); a registry
+        that started afresh (its state lost) is told this front end's sessions again."""
+        boot, _ = await self.registry.hello(self.holder)
+        if boot == self.boot:
+            return
+        log.warning("the registry started afresh: registering this front end's sessions")
+        for qualified, record in list(self.sessions.items()):
+            state = "hibernated" if record.status == "hibernated" else "live"
+            if record.actor_name is not None or state == "hibernated":
+                await self.registry.adopt(qualified, record.actor_name, state, record.meta())
+        self.boot = boot
 
     @contextlib.asynccontextmanager
     async def change(self, record: SessionRecord) -> AsyncIterator[bool]:
@@ -220,7 +235,7 @@ class Directory:
         if entry is None:
             self._drop(record)
             raise SessionNotFound(f"session {record.session_id!r} was deleted")
-        mine = record.handle.name if record.handle is not None else None
+        mine = record.actor_name
         if granted and (entry["actor"] != mine or entry["state"] != _state(record)):
             await self.registry.release(qualified, self.holder)
             granted = False
@@ -234,7 +249,27 @@ class Directory:
             await self.registry.release(qualified, self.holder)
             raise
         name = record.handle.name if record.handle is not None else None
-        await self.registry.settle(qualified, self.holder, name, _state(record))
+        await self.registry.settle(qualified, self.holder, name, _state(record), record.meta())
+
+
+def dead_record(qualified: str, entry: Entry, reason: str) -> SessionRecord:
+    """A session whose actor is gone, rebuilt from what the registry keeps: the next run
+    gives it a new actor (its state lost, or its last checkpoint), as after a node loss."""
+    owner, session_id = split(qualified)
+    meta = entry.get("meta") or {}
+    record = SessionRecord(
+        session_id,
+        meta.get("description", ""),
+        meta.get("created_at", 0.0),
+        owner=owner,
+        network=meta.get("network", "on"),
+        placement=Placement(**(meta.get("placement") or {})),
+    )
+    record.checkpoint = meta.get("checkpoint", "off")
+    record.actor_name = entry["actor"]
+    record.status = "dead"
+    record.death_reason = reason
+    return record
 
 
 def _state(record: SessionRecord) -> str:

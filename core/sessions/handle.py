@@ -143,6 +143,10 @@ class SessionHandle:
         """A dead kernel replaced (once, whoever asks first); the notice, or None."""
         return await self._await(self._actor.revive.remote(), timeout)
 
+    async def reopen(self, timeout: float = CONTROL_TIMEOUT) -> bool:
+        """Serve again after a hibernation that never finished (its front end died)."""
+        return await self._await(self._actor.reopen.remote(), timeout)
+
     async def idle_for(self, timeout: float = CONTROL_TIMEOUT) -> float | None:
         """Seconds since the session's last run ended, from any front end (None: busy)."""
         return await self._await(self._actor.idle_for.remote(), timeout)

@@ -136,6 +136,7 @@ class Hibernation:
         else:
             await self.lifecycle.kill(record)
         record.status = "hibernated"
+        record.actor_name = None
         record.hibernated_at = time.time()
         record.image_bytes = report["size_bytes"]
         log.info(

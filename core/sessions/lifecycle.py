@@ -211,6 +211,7 @@ class Lifecycle:
     def adopt(self, record: SessionRecord, handle: SessionHandle, info: dict[str, Any]) -> None:
         """Point ``record`` at a ready, claimed actor described by ``info``."""
         record.handle = handle
+        record.actor_name = handle.name
         self.refresh(record, info)
 
     def refresh(self, record: SessionRecord, info: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ actor, process and node, whether it is busy and since when, its queue, how it la
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ class SessionRecord:
     description: str
     created_at: float
     handle: SessionHandle | None = None
+    # The name of the actor this record last knew (kept after it died): what the registry
+    # is compared with, to tell a session that moved from one whose actor died.
+    actor_name: str | None = None
     owner: str = "local"
     network: str = "on"
     pid: int | None = None  # the actor's
@@ -94,6 +98,16 @@ class SessionRecord:
             "pid": self.kernel_pid,
             "node_id": self.node_id,
             "restarted": restarted,
+        }
+
+    def meta(self) -> dict[str, Any]:
+        """What the registry keeps of the session, to rebuild it without its actor."""
+        return {
+            "description": self.description,
+            "created_at": self.created_at,
+            "placement": dataclasses.asdict(self.placement),
+            "network": self.network,
+            "checkpoint": self.checkpoint,
         }
 
     def last_used(self) -> float:

@@ -53,15 +53,26 @@ class Registry:
         return bool(granted), entry
 
     async def settle(
-        self, qualified: str, holder: str, actor: str | None, state: str
+        self,
+        qualified: str,
+        holder: str,
+        actor: str | None,
+        state: str,
+        meta: dict[str, Any] | None = None,
     ) -> Entry | None:
-        return await self._call("settle", qualified, holder, actor, state)
+        return await self._call("settle", qualified, holder, actor, state, meta)
 
     async def release(self, qualified: str, holder: str) -> None:
         await self._call("release", qualified, holder)
 
-    async def adopt(self, qualified: str, actor: str | None, state: str = "live") -> Entry:
-        return await self._call("adopt", qualified, actor, state)
+    async def adopt(
+        self,
+        qualified: str,
+        actor: str | None,
+        state: str = "live",
+        meta: dict[str, Any] | None = None,
+    ) -> Entry:
+        return await self._call("adopt", qualified, actor, state, meta)
 
     async def wait_settled(self, qualified: str, timeout: float) -> Entry | None:
         return await self._call("wait_settled", qualified, timeout)
@@ -90,8 +101,9 @@ class Registry:
     async def runs_of(self, sessions: list[str] | None) -> dict[str, list[str]]:
         return await self._call("runs_of", sessions)
 
-    async def hello(self, holder: str) -> list[str]:
-        return await self._call("hello", holder)
+    async def hello(self, holder: str) -> tuple[str, list[str]]:
+        boot, alive = await self._call("hello", holder)
+        return boot, list(alive)
 
     async def goodbye(self, holder: str) -> None:
         await self._call("goodbye", holder)

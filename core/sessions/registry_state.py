@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -24,6 +25,9 @@ LEASE_SECONDS = 180.0  # longer than starting an actor on a loaded machine
 MAX_RUNS = 20_000
 MAX_CALLERS = 10_000
 FRONT_END_TTL = 60.0  # a front end not heard from for this long is gone
+# A lease whose holder (a front end that says hello every few seconds) has been silent this long
+# is over: a front end killed in the middle of a change does not block the session for long.
+HOLDER_SILENCE = 20.0
 
 Entry = dict[str, Any]  # {"actor": str | None, "state": creating|live|hibernated, "epoch": int}
 
@@ -38,6 +42,9 @@ class RegistryState:
         self.active: OrderedDict[str, str] = OrderedDict()
         self.runs: OrderedDict[str, str] = OrderedDict()  # run id -> qualified
         self.front_ends: dict[str, float] = {}
+        # Changes when the registry starts afresh (its actor restarted, its state lost): front
+        # ends that see a new one register their sessions again.
+        self.boot = uuid.uuid4().hex
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -62,12 +69,23 @@ class RegistryState:
         self._hold(qualified, holder)
         return True, dict(entry)
 
-    def settle(self, qualified: str, holder: str, actor: str | None, state: str) -> Entry | None:
-        """The change is done: the session is ``state`` (live, hibernated) on ``actor``."""
+    def settle(
+        self,
+        qualified: str,
+        holder: str,
+        actor: str | None,
+        state: str,
+        meta: dict[str, Any] | None = None,
+    ) -> Entry | None:
+        """The change is done: the session is ``state`` (live, hibernated) on ``actor``;
+        ``meta`` (description, placement...) lets any front end rebuild a session whose actor
+        is gone."""
         entry = self.sessions.get(qualified)
         if entry is None or self.leases.get(qualified, (None,))[0] != holder:
             return None  # deleted meanwhile, or the lease expired and passed on
         entry.update(actor=actor, state=state, epoch=entry["epoch"] + 1)
+        if meta is not None:
+            entry["meta"] = meta
         self._release(qualified)
         return dict(entry)
 
@@ -80,12 +98,19 @@ class RegistryState:
             del self.sessions[qualified]
         self._release(qualified)
 
-    def adopt(self, qualified: str, actor: str | None, state: str = "live") -> Entry:
+    def adopt(
+        self,
+        qualified: str,
+        actor: str | None,
+        state: str = "live",
+        meta: dict[str, Any] | None = None,
+    ) -> Entry:
         """Record a session found in the namespace (a front end's rediscovery), unless the
         registry knows it already; the entry that counts."""
         entry = self.sessions.get(qualified)
         if entry is None:
-            entry = self.sessions[qualified] = {"actor": actor, "state": state, "epoch": 0}
+            entry = {"actor": actor, "state": state, "epoch": 0, "meta": meta or {}}
+            self.sessions[qualified] = entry
         return dict(entry)
 
     async def wait_settled(self, qualified: str, timeout: float) -> Entry | None:
@@ -152,14 +177,14 @@ class RegistryState:
 
     # -- front ends -------------------------------------------------------------------------
 
-    def hello(self, holder: str) -> list[str]:
-        """A front end says it lives; the front ends alive now."""
+    def hello(self, holder: str) -> tuple[str, list[str]]:
+        """A front end says it lives; this registry's boot id and the front ends alive now."""
         now = time.time()
         self.front_ends[holder] = now
         for name, seen in list(self.front_ends.items()):
             if now - seen > FRONT_END_TTL:
                 del self.front_ends[name]
-        return list(self.front_ends)
+        return self.boot, list(self.front_ends)
 
     def goodbye(self, holder: str) -> None:
         self.front_ends.pop(holder, None)
@@ -178,4 +203,7 @@ class RegistryState:
 
     def _expired(self, qualified: str) -> bool:
         lease = self.leases.get(qualified)
-        return lease is None or lease[1] < time.monotonic()
+        if lease is None or lease[1] < time.monotonic():
+            return True
+        seen = self.front_ends.get(lease[0])
+        return seen is not None and time.time() - seen > HOLDER_SILENCE

@@ -49,6 +49,9 @@ from .warm_pool import WarmPool
 log = logging.getLogger(__name__)
 
 DEFAULT_SESSION = "default"
+# How often a front end among replicas tells the registry it lives (its leases end soon after
+# it stops).
+BEAT_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -135,7 +138,7 @@ class SessionRouter:
     async def _beat(self) -> None:
         """Tell the registry, now and then, that this front end lives."""
         while True:
-            await asyncio.sleep(15.0)
+            await asyncio.sleep(BEAT_SECONDS)
             try:
                 await self.directory.beat()
             except Exception as exc:  # the registry restarting: the next beat tells it

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from raykernel import telemetry
-from raykernel.errors import KernelDied, SessionMoved, SessionNotFound
+from raykernel.errors import KernelDied, SessionMoved, SessionNotFound, SessionUnavailable
 from raykernel.replies import RunReply, failed_reply
 
 from .admission import Admission
@@ -105,14 +105,37 @@ class Turns:
     ) -> dict[str, Any]:
         """Book a background run: the session is brought back first if it needs to be (in
         its turn here), then the run is queued in the session and this returns at once."""
-        if record.status in ("dead", "hibernated") or record.handle is None:
-            async with self.slot(record):
-                notice = await self.recovery.revive_if_dead(record)
-                if notice:
-                    record.resume_notice = {**(record.resume_notice or {}), **notice}
-        view = await self._book(record, kind, args, timeout, run_id, background=True)
+        counted = self.admission.run(record.owner)
+        counted.__enter__()  # this front end's quota counts the run until it ends
+        try:
+            if record.status in ("dead", "hibernated") or record.handle is None:
+                async with self.slot(record):
+                    notice = await self.recovery.revive_if_dead(record)
+                    if notice:
+                        record.resume_notice = {**(record.resume_notice or {}), **notice}
+            view = await self._book(record, kind, args, timeout, run_id, background=True)
+        except BaseException:
+            counted.__exit__(None, None, None)
+            raise
         self.on_booked(record, run_id)
+        self._keep(asyncio.ensure_future(self._count_until_done(record, run_id, counted)))
         return view
+
+    async def _count_until_done(
+        self, record: SessionRecord, run_id: str, counted: contextlib.AbstractContextManager[None]
+    ) -> None:
+        """Hold a background run's place in the quota while it runs (the run itself belongs
+        to its session: it goes on whatever happens here)."""
+        try:
+            handle = record.handle
+            while handle is not None:
+                view = await handle.wait_run(run_id, FOLLOW_POLL)
+                if view["status"] in ("done", "cancelled"):
+                    break
+        except Exception:
+            pass
+        finally:
+            counted.__exit__(None, None, None)
 
     async def _book(
         self,
@@ -127,11 +150,17 @@ class Turns:
         front end hibernated or replaced it) has taken nothing: the session is found where it
         is now, and the run booked there."""
         for attempt in (1, 2):
+            if record.status == "hibernated":  # hibernated meanwhile by another front end
+                notice = await self.hibernation.resume(record)
+                record.resume_notice = {**(record.resume_notice or {}), **notice} or None
             handle = record.handle
-            assert handle is not None
+            if handle is None:
+                raise SessionUnavailable(f"session {record.session_id!r} is not running; ask again")
             try:
                 return await handle.submit(run_id, kind, args, timeout, background)
             except (SessionMoved, ActorDied) as exc:
+                if attempt == 1 and isinstance(exc, SessionMoved) and await self._reopen(record):
+                    continue
                 if attempt == 2 or not await self.moved(record):
                     if isinstance(exc, ActorDied):
                         self.recovery.mark_dead(record, exc.reason, actor_gone=True)
@@ -140,6 +169,18 @@ class Turns:
                         ) from None
                     raise
         raise AssertionError("unreachable")
+
+    async def _reopen(self, record: SessionRecord) -> bool:
+        """An actor that refused a run because it was handed on, while the registry still
+        names it: the front end that was hibernating it died before it was done. The actor
+        (its kernel, its state) serves again, and the image it wrote is dropped."""
+        if await self.moved(record):
+            return False  # it did move: the retry goes where it is now
+        handle = record.handle
+        if handle is None or not await handle.reopen():
+            return False
+        self.hibernation.forget(record)
+        return True
 
     async def _in_slot(
         self,
@@ -160,6 +201,9 @@ class Turns:
             with telemetry.use(call):  # the trace context travels with the call
                 view = await self._book(record, kind, args, timeout, run_id)
             self.on_booked(record, run_id)
+            if record.resume_notice is not None:  # resumed on the way (see ``_book``)
+                notice = {**record.resume_notice, **(notice or {})}
+                record.resume_notice = None
             handle = record.handle
             assert handle is not None
             token = view["token"]
