@@ -223,8 +223,10 @@ class SessionActor:
     async def load_snapshot(self, path: str) -> dict[str, Any]:
         return await self.host.load_snapshot(path)
 
-    async def hibernate(self, path: str, session: dict[str, Any]) -> dict[str, Any]:
-        return await self.host.hibernate(path, session)
+    async def hibernate(
+        self, path: str, session: dict[str, Any], wait: bool = False
+    ) -> dict[str, Any]:
+        return await self.host.hibernate(path, session, wait)
 
     async def resume(self, path: str) -> dict[str, Any]:
         return await self.host.resume(path)

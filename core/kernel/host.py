@@ -482,14 +482,18 @@ class SessionHost:
         """The runs whose state a checkpoint keeps."""
         return self.checkpoints.counts() if self.checkpoints is not None else []
 
-    async def hibernate(self, path: str, session: dict[str, Any]) -> dict[str, Any]:
+    async def hibernate(
+        self, path: str, session: dict[str, Any], wait: bool = False
+    ) -> dict[str, Any]:
         """Write the session's image (its picklable state, its history, who it is) to
         ``path``, whole or not at all; the caller then frees the processes."""
-        if self.book.busy:
+        if self.book.busy and not wait:
             raise SessionUnavailable("the session has runs in progress or queued")
         idle_since = self.book.last_activity
+        # Asked for (``wait``), it takes its turn after the run in progress; never with runs
+        # queued (they would be lost with the processes).
         async with self.book.exclusive():
-            if self.book.busy or self.book.last_activity != idle_since:
+            if self.book.busy or (not wait and self.book.last_activity != idle_since):
                 raise SessionUnavailable("the session has runs in progress or queued")
             if (await self.measure()).get("num_children"):
                 raise SessionUnavailable("the session has child processes running")

@@ -41,9 +41,8 @@ class ProgressPump:
         last_sent = started
         while True:
             await asyncio.sleep(INTERVAL)
+            # Until the run's call ends (``stop``): nothing while it waits in the queue.
             tail = await self.router.live_tail(record, token)
-            if record.run_token != token:
-                return
             now = time.monotonic()
             changed = bool(tail) and tail != last_text
             if not changed and now - last_sent < HEARTBEAT:

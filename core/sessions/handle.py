@@ -258,9 +258,12 @@ class SessionHandle:
         blob = await _argument(blob)
         return await self._await(self._actor.call.remote("set_blob", name, blob), timeout)
 
-    async def hibernate(self, path: str, session: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Write the session's image to ``path`` (then its processes may go)."""
-        return await self._await(self._actor.hibernate.remote(path, session), timeout)
+    async def hibernate(
+        self, path: str, session: dict[str, Any], timeout: float, wait: bool = False
+    ) -> dict[str, Any]:
+        """Write the session's image to ``path`` (then its processes may go); ``wait``: after
+        the run in progress, else only if idle."""
+        return await self._await(self._actor.hibernate.remote(path, session, wait), timeout)
 
     async def resume(self, path: str, timeout: float) -> dict[str, Any]:
         """Load a hibernated session's image into this (fresh) session."""

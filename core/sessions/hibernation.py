@@ -86,22 +86,23 @@ class Hibernation:
         record.last_execution_time = max(record.last_execution_time or 0, time.time() - idle)
         return idle > seconds
 
-    async def hibernate(self, record: SessionRecord) -> dict[str, Any]:
+    async def hibernate(self, record: SessionRecord, wait: bool = False) -> dict[str, Any]:
         """Save the session's image and free its processes (the caller holds its slot); a
-        session hibernated already is left as it is. One front end does it: the others find
-        it hibernated in the registry."""
+        session hibernated already is left as it is. ``wait`` (asked for by a client): after
+        the run in progress; else only an idle session. One front end does it: the others
+        find it hibernated in the registry."""
         if self.directory is None:
-            return await self._hibernate(record)
+            return await self._hibernate(record, wait)
         async with self.directory.change(record) as ours:
             if ours:
-                return await self._hibernate(record)
+                return await self._hibernate(record, wait)
         if record.status != "hibernated":
             raise SessionUnavailable(
                 f"session {record.session_id!r} was being changed by another front end; ask again"
             )
         return await self._hibernate(record)
 
-    async def _hibernate(self, record: SessionRecord) -> dict[str, Any]:
+    async def _hibernate(self, record: SessionRecord, wait: bool = False) -> dict[str, Any]:
         if record.status == "hibernated":
             return {
                 "session_id": record.session_id,
@@ -109,7 +110,7 @@ class Hibernation:
                 "image_bytes": record.image_bytes,
                 "not_preserved": {},
             }
-        if not self.can_hibernate(record):
+        if not (self.can_hibernate(record) or (wait and record.resident and record.handle)):
             raise SessionUnavailable(
                 f"session {record.session_id!r} is {record.status} or has runs queued: "
                 "it cannot hibernate now"
@@ -127,7 +128,7 @@ class Hibernation:
         }
         started = time.perf_counter()
         handle = record.handle
-        report = await handle.hibernate(str(path), session, self.settings.max_timeout)
+        report = await handle.hibernate(str(path), session, self.settings.max_timeout, wait)
         if self._recyclable(record):
             record.handle = None
             task = asyncio.ensure_future(self._recycle(handle))

@@ -48,8 +48,10 @@ class SessionRecord:
     # Set while a run whose caller went away is being stopped: the next caller waits for it.
     pending_stop: asyncio.Future[Any] | None = None
     run_token: str | None = None
-    # Runs (and installs) waiting for this session while another one runs.
+    # Runs (and installs) waiting here to be booked in the session (briefly: the queue is the
+    # session's own), and runs of this front end's callers booked and not finished.
     waiting: int = 0
+    following: int = 0
     checkpoint: str = "off"  # off | after_run
     hibernated_at: float | None = None
     image_bytes: int | None = None

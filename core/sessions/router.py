@@ -383,7 +383,7 @@ class SessionRouter:
         record = await self.lookup(qualified)
         with telemetry.span("raykernel.hibernate", session_id=record.qualified):
             async with self.slot(record, resume=False):
-                return await self.hibernation.hibernate(record)
+                return await self.hibernation.hibernate(record, wait=True)
 
     # -- control calls ------------------------------------------------------------------------
 

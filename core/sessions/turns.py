@@ -74,9 +74,9 @@ class Turns:
         on_start: OnStart | None = None,
         run_id: str | None = None,
     ) -> RunReply:
-        """Run in the session in its turn: booked in the session's own queue (where runs from
-        every front end meet), followed until its reply."""
-        # Counted so that health can show the queue: runs wait here one behind the other.
+        """Run in the session: booked at once in the session's own queue (where runs from
+        every front end meet, and where a run waits: a front end that dies loses none), then
+        followed until its reply."""
         with (
             self.admission.run(record.owner),
             telemetry.span("raykernel.run", session_id=record.qualified, operation=kind) as run,
@@ -85,16 +85,18 @@ class Turns:
             entered = False
             queued = time.time()
             try:
+                # The slot is held only to bring the session back if it must be, and to book.
                 async with self.slot(record):
                     record.waiting -= 1
                     entered = True
                     telemetry.record_span("raykernel.queue", queued, time.time())
                     started = time.perf_counter()
                     run_id = run_id or new_run_id()
-                    reply = await self._in_slot(record, kind, args, timeout, on_start, run_id)
+                    notice, view = await self._revive_and_book(record, kind, args, timeout, run_id)
             finally:
                 if not entered:
                     record.waiting -= 1
+            reply = await self._followed(record, run_id, view, notice, on_start)
             outcome = run_outcome(reply)
             telemetry.set_attributes(run, outcome=outcome, node_id=record.node_id)
             self.metrics.run(kind, outcome, time.perf_counter() - started)
@@ -182,35 +184,37 @@ class Turns:
         self.hibernation.forget(record)
         return True
 
-    async def _in_slot(
-        self,
-        record: SessionRecord,
-        kind: str,
-        args: list[Any],
-        timeout: float,
-        on_start: OnStart | None,
-        run_id: str,
-    ) -> RunReply:
+    async def _revive_and_book(
+        self, record: SessionRecord, kind: str, args: list[Any], timeout: float, run_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(the notice the reply must carry, the booked run's view)."""
         notice = await self.recovery.revive_if_dead(record)
-        if record.resume_notice is not None:
+        view = await self._book(record, kind, args, timeout, run_id)
+        self.on_booked(record, run_id)
+        if record.resume_notice is not None:  # resumed first, or on the way (see ``_book``)
             notice = {**record.resume_notice, **(notice or {})}
             record.resume_notice = None
+        return notice, view
+
+    async def _followed(
+        self,
+        record: SessionRecord,
+        run_id: str,
+        view: dict[str, Any],
+        notice: dict[str, Any] | None,
+        on_start: OnStart | None,
+    ) -> RunReply:
+        handle = record.handle
+        assert handle is not None
+        token = view["token"]
+        record.following += 1
+        record.status = "busy"
+        record.run_token = token
+        if on_start is not None:
+            on_start(record, token)
         call = telemetry.start_span("raykernel.actor_call", session_id=record.qualified)
         called = time.time()
         try:
-            with telemetry.use(call):  # the trace context travels with the call
-                view = await self._book(record, kind, args, timeout, run_id)
-            self.on_booked(record, run_id)
-            if record.resume_notice is not None:  # resumed on the way (see ``_book``)
-                notice = {**record.resume_notice, **(notice or {})}
-                record.resume_notice = None
-            handle = record.handle
-            assert handle is not None
-            token = view["token"]
-            record.status = "busy"
-            record.run_token = token
-            if on_start is not None:
-                on_start(record, token)
             try:
                 reply = await self._follow(record, handle, run_id)
             except asyncio.CancelledError:
@@ -226,8 +230,10 @@ class Turns:
                 telemetry.record_span("raykernel.kernel", start_at, answered, parent=call)
         finally:
             call.end()
-            record.run_token = None
-            if record.status == "busy":
+            record.following -= 1
+            if record.run_token == token:
+                record.run_token = None
+            if record.status == "busy" and not record.following:
                 record.status = "healthy"
         if reply.get("restarted") and record.handle is handle:
             await self.recovery.refresh(record)  # a new kernel: its pid, its start
