@@ -92,8 +92,8 @@ class Registry:
     async def active_set(self, key: str, qualified: str) -> None:
         await self._call("active_set", key, qualified)
 
-    async def add_run(self, run_id: str, qualified: str) -> None:
-        await self._call("add_run", run_id, qualified)
+    async def add_runs(self, runs: list[tuple[str, str]]) -> None:
+        await self._call("add_runs", runs)
 
     async def run_session(self, run_id: str) -> str | None:
         return await self._call("run_session", run_id)

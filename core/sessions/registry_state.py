@@ -159,7 +159,11 @@ class RegistryState:
     # -- runs -------------------------------------------------------------------------------
 
     def add_run(self, run_id: str, qualified: str) -> None:
-        self.runs[run_id] = qualified
+        self.add_runs([(run_id, qualified)])
+
+    def add_runs(self, runs: list[tuple[str, str]]) -> None:
+        for run_id, qualified in runs:
+            self.runs[run_id] = qualified
         while len(self.runs) > MAX_RUNS:
             self.runs.popitem(last=False)
 

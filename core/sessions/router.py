@@ -42,6 +42,7 @@ from .ray_runtime import RayRuntime
 from .record import SessionRecord
 from .recovery import Recovery
 from .registry import Registry
+from .run_index import RunIndex
 from .session_ids import split, validate_session_id
 from .turns import OnStart, Turns, new_run_id
 from .warm_pool import WarmPool
@@ -77,6 +78,7 @@ class SessionRouter:
         self.metrics = telemetry.Metrics()
         self.registry = registry or Registry.local()
         self.directory = Directory(settings, self.registry, lifecycle, sessions)
+        self.run_index = RunIndex(self.registry)
         self.recovery = Recovery(
             settings, lifecycle, nodes, self._notify, self.metrics, self.directory
         )
@@ -89,7 +91,7 @@ class SessionRouter:
             self.metrics,
             self._keep,
             moved=self.directory.moved,
-            on_booked=self._index_run,
+            index=self.run_index,
         )
         # Hold a session's slot (resuming it first if it is hibernated): Turns.slot.
         self.slot = self.turns.slot
@@ -156,6 +158,7 @@ class SessionRouter:
                 self.hibernation.forget(record)
         self.sessions.clear()
         self.pool.close()
+        self.run_index.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(
@@ -461,19 +464,6 @@ class SessionRouter:
             getattr(self.hooks, hook)(**kwargs)
         except Exception:
             log.exception("plugin hook %s failed", hook)
-
-    def _index_run(self, record: SessionRecord, run_id: str) -> None:
-        """Every run id goes in the registry, so any front end can answer about it."""
-        if not self.registry.is_shared:
-            self.registry._state.add_run(run_id, record.qualified)  # type: ignore[union-attr]
-            return
-        self._keep(asyncio.ensure_future(self._index_remote(run_id, record.qualified)))
-
-    async def _index_remote(self, run_id: str, qualified: str) -> None:
-        try:
-            await self.registry.add_run(run_id, qualified)
-        except Exception as exc:
-            log.warning("run %s not indexed: %s", run_id, exc)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)

@@ -25,6 +25,7 @@ from .handle import ActorDied, SessionHandle
 from .hibernation import Hibernation
 from .record import SessionRecord
 from .recovery import Recovery
+from .run_index import RunIndex
 
 # Called with the record and the run's token once a run has been handed to its session.
 OnStart = Callable[[SessionRecord, str], None]
@@ -40,10 +41,6 @@ async def _never_moved(record: SessionRecord) -> bool:
     return False
 
 
-def _no_index(record: SessionRecord, run_id: str) -> None:
-    return None
-
-
 class Turns:
     def __init__(
         self,
@@ -53,12 +50,12 @@ class Turns:
         metrics: telemetry.Metrics,
         keep: Callable[[asyncio.Future[Any]], None],
         moved: Callable[[SessionRecord], Awaitable[bool]] = _never_moved,
-        on_booked: Callable[[SessionRecord, str], None] = _no_index,
+        index: RunIndex | None = None,
     ) -> None:
         # Whether the session is now served by another actor (then the record points at it).
         self.moved = moved
         # Told every run id booked (the registry indexes them for get_run from any front end).
-        self.on_booked = on_booked
+        self.index = index
         self.recovery = recovery
         self.hibernation = hibernation
         self.admission = admission
@@ -119,7 +116,9 @@ class Turns:
         except BaseException:
             counted.__exit__(None, None, None)
             raise
-        self.on_booked(record, run_id)
+        if self.index is not None:  # before the caller has the id: any front end finds it
+            self.index.add(record, run_id)
+            await self.index.flush()
         self._keep(asyncio.ensure_future(self._count_until_done(record, run_id, counted)))
         return view
 
@@ -190,7 +189,8 @@ class Turns:
         """(the notice the reply must carry, the booked run's view)."""
         notice = await self.recovery.revive_if_dead(record)
         view = await self._book(record, kind, args, timeout, run_id)
-        self.on_booked(record, run_id)
+        if self.index is not None:
+            self.index.add(record, run_id)
         if record.resume_notice is not None:  # resumed first, or on the way (see ``_book``)
             notice = {**record.resume_notice, **(notice or {})}
             record.resume_notice = None
