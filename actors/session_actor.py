@@ -124,28 +124,6 @@ class SessionActor:
     async def info(self) -> dict[str, Any]:
         return {**(await self.host.info()), "pid": os.getpid(), **ray_node()}
 
-    async def execute(self, code: str, token: str, trace: Trace = None) -> dict[str, Any]:
-        with self._continued(trace, "execute"):
-            return await self.host.execute(code, token)
-
-    async def run_script(
-        self, path: str, args: list[str], token: str, trace: Trace = None
-    ) -> dict[str, Any]:
-        with self._continued(trace, "run_script"):
-            return await self.host.run_script(path, args, token)
-
-    async def call_function(
-        self, payload: bytes, max_result_bytes: int, token: str, trace: Trace = None
-    ) -> dict[str, Any]:
-        with self._continued(trace, "call_function"):
-            return await self.host.call_function(payload, max_result_bytes, token)
-
-    async def install(
-        self, specs: list[str], allow_urls: bool, timeout: float, token: str, trace: Trace = None
-    ) -> dict[str, Any]:
-        with self._continued(trace, "install"):
-            return await self.host.install(specs, allow_urls, timeout, token)
-
     def _continued(self, trace: Trace, operation: str) -> Any:
         """This side of a traced call: a span in the caller's trace (exported when this
         process is configured to export)."""

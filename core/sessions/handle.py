@@ -151,34 +151,6 @@ class SessionHandle:
         """Seconds since the session's last run ended, from any front end (None: busy)."""
         return await self._await(self._actor.idle_for.remote(), timeout)
 
-    # -- runs started directly (a plugin's function): the caller keeps the future ---------------
-
-    def execute(self, code: str, token: str) -> asyncio.Future[Any]:
-        """Start a run of ``code``; the future's ``run_outcome`` is its reply."""
-        return _future(self._actor.execute.remote(code, token, telemetry.carrier()))
-
-    def run_script(self, path: str, args: list[str], token: str) -> asyncio.Future[Any]:
-        """Start a script run (``%run`` semantics)."""
-        return _future(self._actor.run_script.remote(path, args, token, telemetry.carrier()))
-
-    def call_function(
-        self, payload: bytes, max_result_bytes: int, token: str
-    ) -> asyncio.Future[Any]:
-        """Start a plugin's function (a cloudpickled ``(fn, args, kwargs)``) in the kernel."""
-        trace = telemetry.carrier()
-        return _future(self._actor.call_function.remote(payload, max_result_bytes, token, trace))
-
-    def install(
-        self, specs: list[str], allow_urls: bool, timeout: float, token: str
-    ) -> asyncio.Future[Any]:
-        """Start installing ``specs`` into the session's own package folder."""
-        trace = telemetry.carrier()
-        return _future(self._actor.install.remote(specs, allow_urls, timeout, token, trace))
-
-    def run_outcome(self, future: asyncio.Future[Any]) -> Any:
-        """A finished run's reply, or ``ActorDied`` if the actor died under it."""
-        return _translated(future)
-
     async def interrupt(self, token: str, timeout: float = CONTROL_TIMEOUT) -> bool:
         """Interrupt run ``token`` (answered while the session is busy)."""
         return await self._await(self._actor.interrupt.remote(token), timeout)

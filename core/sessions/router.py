@@ -92,6 +92,7 @@ class SessionRouter:
             self._keep,
             moved=self.directory.moved,
             index=self.run_index,
+            shared=self.registry.is_shared,
         )
         # Hold a session's slot (resuming it first if it is hibernated): Turns.slot.
         self.slot = self.turns.slot

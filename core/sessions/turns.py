@@ -51,7 +51,10 @@ class Turns:
         keep: Callable[[asyncio.Future[Any]], None],
         moved: Callable[[SessionRecord], Awaitable[bool]] = _never_moved,
         index: RunIndex | None = None,
+        shared: bool = False,
     ) -> None:
+        # Whether other front ends serve these sessions too (the registry is shared).
+        self.shared = shared
         # Whether the session is now served by another actor (then the record points at it).
         self.moved = moved
         # Told every run id booked (the registry indexes them for get_run from any front end).
@@ -102,17 +105,18 @@ class Turns:
     async def submit(
         self, record: SessionRecord, kind: str, args: list[Any], timeout: float, run_id: str
     ) -> dict[str, Any]:
-        """Book a background run: the session is brought back first if it needs to be (in
-        its turn here), then the run is queued in the session and this returns at once."""
+        """Book a background run: the session is brought back first if it needs to be, then
+        the run is queued in the session and this returns at once."""
         counted = self.admission.run(record.owner)
         counted.__enter__()  # this front end's quota counts the run until it ends
         try:
-            if record.status in ("dead", "hibernated") or record.handle is None:
-                async with self.slot(record):
-                    notice = await self.recovery.revive_if_dead(record)
-                    if notice:
-                        record.resume_notice = {**(record.resume_notice or {}), **notice}
-            view = await self._book(record, kind, args, timeout, run_id, background=True)
+            # The slot, held briefly as for any run: never booked into an actor this front end
+            # is hibernating.
+            async with self.slot(record):
+                notice = await self.recovery.revive_if_dead(record)
+                if notice:
+                    record.resume_notice = {**(record.resume_notice or {}), **notice}
+                view = await self._book(record, kind, args, timeout, run_id, background=True)
         except BaseException:
             counted.__exit__(None, None, None)
             raise
@@ -175,7 +179,7 @@ class Turns:
         """An actor that refused a run because it was handed on, while the registry still
         names it: the front end that was hibernating it died before it was done. The actor
         (its kernel, its state) serves again, and the image it wrote is dropped."""
-        if await self.moved(record):
+        if not self.shared or await self.moved(record):
             return False  # it did move: the retry goes where it is now
         handle = record.handle
         if handle is None or not await handle.reopen():
