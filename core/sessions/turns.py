@@ -164,25 +164,24 @@ class Turns:
             try:
                 return await handle.submit(run_id, kind, args, timeout, background)
             except (SessionMoved, ActorDied) as exc:
+                if attempt == 1 and await self.moved(record):
+                    continue  # it lives elsewhere now: booked there
                 if attempt == 1 and isinstance(exc, SessionMoved) and await self._reopen(record):
                     continue
-                if attempt == 2 or not await self.moved(record):
-                    if isinstance(exc, ActorDied):
-                        self.recovery.mark_dead(record, exc.reason, actor_gone=True)
-                        raise KernelDied(
-                            f"session {record.session_id!r} died ({record.death_reason})"
-                        ) from None
-                    raise
+                if isinstance(exc, ActorDied):
+                    self.recovery.mark_dead(record, exc.reason, actor_gone=True)
+                    raise KernelDied(
+                        f"session {record.session_id!r} died ({record.death_reason})"
+                    ) from None
+                raise
         raise AssertionError("unreachable")
 
     async def _reopen(self, record: SessionRecord) -> bool:
         """An actor that refused a run because it was handed on, while the registry still
         names it: the front end that was hibernating it died before it was done. The actor
         (its kernel, its state) serves again, and the image it wrote is dropped."""
-        if not self.shared or await self.moved(record):
-            return False  # it did move: the retry goes where it is now
         handle = record.handle
-        if handle is None or not await handle.reopen():
+        if not self.shared or handle is None or not await handle.reopen():
             return False
         self.hibernation.forget(record)
         return True
