@@ -120,6 +120,27 @@ def failed_reply(
     )
 
 
+def revival_notice(session_id: str, reason: str, restored: dict[str, Any] | None) -> dict[str, Any]:
+    """What the first reply after a session was brought back from a death says: restarted,
+    and its state as of its last checkpoint (``restored``) or lost."""
+    if restored is not None:
+        count = restored["execution_count"]
+        return {
+            "restarted": True,
+            "state_preserved": "checkpoint",
+            "restored_to_execution": count,
+            "not_preserved": restored["not_preserved"],
+            "notice": f"session {session_id!r} had died ({reason}); it was restarted "
+            f"before this call with its state as of run {count} (its last checkpoint)",
+        }
+    return {
+        "restarted": True,
+        "state_preserved": False,
+        "notice": f"session {session_id!r} had died ({reason}); it was restarted "
+        "before this call, and its earlier state is lost",
+    }
+
+
 # -- shaping for MCP clients ---------------------------------------------------------------
 
 # Bulky forms a model rarely needs twice: kept in structured content, left out of the text.

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
-from raykernel.replies import failed_reply
+from raykernel.replies import failed_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
 from .capture import truncate_text
@@ -313,24 +313,8 @@ class SessionHost:
             if kernel is None or kernel.alive:
                 return None
             reason = kernel.exit_reason or "unknown cause"
-            await self.restart_kernel(reason)
-            restored = await self.restore_checkpoint(None)
-        if restored is not None:
-            count = restored["execution_count"]
-            return {
-                "restarted": True,
-                "state_preserved": "checkpoint",
-                "restored_to_execution": count,
-                "not_preserved": restored["not_preserved"],
-                "notice": f"session {self.session_id!r} had died ({reason}); it was restarted "
-                f"before this call with its state as of run {count} (its last checkpoint)",
-            }
-        return {
-            "restarted": True,
-            "state_preserved": False,
-            "notice": f"session {self.session_id!r} had died ({reason}); it was restarted "
-            "before this call, and its earlier state is lost",
-        }
+            restored = await self._replace_kernel(reason)
+        return revival_notice(self.session_id, reason, restored)
 
     async def _run(self, op: str, *args: Any, keeps: bool = True) -> dict[str, Any]:
         kernel = self._running()

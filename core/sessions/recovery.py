@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from raykernel.errors import SessionNotFound, SessionUnavailable
-from raykernel.replies import RunReply, failed_reply
+from raykernel.replies import RunReply, failed_reply, revival_notice
 from raykernel.settings import Settings
 from raykernel.telemetry import Metrics
 
@@ -152,22 +152,7 @@ class Recovery:
                     )
                 return notice
         restored = await self.restart(record, reason)
-        if restored is not None:
-            count = restored["execution_count"]
-            return {
-                "restarted": True,
-                "state_preserved": "checkpoint",
-                "restored_to_execution": count,
-                "not_preserved": restored["not_preserved"],
-                "notice": f"session {record.session_id!r} had died ({reason}); it was restarted "
-                f"before this call with its state as of run {count} (its last checkpoint)",
-            }
-        return {
-            "restarted": True,
-            "state_preserved": False,
-            "notice": f"session {record.session_id!r} had died ({reason}); it was restarted "
-            "before this call, and its earlier state is lost",
-        }
+        return revival_notice(record.session_id, reason, restored)
 
     async def restart(
         self, record: SessionRecord, reason: str, restore: bool = True
