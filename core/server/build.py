@@ -233,7 +233,6 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
         variants=Variants(router, moves),
         hooks=pm.hook,
     )
-    runs = app.runs
     router.on_delete.append(app.active.forget_session)
     idle = IdleWatch(router)
 
@@ -251,7 +250,6 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
             timer.cancel()
             watching.cancel()
             counting.cancel()
-            await runs.close()
             await router.shutdown()
             runtime.shutdown()
 

@@ -81,9 +81,6 @@ class Runs:
         listing.sort(key=lambda v: v["submitted_at"])
         return listing
 
-    async def close(self) -> None:
-        """Nothing to stop: runs belong to their sessions."""
-
     async def _session_of(self, run_id: str, caller: Caller) -> str:
         qualified = await self.router.registry.run_session(run_id)
         if qualified is None or not caller.visible(qualified):

@@ -158,9 +158,6 @@ class RegistryState:
 
     # -- runs -------------------------------------------------------------------------------
 
-    def add_run(self, run_id: str, qualified: str) -> None:
-        self.add_runs([(run_id, qualified)])
-
     def add_runs(self, runs: list[tuple[str, str]]) -> None:
         for run_id, qualified in runs:
             self.runs[run_id] = qualified

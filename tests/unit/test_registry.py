@@ -65,8 +65,7 @@ def test_a_deleted_session_is_nobodys_active_session_and_its_runs_are_not_listed
         state.reserve(sid, "fe")
         state.settle(sid, "fe", f"actor-{sid}", "live")
     state.active_set("user:x", "a")
-    state.add_run("run-1", "a")
-    state.add_run("run-2", "b")
+    state.add_runs([("run-1", "a"), ("run-2", "b")])
     assert state.run_session("run-1") == "a"
     assert state.runs_of(None) == {"a": ["run-1"], "b": ["run-2"]}
     state.remove("a")
@@ -78,8 +77,7 @@ def test_a_deleted_session_is_nobodys_active_session_and_its_runs_are_not_listed
 def test_run_ids_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry_state, "MAX_RUNS", 3)
     state = RegistryState()
-    for i in range(5):
-        state.add_run(f"run-{i}", "a")
+    state.add_runs([(f"run-{i}", "a") for i in range(5)])
     assert list(state.runs) == ["run-2", "run-3", "run-4"]
 
 
