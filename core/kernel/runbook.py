@@ -61,10 +61,6 @@ class BookedRun:
             view["reply"] = self.reply
         return view
 
-    def export(self) -> dict[str, Any]:
-        """What a hibernated session's image keeps of a finished run."""
-        return {**self.view(), "args": None}
-
 
 class Driver:
     """What the book needs of its session (the host gives its own methods)."""
@@ -182,7 +178,7 @@ class RunBook:
 
     def export(self) -> list[dict[str, Any]]:
         """Finished runs, for a hibernated session's image."""
-        return [run.export() for run in self._runs.values() if run.finished.is_set()]
+        return [run.view() for run in self._runs.values() if run.finished.is_set()]
 
     def load(self, views: list[dict[str, Any]]) -> None:
         """Finished runs of the image this session resumed from."""

@@ -250,7 +250,7 @@ class Turns:
             except ActorDied as exc:
                 return self.recovery.died_reply(record, exc.reason, actor_gone=True)
             if view["status"] in ("done", "cancelled"):
-                return view.get("reply") or cancelled_reply(record, view)
+                return view.get("reply") or cancelled_reply(record)
 
     @contextlib.asynccontextmanager
     async def slot(
@@ -289,7 +289,7 @@ def run_outcome(reply: Any) -> str:
     return "ok" if reply.get("success") else "error"
 
 
-def cancelled_reply(record: SessionRecord, view: dict[str, Any]) -> RunReply:
+def cancelled_reply(record: SessionRecord) -> RunReply:
     """The reply of a run cancelled before it started."""
     return failed_reply(
         record.session_id,
