@@ -18,9 +18,15 @@ from typing import Any
 import psutil
 
 from raykernel import telemetry
+from raykernel.errors import SessionUnavailable
 from raykernel.kernel.host import Claim, HostConfig, SessionHost
 
 Trace = dict[str, str] | None  # a W3C trace context carrier (telemetry.carrier())
+
+
+def default_ray_temp() -> Path:
+    """Where Ray keeps its temp folder unless told otherwise (``ray start --temp-dir``)."""
+    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
 
 
 def ray_session_dir() -> list[str]:
@@ -34,9 +40,24 @@ def ray_session_dir() -> list[str]:
 
         return [str(Path(global_worker.node.get_session_dir_path()).parent)]
     except Exception:  # no Ray here yet, or another Ray version: its default place
-        root = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
+        root = default_ray_temp()
         root.mkdir(mode=0o755, parents=True, exist_ok=True)
         return [str(root)]
+
+
+def refuse_hidden(workspace: Path, store: Path, hidden: list[str]) -> None:
+    """A workspace or store inside a folder kernels cannot see (Ray's, on this node) would
+    kill every kernel at start: say so, naming both, instead."""
+    for name, place in (("workspace", workspace), ("state_dir", store)):
+        real = Path(os.path.realpath(place))
+        for folder in map(Path, hidden):
+            if real == folder or real.is_relative_to(folder):
+                raise SessionUnavailable(
+                    f"the {name} {real} is inside Ray's temp folder {folder} on this node, "
+                    "which every session's kernel sees as an empty folder (Ray's sockets are "
+                    f"hidden from it): move the {name}, or Ray's temp folder "
+                    "(ray start --temp-dir)"
+                )
 
 
 def ray_node() -> dict[str, str | None]:
@@ -88,6 +109,8 @@ class SessionActor:
         """Everything a session needs except its identity, which ``claim`` gives it: an actor
         can be started ahead of time (the warm pool) and handed to the next new session."""
         plugin_specs = plugin_specs or []
+        hidden = ray_session_dir()
+        refuse_hidden(Path(workspace), Path(store), hidden)
         self.host = SessionHost(
             HostConfig(
                 workspace=Path(workspace),
@@ -100,7 +123,7 @@ class SessionActor:
                 plugin_specs=plugin_specs,
                 isolation=isolation,
                 network=network,
-                hide=ray_session_dir(),
+                hide=hidden,
                 read=[*package_dirs(plugin_specs), *(plugin_paths or [])],
                 python_path=plugin_paths or [],
                 checkpoint_depth=checkpoint_depth,
@@ -111,9 +134,9 @@ class SessionActor:
         self.process = psutil.Process()
         telemetry.configure_from_env()
 
-    async def ready(self) -> dict[str, Any]:
-        """Start the kernel; its isolation report."""
-        return await self.host.start()
+    async def ready(self) -> None:
+        """Spawn the kernel process, which waits for the claim's spec."""
+        await self.host.prepare()
 
     async def claim(self, claim: Claim) -> dict[str, Any]:
         """Become session ``claim.session_id``; an actor is claimed once, before it runs any
@@ -230,8 +253,8 @@ class SessionActor:
 
         return time.time()
 
-    async def recycle(self) -> dict[str, Any]:
-        return await self.host.recycle()
+    async def recycle(self) -> None:
+        await self.host.recycle()
 
     async def shutdown(self) -> None:
         await self.host.shutdown()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from raykernel.errors import (
     ExecutionRefused,
+    FileNotFound,
     FileTooLarge,
     FunctionFailed,
     InvalidArgument,
@@ -38,6 +39,7 @@ from raykernel.workspace import Workspace
 __all__ = [
     "App",
     "ExecutionRefused",
+    "FileNotFound",
     "FileTooLarge",
     "ForSession",
     "FunctionFailed",

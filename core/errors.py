@@ -78,6 +78,10 @@ class PromptNotFound(NotFound):
     """No prompt has this name."""
 
 
+class FileNotFound(NotFound):
+    """No file or folder at this workspace path (another identity's files are never seen)."""
+
+
 class PathOutsideWorkspace(InvalidArgument):
     """A path resolves outside the workspace, or is otherwise not a safe workspace path."""
 
@@ -88,6 +92,11 @@ class FileTooLarge(InvalidArgument):
 
 class InvalidPackageSpec(InvalidArgument):
     """A package requirement is not a plain name/version requirement."""
+
+
+class SourceBuildRefused(RaykernelError):
+    """A package has no wheel, only a source package whose build would run its own code, and
+    source builds are not allowed (``allow_source_builds``); nothing was installed."""
 
 
 class PluginError(RaykernelError):

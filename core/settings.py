@@ -33,8 +33,16 @@ class Settings(BaseSettings):
     # sessions can write. Default: $XDG_STATE_HOME/raykernel/<a hash of the workspace path>
     # (~/.local/state/...). On a cluster: storage every node mounts at the same path.
     state_dir: Path | None = None
+    # Where each identity but "local" works: a folder of the workspace by default
+    # ("{identity}", a name made from the identity that no other identity shares), or any
+    # path with {identity} in it (relative to the workspace, or absolute).
+    identity_workspace: str = "{identity}"
 
     # HTTP security. Binding to a non-loopback address requires auth_token or a JWT verifier.
+    # With neither, a loopback server makes a token of its own ("auto": kept 0600 in state_dir,
+    # the same one next time; `raykernel --print-token` shows it); "none" turns that off (a
+    # loopback host only): then any local process or user can run code as this server's user.
+    auth: Literal["auto", "none"] = "auto"
     auth_token: SecretStr | None = None
     # Named bearer tokens, each an identity that owns its sessions: {name: "sha256:<hex>"}
     # (`raykernel --hash-token` prints the hash of a token read from stdin).
@@ -120,6 +128,9 @@ class Settings(BaseSettings):
     max_crash_streak: int = Field(default=5, ge=1)
     install_timeout: float = Field(default=600.0, gt=0)
     allow_package_urls: bool = False
+    # install_dependencies takes wheels only: building a source package runs its own code.
+    # True lets sdists build, in the session's sandbox (its folders, the cache, a temp folder).
+    allow_source_builds: bool = False
 
     # Plugins: entry points in group "raykernel" load unless blocked; an allow-list narrows them.
     blocked_plugins: list[str] = Field(default_factory=list)
@@ -143,6 +154,23 @@ class Settings(BaseSettings):
             self.state_dir = root / "raykernel" / digest
         self.state_dir = Path(os.path.realpath(self.state_dir.expanduser()))
         return self
+
+    def refuse_inside(self, ray_temp: Path) -> None:
+        """Refuse a workspace or state_dir inside Ray's temp folder: every kernel covers that
+        folder with an empty one (its sockets must stay out of reach), so it would find
+        nothing there and die at start. ``ValueError`` names both paths."""
+        ray_temp = Path(os.path.realpath(ray_temp))
+        places = {"workspace": self.workspace, "state_dir": self.store}
+        if self.identity_workspace.startswith("/"):
+            base = self.identity_workspace.split("{identity}")[0]
+            places["identity_workspace"] = Path(os.path.realpath(base or "/"))
+        for name, place in places.items():
+            if place == ray_temp or place.is_relative_to(ray_temp):
+                raise ValueError(
+                    f"{name} {place} is inside Ray's temp folder {ray_temp}, which every "
+                    "session's kernel sees as an empty folder (Ray's sockets are hidden from "
+                    f"it): move the {name}, or Ray's temp folder (ray start --temp-dir)"
+                )
 
     @property
     def resident_limit(self) -> int:
@@ -194,7 +222,21 @@ class Settings(BaseSettings):
 
     @property
     def auth_enabled(self) -> bool:
+        """Authentication is configured (tokens, a JWT verifier): each caller is an identity."""
         return bool(self.auth_token or self.auth_tokens or self.jwt_public_key or self.jwt_jwks_uri)
+
+    @property
+    def local_token_required(self) -> bool:
+        """An HTTP server with no authentication configured requires its own token (its
+        callers are the machine's user: identity ``local``), unless ``auth = "none"``."""
+        return self.transport == "http" and self.auth == "auto" and not self.auth_enabled
+
+    @field_validator("identity_workspace")
+    @classmethod
+    def _has_identity(cls, value: str) -> str:
+        if "{identity}" not in value:
+            raise ValueError("identity_workspace must contain {identity}")
+        return value
 
     @field_validator("auth_tokens")
     @classmethod

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import FileTooLarge, InvalidArgument, PathOutsideWorkspace
+from .errors import FileNotFound, FileTooLarge, InvalidArgument, PathOutsideWorkspace
 
 MAX_PATH_LENGTH = 1024
 MAX_NAME_LENGTH = 255
@@ -94,6 +96,8 @@ class Workspace:
     @_typed_os_errors
     def list(self, path: str = ".", recursive: bool = False) -> dict[str, Any]:
         folder = self.resolve(path)
+        if not folder.exists():
+            raise FileNotFound(f"no folder {path!r} in the workspace")
         if not folder.is_dir():
             raise InvalidArgument(f"{path!r} is not a folder in the workspace")
         entries = []
@@ -137,6 +141,8 @@ class Workspace:
     @_typed_os_errors
     def read(self, path: str) -> dict[str, Any]:
         real = self.resolve(path)
+        if not real.exists():
+            raise FileNotFound(f"no file {path!r} in the workspace")
         if not real.is_file():
             raise InvalidArgument(f"{path!r} is not a file in the workspace")
         size = real.stat().st_size
@@ -197,7 +203,7 @@ class Workspace:
         elif real.exists():
             real.unlink()
         else:
-            raise InvalidArgument(f"{path!r} does not exist")
+            raise FileNotFound(f"no file {path!r} in the workspace")
         return {"path": self.relative(real), "deleted": True, "success": True}
 
     def is_file(self, path: str) -> dict[str, Any]:
@@ -229,6 +235,56 @@ class Workspace:
             "disk_free": usage.free,
             "max_file_bytes": self.max_file_bytes,
         }
+
+
+LOCAL = "local"  # the identity of stdio and of a server without authentication
+IDENTITY = "{identity}"
+
+
+def identity_folder(identity: str) -> str:
+    """A folder name for an identity, that no two identities share and that cannot lead out:
+    its characters that are not plain become ``-``, and a hash of the whole identity follows
+    (``token:alice`` -> ``token-alice-2bd806c97f``)."""
+    readable = re.sub(r"[^A-Za-z0-9_.@-]+", "-", identity).strip(".-")[:48] or "id"
+    return f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+
+
+class Workspaces:
+    """Each identity's workspace. ``local`` (stdio, a server without authentication: the
+    machine's own user) has the workspace itself; every other identity a folder of its own,
+    ``template`` with ``{identity}`` replaced by ``identity_folder`` (relative to the workspace,
+    or absolute), where its sessions share ``outputs/`` and ``scripts/`` and never see
+    another's."""
+
+    def __init__(
+        self,
+        root: Path,
+        template: str = IDENTITY,
+        max_file_bytes: int = 10_000_000,
+        store: Path | None = None,
+    ) -> None:
+        if IDENTITY not in template:
+            raise ValueError(f"identity_workspace must contain {IDENTITY}: {template!r}")
+        self.root = Path(os.path.realpath(root))
+        self.template = template
+        self.max_file_bytes = max_file_bytes
+        self.store = store
+        self._made: dict[str, Workspace] = {}
+
+    def root_of(self, identity: str) -> Path:
+        if identity == LOCAL:
+            return self.root
+        folder = Path(self.template.replace(IDENTITY, identity_folder(identity)))
+        return Path(os.path.realpath(self.root / folder))
+
+    def of(self, identity: str) -> Workspace:
+        """The identity's workspace, its folders made on first use."""
+        found = self._made.get(identity)
+        if found is None:
+            found = Workspace(self.root_of(identity), self.max_file_bytes, self.store)
+            found.ensure()
+            self._made[identity] = found
+        return found
 
 
 def _iso(timestamp: float) -> str:

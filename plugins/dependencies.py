@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
+from raykernel.errors import SourceBuildRefused
 from raykernel.hookspecs import hookimpl
 from raykernel.kernel.packages import MAX_PACKAGES, parse_requirements
 from raykernel.server.app import App, current_app
@@ -26,13 +27,18 @@ async def install_dependencies(
     packages: Packages, session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
     """Install packages for one session only: importable at once there, invisible to the
-    other sessions. Uses uv when available, pip otherwise; never a shell. Downloads and
-    builds go to the installer's shared cache, so a package another session already
-    installed takes seconds. Progress notifications carry the installer's output."""
+    other sessions. Wheels only unless the server allows source builds (SourceBuildRefused
+    names a package that has none). Uses uv when available, pip otherwise; never a shell.
+    Downloads go to the installer's cache, so a package installed before takes seconds.
+    Progress notifications carry the installer's output."""
     # Refuse bad specs here, before anything reaches a session.
     parse_requirements(packages, allow_urls=app.settings.allow_package_urls)
     async with progress_for_request(app.router) as on_start:
-        return await app.router.install(app.resolve_session(session_id), packages, on_start)
+        reply = await app.router.install(app.resolve_session(session_id), packages, on_start)
+    error = reply.get("error") or {}
+    if error.get("ename") == "SourceBuildRefused":
+        raise SourceBuildRefused(str(error.get("evalue")))
+    return reply
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from fastmcp import Context
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.errors import InvalidArgument
+from raykernel.errors import FileNotFound, InvalidArgument
 from raykernel.hookspecs import hookimpl
 from raykernel.notebooks import cell_outputs, notebook
 from raykernel.server.app import App, current_app
@@ -43,7 +43,7 @@ def _image_reader(app: App, session: str | None) -> Callable[[str], Any]:
     async def read(path: str) -> str | None:
         try:
             reply = await app.files.run(session, "read", path)
-        except InvalidArgument:  # deleted since, or grown past max_file_bytes
+        except (InvalidArgument, FileNotFound):  # deleted since, or grown past max_file_bytes
             return None
         if reply["encoding"] == "base64":
             return str(reply["content"])

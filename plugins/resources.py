@@ -9,7 +9,7 @@ import mimetypes
 from collections.abc import Callable
 from typing import Any
 
-from raykernel.errors import InvalidArgument, ResourceNotFound
+from raykernel.errors import FileNotFound, InvalidArgument, ResourceNotFound
 from raykernel.hookspecs import hookimpl
 from raykernel.replies import resource_uri
 from raykernel.server.app import App
@@ -25,7 +25,7 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         session = app.files_session(None)
         try:
             found = (await app.files.run(session, "is_file", path))["is_file"]
-        except InvalidArgument:  # outside the workspace, in the store, a bad name
+        except (InvalidArgument, FileNotFound):  # outside the workspace, in the store, a bad name
             found = False
         if not found:
             raise ResourceNotFound(f"no file at {path[:300]!r} for this resource")

@@ -1,4 +1,5 @@
-"""Scripts: saved under the workspace's scripts/, importable as modules from every session."""
+"""Scripts: saved under the workspace's scripts/, importable as modules from every session of
+the same identity."""
 
 import re
 from collections.abc import Callable
@@ -20,7 +21,7 @@ ScriptName = Annotated[
     str,
     Field(
         description="Module name (letters, digits, '_'; '.py' optional). Saved as "
-        "scripts/<name>.py and importable as `import <name>` in every session.",
+        "scripts/<name>.py and importable as `import <name>` in every session of yours.",
         max_length=103,
     ),
 ]
@@ -68,7 +69,7 @@ async def run_script(
     found = await app.files.run(session, "is_file", f"scripts/{stem}.py")
     if not found["is_file"]:
         raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
-    path = app.workspace.root / found["path"]
+    path = app.workspace_of(session).root / found["path"]
     async with progress_for_request(app.router) as on_start:
         reply = await app.router.run_script(
             session, path, list(args), app.settings.max_timeout, on_start

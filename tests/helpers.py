@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from fastmcp import Client
@@ -101,13 +101,22 @@ def text_of(result: Any) -> dict[str, Any]:
     return json.loads(result.content[0].text)
 
 
+class HttpServer(NamedTuple):
+    url: str
+    proc: subprocess.Popen
+    # The server's own token (it makes one when no authentication is configured), else None.
+    token: str | None
+
+
 @contextmanager
 def http_server_process(
     workspace: Path, log_name: str = "server.log", **env: str
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``raykernel --transport http`` as a subprocess; yields (url, process) once it answers.
-    On exit it is stopped with SIGTERM, as a service manager would."""
+) -> Iterator[HttpServer]:
+    """``raykernel --transport http`` as a subprocess; yields (url, process, token) once it
+    answers. Its state_dir is beside the workspace unless ``env`` names one. On exit it is
+    stopped with SIGTERM, as a service manager would."""
     port = free_port()
+    env.setdefault("RAYKERNEL_STATE_DIR", f"{workspace}-state")
     with open(workspace / log_name, "wb") as log:
         proc = subprocess.Popen(
             server_command(
@@ -129,7 +138,9 @@ def http_server_process(
                     time.sleep(0.2)
             else:
                 pytest.fail("HTTP server did not start: " + (workspace / log_name).read_text())
-            yield f"http://127.0.0.1:{port}/mcp", proc
+            token_file = Path(env["RAYKERNEL_STATE_DIR"]) / "http-token"
+            token = token_file.read_text().strip() if token_file.exists() else None
+            yield HttpServer(f"http://127.0.0.1:{port}/mcp", proc, token)
         finally:
             proc.terminate()
             proc.wait(60)

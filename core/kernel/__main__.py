@@ -1,46 +1,39 @@
 """``python -m raykernel.kernel FD``: a kernel process, started by its session actor.
 
-It reads its spec from the socket ``FD``, confines itself before anything else runs (no thread
-may exist yet: namespaces and Landlock require it), then serves requests until its parent goes.
+It imports what it will need, then waits for its spec on the socket ``FD`` (a pooled session's
+kernel waits here until the session is claimed: nothing of anyone's has reached it yet),
+confines itself before anything else runs (no thread may exist yet: namespaces and Landlock
+require it), then serves requests until its parent goes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
 
 from . import wire
 from .confinement import ConfinementRefused, confine
-
-
-def die_with_parent() -> None:
-    """A kernel never outlives the process that started it (an actor, or the server itself
-    for a session it serves), even one killed with SIGKILL: its run may be a busy loop that
-    never reads the socket's end. The parent thread is the one running its event loop, which
-    lives as long as the parent."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+from .jail import die_with_parent
 
 
 def main(argv: list[str]) -> int:
     die_with_parent()
     sock = socket.socket(fileno=int(argv[1]))
-    spec = wire.receive(sock)
+    # Imported before the spec (no module starts a thread on import): a claim then costs the
+    # confinement only. The import is the kernel's own code, from the Python installation.
+    from . import containment
+    from .service import KernelService, prepare_process
+
+    try:
+        spec = wire.receive(sock)
+    except EOFError:
+        return 0  # a pooled kernel whose actor went away
     try:
         isolation = confine(spec)
     except ConfinementRefused as exc:
         wire.send(sock, {"event": "refused", "message": str(exc)})
         return 3
-    from . import containment
-    from .service import KernelService, prepare_process
-
     prepare_process()
     os.chdir(spec["workspace"])
     scripts = os.path.join(spec["workspace"], "scripts")

@@ -1,7 +1,8 @@
 """What a kernel may reach, applied first thing in the kernel process, and said plainly.
 
 ``isolation = "confined"``: namespaces (no capabilities outside, Ray's session directory
-covered, with the network off no interface but its own loopback) and Landlock (read and execute
+covered, with the network off no interface but its own loopback, a PID namespace and a /proc of
+its own: see ``jail``) and Landlock (read and execute
 the Python installation and system paths; read and write the workspace, the session's package
 folder and the kernel's own temp folder; nothing else, not the home directory; signals only
 inside its sandbox). ``isolation = "process"``: none of it (a trusted, single-user laptop).
@@ -18,7 +19,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from . import landlock, namespaces
+from . import jail, landlock, namespaces
 
 # Read-only beyond the Python installation: shared libraries, certificates, name resolution,
 # time zones, CPU topology (numpy, OpenBLAS). Not /etc as a whole: not /etc/passwd or shadow.
@@ -70,11 +71,20 @@ def python_paths() -> list[Path]:
     paths.update(p for p in sysconfig.get_paths().values() if p)
     paths.update(p for p in sys.path if p and Path(p).exists())
     paths.update(raykernel.__path__)
-    return [Path(p) for p in sorted(paths)]
+    # A sys.path entry such as "/" or the home folder (a current folder that slipped in) would
+    # open everything beneath it: never.
+    home = Path.home().resolve()
+    return [
+        Path(p)
+        for p in sorted(paths)
+        if Path(p).resolve() != Path("/") and not home.is_relative_to(Path(p).resolve())
+    ]
 
 
 def confine(spec: dict[str, Any]) -> dict[str, Any]:
-    """Apply ``spec``'s isolation to this process; the report for ``get_kernel_health``."""
+    """Apply ``spec``'s isolation to this process; the report for ``get_kernel_health``. With a
+    PID namespace it returns in a new process (PID 2 of that namespace: see ``jail``); the
+    report's ``pid_namespace`` says so, for the parent to find the confined process."""
     network_off = spec.get("network") == "off"
     if spec.get("isolation") != "confined":
         if network_off:
@@ -89,8 +99,9 @@ def confine(spec: dict[str, Any]) -> dict[str, Any]:
     # by an empty folder; /dev/shm (semaphores, shared arrays) becomes the session's own.
     cover = {Path(p): "64k" for p in spec.get("hide", [])}
     cover[Path("/dev/shm")] = str(spec.get("shm_bytes") or "25%")
+    report["pid_namespace"] = False
     try:
-        namespaces.enter(network_off, cover)
+        no_pids = namespaces.enter(network_off, cover)
         report["namespaces"] = "user and mount namespaces (no capabilities outside)"
         report["network"] = "off: own network namespace, loopback only" if network_off else "on"
     except namespaces.NamespacesUnavailable as exc:
@@ -100,6 +111,17 @@ def confine(spec: dict[str, Any]) -> dict[str, Any]:
             ) from None
         report["namespaces"] = f"unavailable ({exc}): Ray's sockets are reachable"
         report["network"] = "on"
+        no_pids = str(exc)
+    if no_pids is None:
+        no_proc = jail.descend()
+        report["pid_namespace"] = True
+        report["processes"] = (
+            "own PID namespace and /proc: only the session's own processes are visible"
+            if no_proc is None
+            else f"own PID namespace, but the host's /proc ({no_proc}): host processes visible"
+        )
+    else:
+        report["processes"] = f"the host's process list is visible (PID namespace: {no_pids})"
     write = [Path(p) for p in spec.get("write", [])]
     read = [*python_paths(), *(Path(p) for p in SYSTEM_READ), *map(Path, spec.get("read", []))]
     devices = [Path(p) for pattern in GPU_DEVICES for p in glob.glob(pattern)]

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from raykernel.workspace import OPERATIONS, Workspace
 
 from .capture import truncate_text
 from .checkpoints import CheckpointStore
-from .packages import install_command, parse_requirements, run_installer
+from .packages import Installer, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
 from .snapshots import read_snapshot, write_snapshot
@@ -78,6 +79,10 @@ class Claim:
     placement: dict[str, Any]
     network: str
     checkpoints_dir: str | None = None
+    # The installer's cache for this identity (None: the installer's own, the user's).
+    install_cache: str | None = None
+    # The identity's workspace (None: the server's, as the local identity has it).
+    workspace: str | None = None
 
 
 _swept = False
@@ -117,9 +122,9 @@ class SessionHost:
         # Named with this process's id: a leftover (its actor killed) is recognisable.
         sweep_stale_temp()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
-        # A pooled host's packages folder, renamed to the session's when it is claimed: the
-        # kernel's sandbox rules follow the folder, not its name.
-        self.site_dir = config.store / "site" / ".pool" / uuid.uuid4().hex
+        # The session's packages folder, in the store; the claim names it.
+        self.site_dir = self.tmp / "site"
+        self.install_cache: Path | None = None
         self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
         self._checkpointing = asyncio.Lock()
         self._background: set[asyncio.Future[Any]] = set()
@@ -144,19 +149,30 @@ class SessionHost:
 
     # -- the kernel -----------------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Spawn the kernel process ahead of the claim: it imports what it needs and waits for
+        its spec, which only the claim can give (whose workspace, which network)."""
+        if self.kernel is None or not self.kernel.spawned:
+            kernel = KernelProcess(self._env())
+            await kernel.spawn()
+            self.kernel = kernel
+
     async def start(self) -> dict[str, Any]:
-        """Start the kernel (again); returns its isolation report."""
-        if self.kernel is not None:
-            await self.kernel.kill("replaced by a new kernel")
+        """Start the kernel (again): the one spawned ahead if it waits, else a new one; returns
+        its isolation report."""
+        kernel = self.kernel
+        if kernel is not None and not kernel.spawned:
+            await kernel.kill("replaced by a new kernel")
+            kernel = None
         self.site_dir.mkdir(parents=True, exist_ok=True)
-        kernel = KernelProcess(self._spec(), self._env())
+        kernel = kernel or KernelProcess(self._env())
+        self.kernel = kernel
         try:
-            report = await kernel.start()
+            report = await kernel.start(self._spec())
         except KernelRefused as exc:
             raise InvalidArgument(str(exc)) from None
         except KernelGone as exc:
             raise SessionUnavailable(f"the kernel did not start: {exc.reason}") from None
-        self.kernel = kernel
         self.started_at = time.time()
         return report
 
@@ -170,7 +186,7 @@ class SessionHost:
     def _spec(self) -> dict[str, Any]:
         config = self.config
         return {
-            "workspace": str(config.workspace),
+            "workspace": str(self._workspace.root),
             "session_id": self.session_id,
             "site_dir": str(self.site_dir),
             "max_output_bytes": config.max_output_bytes,
@@ -180,7 +196,7 @@ class SessionHost:
             "plugin_specs": config.plugin_specs,
             "isolation": config.isolation,
             "network": self.network,
-            "write": [str(config.workspace), str(self.site_dir), str(self.tmp)],
+            "write": [str(self._workspace.root), str(self.site_dir), str(self.tmp)],
             "read": config.read,
             "hide": config.hide,
             "shm_bytes": config.memory_limit or None,
@@ -214,7 +230,8 @@ class SessionHost:
     # -- identity -------------------------------------------------------------------------------
 
     async def claim(self, claim: Claim) -> dict[str, Any]:
-        """Become session ``claim.session_id`` of ``claim.owner``; a host is claimed once."""
+        """Become session ``claim.session_id`` of ``claim.owner``; a host is claimed once. The
+        kernel spawned ahead of time gets its spec now, and confines itself to it."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
         if claim.checkpoints_dir:
@@ -225,28 +242,15 @@ class SessionHost:
         self.session_id, self.owner = claim.session_id, claim.owner
         self.description, self.created_at = claim.description, claim.created_at
         self.placement = claim.placement
-        fresh_kernel_needed = claim.network != self.network or self.kernel is None
-        await asyncio.to_thread(self._take_site_dir, Path(claim.site_dir))
+        self.site_dir = Path(claim.site_dir)
+        self.install_cache = Path(claim.install_cache) if claim.install_cache else None
+        if claim.workspace is not None:
+            config = self.config
+            self._workspace = Workspace(Path(claim.workspace), config.max_file_bytes, config.store)
+            await asyncio.to_thread(self._workspace.ensure)
         self.network = claim.network
-        if fresh_kernel_needed:
-            await self.start()
-        else:
-            await self._running().request("claim", claim.session_id, str(self.site_dir))
+        await self.start()
         return await self.info()
-
-    def _take_site_dir(self, target: Path) -> None:
-        """Make ``target`` this host's package folder. The running kernel's sandbox rules name
-        the pooled folder (the folder itself, whatever it is called): a session that had
-        packages already (a restart, a resume) has them moved into it, and the pooled folder
-        then takes the session's name. Renames only: no file is copied."""
-        pooled = self.site_dir
-        if target.exists():
-            for entry in target.iterdir():
-                entry.rename(pooled / entry.name)
-            target.rmdir()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pooled.rename(target)
-        self.site_dir = target
 
     async def info(self) -> dict[str, Any]:
         kernel = self.kernel
@@ -342,13 +346,26 @@ class SessionHost:
             kernel.forget_tail(token)
 
     async def install(
-        self, specs: list[str], allow_urls: bool, timeout: float, token: str
+        self, specs: list[str], allow_urls: bool, allow_builds: bool, timeout: float, token: str
     ) -> dict[str, Any]:
-        """Install into the session's own folder (here, where the network is), then let the
-        kernel import from it."""
+        """Install into the session's own folder, then let the kernel import from it. The
+        installer runs confined like the kernel (plus the network, to reach the index): a
+        package's build may write its target, the cache and a temp folder, and read nothing of
+        the server's (see packages.Installer and jail)."""
         requirements = parse_requirements(specs, allow_urls=allow_urls)
         self.site_dir.mkdir(parents=True, exist_ok=True)
-        command = install_command(requirements, self.site_dir)
+        installer = Installer.find(self.install_cache, allow_builds)
+        installer.cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="install-", dir=self.tmp))
+        # A "name @ file://..." requirement (allowed by allow_package_urls) is read from there.
+        local = [
+            u.removeprefix("file://")
+            for r in requirements
+            if (u := r.url or "").startswith("file://")
+        ]
+        command = self._confined(
+            installer.command(requirements, self.site_dir), installer, work, local
+        )
         self._install_tails[token] = ""
 
         def feed(line: str) -> None:
@@ -359,20 +376,66 @@ class SessionHost:
 
         try:
             stdout, stderr, ok = await asyncio.to_thread(
-                run_installer, command, timeout, feed, started
+                run_installer, command, timeout, feed, started, self._install_env(work), work
             )
         finally:
             self._installs.pop(token, None)
             self._install_tails.pop(token, None)
+            shutil.rmtree(work, ignore_errors=True)
         if ok and self.kernel is not None and self.kernel.alive:
             await self.kernel.request("activate_site")
         limit = self.config.max_output_bytes
-        return {
+        reply: dict[str, Any] = {
             "success": ok,
             "installed": [r.name for r in requirements] if ok else [],
             "stdout": truncate_text(stdout, limit),
             "stderr": truncate_text(stderr, limit),
         }
+        refused = [] if ok else installer.refused_builds(stderr)
+        if refused:
+            reply["error"] = {
+                "ename": "SourceBuildRefused",
+                "evalue": f"{', '.join(refused)} {'has' if len(refused) == 1 else 'have'} no "
+                "wheel for this platform, only a source package, and building one runs the "
+                "package's own code: refused. Nothing was installed. A server that trusts its "
+                "index can set allow_source_builds = true (RAYKERNEL_ALLOW_SOURCE_BUILDS=1); "
+                "builds then run in the session's sandbox.",
+            }
+        return reply
+
+    def _confined(
+        self, command: list[str], installer: Installer, work: Path, read: list[str]
+    ) -> list[str]:
+        """``command`` run through the jail, with the kernel's confinement but the network on:
+        write the target, the cache and ``work``; read Python, the system, its configuration
+        and ``read``."""
+        config = self.config
+        policy = {
+            "isolation": config.isolation,
+            "network": "on",
+            "write": [str(self.site_dir), str(installer.cache), str(work)],
+            "read": [*installer.reads(), *config.read, *read],
+            "hide": config.hide,
+        }
+        return [
+            sys.executable,
+            "-P",
+            "-m",
+            "raykernel.kernel.sandbox",
+            json.dumps(policy),
+            "--",
+            *command,
+        ]
+
+    def _install_env(self, work: Path) -> dict[str, str]:
+        """The installer's environment: no Ray or raykernel variable (no token), and a home and
+        temp folder of its own (its configuration is still found where the user keeps it)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
+        home = work / "home"
+        home.mkdir()
+        env["XDG_CONFIG_HOME"] = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        env.update(HOME=str(home), TMPDIR=str(work))
+        return env
 
     def interrupt(self, token: str) -> bool:
         """Stop run (or install) ``token``; answered at once, the run's reply tells the rest."""
@@ -525,26 +588,30 @@ class SessionHost:
             raise ValueError(f"unknown workspace operation {op!r}")
         return await asyncio.to_thread(getattr(self._workspace, op), *args)
 
-    async def recycle(self) -> dict[str, Any]:
-        """Forget the session and become a fresh, unclaimed host (a new kernel, a new temp
-        folder, a new package folder): a hibernated session's actor can serve the next one."""
+    async def recycle(self) -> None:
+        """Forget the session and become a fresh, unclaimed host (a new kernel process waiting
+        for its spec, a new temp folder): a hibernated session's actor can serve the next one."""
         if self.kernel is not None:
             await self.kernel.kill("recycled")
         self.kernel = None
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
-        self.site_dir = self.config.store / "site" / ".pool" / uuid.uuid4().hex
+        self.site_dir = self.tmp / "site"
+        config = self.config
+        self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
         self.session_id = self.owner = self.description = ""
         self.placement, self.checkpoints = {}, None
         self.closed = False
         self.book = self._new_book()
         self.network = self.config.network
-        return await self.start()
+        await self.prepare()
 
     async def shutdown(self) -> None:
-        """Kill the kernel and what it started; remove the kernel's temp folder."""
+        """Kill the kernel and what it started, and any install under way; remove the
+        kernel's temp folder."""
+        for installer in list(self._installs.values()):
+            with contextlib.suppress(ProcessLookupError):
+                installer.kill()
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")
         shutil.rmtree(self.tmp, ignore_errors=True)
-        if self.site_dir.parent.name == ".pool":
-            shutil.rmtree(self.site_dir, ignore_errors=True)

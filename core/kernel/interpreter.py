@@ -28,7 +28,6 @@ from .display import Display, DisplayCollector, mime_bundle, safe_repr
 from .history import History
 from .images import RichOutput
 from .live_output import LiveTail
-from .packages import install_command, parse_requirements, run_installer
 
 _OWN_FILES = frozenset({__file__, interrupts.__file__, display.__file__})
 
@@ -317,43 +316,6 @@ class Interpreter:
 
     def inspect(self, code: str, cursor_pos: int | None = None) -> dict[str, Any]:
         return introspection.inspect(self.namespace, code, cursor_pos)
-
-    # -- packages -------------------------------------------------------------------------------
-
-    def install(
-        self,
-        specs: list[str],
-        *,
-        allow_urls: bool = False,
-        timeout: float = 600.0,
-        token: str | None = None,
-    ) -> dict[str, Any]:
-        """Install packages into this session's own directory, importable at once."""
-        if self.site_dir is None:
-            raise RuntimeError("this interpreter has no package directory")
-        requirements = parse_requirements(specs, allow_urls=allow_urls)
-        self.site_dir.mkdir(parents=True, exist_ok=True)
-        command = install_command(requirements, self.site_dir)
-        self._token = token
-        if self.live is not None:
-            self.live.start(token or "")
-        try:
-            feed = self.live.feed if self.live is not None else None
-            stdout, stderr, ok = run_installer(command, timeout, feed)
-        except KeyboardInterrupt:
-            stdout, stderr, ok = "", "install interrupted", False
-        finally:
-            self._token = None
-            if self.live is not None:
-                self.live.stop()
-        if ok:
-            self._activate_site_dir()
-        return {
-            "success": ok,
-            "installed": [r.name for r in requirements] if ok else [],
-            "stdout": truncate_text(stdout, self.max_output_bytes),
-            "stderr": truncate_text(stderr, self.max_output_bytes),
-        }
 
     def _activate_site_dir(self) -> None:
         path = str(self.site_dir)

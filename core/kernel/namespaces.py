@@ -5,7 +5,9 @@
 * a mount namespace, where folders the kernel must not see (Ray's session directory, with the
   sockets of the node's Ray processes) are covered by an empty tmpfs;
 * with the network off, a network namespace: a loopback of its own and nothing else, so neither
-  TCP nor UDP leaves it.
+  TCP nor UDP leaves it;
+* a PID namespace, which holds the processes forked after ``enter`` (see ``jail``): with its own
+  ``/proc`` they see their own processes only, not the host's command lines.
 
 ``unshare`` refuses a process that has threads: call ``enter`` first thing in a new process.
 """
@@ -21,9 +23,11 @@ from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
 _MS_REC = 0x4000
 _MS_PRIVATE = 0x40000
 _SIOCGIFFLAGS = 0x8913
@@ -39,14 +43,22 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def enter(network_off: bool, cover: dict[Path, str]) -> None:
-    """Enter a user and mount namespace (and a network namespace when ``network_off``), then
-    cover each folder of ``cover`` that exists with an empty tmpfs of the given size (the kernel
-    sees a private, empty folder there). Raises ``NamespacesUnavailable`` with the reason."""
+def enter(network_off: bool, cover: dict[Path, str], pids: bool = True) -> str | None:
+    """Enter a user and mount namespace (and a network namespace when ``network_off``, and a
+    PID namespace for the children to come when ``pids``), then cover each folder of ``cover``
+    that exists with an empty tmpfs of the given size (the kernel sees a private, empty folder
+    there). Raises ``NamespacesUnavailable`` with the reason. Returns None when the PID
+    namespace was entered, else why not (the others were entered all the same)."""
     uid, gid = os.getuid(), os.getgid()
     flags = CLONE_NEWUSER | CLONE_NEWNS | (CLONE_NEWNET if network_off else 0)
     libc = _libc()
-    if libc.unshare(flags) != 0:
+    no_pids: str | None = "not asked for"
+    if pids:
+        if libc.unshare(flags | CLONE_NEWPID) == 0:
+            no_pids = None
+        else:
+            no_pids = f"unshare: {os.strerror(ctypes.get_errno())}"
+    if no_pids is not None and libc.unshare(flags) != 0:
         raise NamespacesUnavailable(f"unshare: {os.strerror(ctypes.get_errno())}")
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1")
@@ -58,6 +70,14 @@ def enter(network_off: bool, cover: dict[Path, str]) -> None:
             _mount(libc, "tmpfs", str(folder), "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}")
     if network_off:
         _loopback_up()
+    return no_pids
+
+
+def mount_proc() -> None:
+    """Mount a ``/proc`` of this PID namespace over the host's (call it from inside the
+    namespace: PID 1 or below). Raises ``NamespacesUnavailable`` when it cannot be mounted (a
+    container that masks parts of its own ``/proc`` refuses it)."""
+    _mount(_libc(), "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
 
 
 def _write(path: str, text: str) -> None:

@@ -1,18 +1,26 @@
-"""Package requirements from a model: parse strictly, refuse anything but a plain requirement.
+"""Package requirements from a model: parse strictly, refuse anything but a plain requirement;
+install them with no more rights than the session's own code has.
 
 Every item must parse as a PEP 508 requirement (``name[extras] specifier ; marker``). Options
 (``-e``, ``--index-url``), shell syntax, paths and VCS links fail to parse; ``name @ URL`` parses
 but is refused unless ``allow_urls``. The command that installs them is an argument list (never a
 shell string), so nothing in a requirement can reach a shell.
+
+A package's build runs its own code (``setup.py``): wheels only, unless builds are allowed, and
+the installer runs in the same sandbox as a kernel (see ``jail``), able to write only its target,
+its cache and a temp folder.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,35 +59,112 @@ def parse_requirements(specs: list[str], *, allow_urls: bool = False) -> list[Re
     return parsed
 
 
-def install_command(requirements: list[Requirement], target: Path) -> list[str]:
-    """The argument list that installs ``requirements`` into ``target`` for this interpreter."""
-    reqs = [str(r) for r in requirements]
-    uv = _find_uv()
-    if uv is not None:
+@dataclass(frozen=True)
+class Installer:
+    """How one session installs: the installer's argument list (uv, else pip) and the folders
+    its sandbox may write (the target, the cache, a temp folder) or must read (its own
+    configuration and the local indexes it names)."""
+
+    program: str  # "uv" or "pip"
+    cache: Path
+    allow_builds: bool = False
+
+    @classmethod
+    def find(cls, cache: Path | None, allow_builds: bool = False) -> Installer:
+        """uv if it is beside this interpreter or on PATH, else pip; ``cache`` None: the
+        installer's own default cache (the user's: shared by this user's sessions)."""
+        program = "uv" if _find_uv() is not None else "pip"
+        return cls(program, cache or default_cache(program), allow_builds)
+
+    def command(self, requirements: list[Requirement], target: Path) -> list[str]:
+        """The argument list that installs ``requirements`` into ``target`` for this
+        interpreter: wheels only unless builds are allowed (a build runs the package's code)."""
+        reqs = [str(r) for r in requirements]
+        if self.program == "uv":
+            uv = _find_uv()
+            assert uv is not None
+            return [
+                uv,
+                "pip",
+                "install",
+                "--no-progress",
+                "--python",
+                sys.executable,
+                "--target",
+                str(target),
+                "--cache-dir",
+                str(self.cache),
+                *([] if self.allow_builds else ["--no-build"]),
+                *reqs,
+            ]
         return [
-            uv,
+            sys.executable,
+            "-m",
             "pip",
             "install",
-            "--no-progress",
-            "--python",
-            sys.executable,
+            "--progress-bar",
+            "off",
+            "--no-input",
+            "--disable-pip-version-check",
             "--target",
             str(target),
+            "--cache-dir",
+            str(self.cache),
+            *([] if self.allow_builds else ["--only-binary", ":all:"]),
             *reqs,
         ]
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--progress-bar",
-        "off",
-        "--no-input",
-        "--disable-pip-version-check",
-        "--target",
-        str(target),
-        *reqs,
-    ]
+
+    def reads(self) -> list[str]:
+        """What the installer must read beyond Python and the system: its configuration files
+        and the local folders and files its settings name (find-links, certificates)."""
+        home = Path.home()
+        config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        found = [
+            "/etc/pip.conf",
+            "/etc/xdg/pip",
+            "/etc/uv",
+            str(config_home / "pip"),
+            str(config_home / "uv"),
+            str(home / ".pip"),
+            str(Path(sys.prefix) / "pip.conf"),
+        ]
+        uv = _find_uv()
+        if uv is not None:
+            found.append(uv)
+        for name, value in os.environ.items():
+            if name.startswith(("PIP_", "UV_")) or name in _CERTIFICATE_VARIABLES:
+                found += [path for item in value.split() if (path := _local_path(item))]
+        return found
+
+    def refused_builds(self, stderr: str) -> list[str]:
+        """The packages the installer refused because they need a build (no wheel)."""
+        if self.allow_builds:
+            return []
+        if self.program == "uv":
+            return sorted(set(_UV_NO_WHEEL.findall(stderr)))
+        return sorted(set(_PIP_NO_VERSION.findall(stderr)))
+
+
+_CERTIFICATE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+# uv 0.13: "hint: Wheels are required for `docopt` because building from source is disabled"
+_UV_NO_WHEEL = re.compile(r"Wheels are required for `([^`]+)` because building from source")
+# pip cannot tell "needs a build" from "does not exist" with --only-binary: it names both so.
+_PIP_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+)")
+
+
+def _local_path(item: str) -> str | None:
+    if item.startswith("file://"):
+        return item.removeprefix("file://") or None
+    return item if os.path.isabs(item) else None
+
+
+def default_cache(program: str) -> Path:
+    """Where uv or pip keeps its cache when told nothing (their own rules)."""
+    variable = "UV_CACHE_DIR" if program == "uv" else "PIP_CACHE_DIR"
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / program
 
 
 def _find_uv() -> str | None:
@@ -94,6 +179,8 @@ def run_installer(
     timeout: float,
     feed: Callable[[str], None] | None = None,
     started: Callable[[subprocess.Popen[str]], None] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[str, str, bool]:
     """Run an installer, handing its output to ``feed`` line by line as it comes (progress for
     the client); ``(stdout, stderr, succeeded)``. Killed at ``timeout`` or on
@@ -106,6 +193,8 @@ def run_installer(
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
+        env=env,
+        cwd=cwd,
     )
     if started is not None:
         started(proc)

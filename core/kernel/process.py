@@ -41,16 +41,21 @@ class KernelRefused(Exception):
 
 
 class KernelProcess:
-    def __init__(
-        self, spec: dict[str, Any], env: dict[str, str], max_message_bytes: int = 1 << 34
-    ) -> None:
-        self.spec = spec
+    """One kernel process. ``spawn`` starts the interpreter, which imports what a kernel needs
+    and waits, unconfined and running nothing, for its spec; ``start`` sends the spec (who the
+    session is, its workspace, its network), and the kernel confines itself and serves. A
+    pooled session spawns ahead of time and starts when it is claimed, so the confinement is
+    drawn once, for the identity and workspace it serves."""
+
+    def __init__(self, env: dict[str, str], max_message_bytes: int = 1 << 34) -> None:
         self.env = env
         self.max_message_bytes = max_message_bytes
+        self.spec: dict[str, Any] = {}
         self.pid: int | None = None
         self.isolation: dict[str, Any] = {}
         self.exit_reason: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
@@ -59,16 +64,20 @@ class KernelProcess:
         self._tasks: list[asyncio.Task[None]] = []
         self._gone = asyncio.Event()
         self._process: psutil.Process | None = None
+        # PID 1 of the kernel's PID namespace (its reaper: see jail), when it has one.
+        self._init_pid: int | None = None
 
     # -- start and stop -----------------------------------------------------------------------
 
-    async def start(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
-        """Start the kernel and wait until it serves; returns its isolation report. Raises
-        ``KernelRefused`` when it cannot be confined as asked, ``KernelGone`` if it dies."""
+    async def spawn(self) -> None:
+        """Start the interpreter; it waits for ``start``."""
         parent, child = socket.socketpair()
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
+                # -P: no current folder on sys.path (every sys.path entry is readable by the
+                # confined kernel, so none may be there by accident).
+                "-P",
                 "-m",
                 "raykernel.kernel",
                 str(child.fileno()),
@@ -78,24 +87,56 @@ class KernelProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env=self.env,
-                cwd=self.spec["workspace"],
+                # Not the workspace: the spec names it, and it may not be this one.
+                cwd=self.env.get("TMPDIR") or None,
             )
         finally:
             child.close()
         self.pid = self._proc.pid
-        reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self._tasks.append(asyncio.ensure_future(self._drain_stderr()))
-        self._writer.write(wire.encode(self.spec))
-        await self._writer.drain()
+
+    @property
+    def spawned(self) -> bool:
+        """Spawned, waiting for its spec, and still alive."""
+        return (
+            self._proc is not None
+            and not self.spec
+            and self._proc.returncode is None
+            and not self._gone.is_set()
+        )
+
+    async def start(self, spec: dict[str, Any], timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """Give the kernel its spec (spawning it first if need be) and wait until it serves;
+        returns its isolation report. Raises ``KernelRefused`` when it cannot be confined as
+        asked, ``KernelGone`` if it dies."""
+        if self._proc is None:
+            await self.spawn()
+        assert self._writer is not None and self._reader is not None and self._proc is not None
+        self.spec = spec
+        reader = self._reader
         try:
+            self._writer.write(wire.encode(spec))
+            await self._writer.drain()
             first = await asyncio.wait_for(wire.areceive(reader, 1 << 20), timeout)
-        except (EOFError, TimeoutError, wire.ProtocolError):
+        except TimeoutError:
             await self.kill()
-            raise KernelGone(await self._reason("the kernel did not start")) from None
+            raise KernelGone(f"the kernel did not start within {timeout:g} s") from None
+        except (EOFError, ConnectionError, wire.ProtocolError):
+            # Its own exit status and last words first: killing it now would hide them.
+            reason = await self._reason("the kernel did not start")
+            await self.kill()
+            raise KernelGone(f"{reason}; its last output: {self._last_lines()}") from None
         if first.get("event") == "refused":
             await self.kill()
             raise KernelRefused(str(first.get("message")))
         self.isolation = first.get("isolation", {})
+        if self.isolation.pop("pid_namespace", False):
+            try:
+                self._init_pid, self.pid = _namespace_pids(self._proc.pid)
+            except (psutil.Error, KernelGone) as exc:
+                await self.kill()
+                raise KernelGone(f"the kernel did not start: {exc}") from None
         with contextlib.suppress(psutil.Error):
             self._process = psutil.Process(self.pid)
             self._process.cpu_percent(None)
@@ -104,7 +145,8 @@ class KernelProcess:
 
     @property
     def alive(self) -> bool:
-        if self._proc is None or self._gone.is_set():
+        """Started (it has its spec), and not dead."""
+        if self._proc is None or not self.spec or self._gone.is_set():
             return False
         try:  # a kill from outside is seen here before the socket says so
             process = self._process
@@ -122,9 +164,13 @@ class KernelProcess:
         victims = []
         if self._process is not None:
             with contextlib.suppress(psutil.Error):
-                victims = self._process.children(recursive=True)
+                victims = [self._process, *self._process.children(recursive=True)]
+        if self._init_pid is not None:
+            # The namespace's PID 1: Linux kills everything in the namespace with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._init_pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the kernel leads its own process group
+            os.killpg(self.pid or proc.pid, signal.SIGKILL)  # the kernel leads its own group
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         for victim in victims:  # children that left the group (setsid) too
@@ -237,6 +283,11 @@ class KernelProcess:
             return fallback
         return death_reason(text, returncode)
 
+    def _last_lines(self, count: int = 6) -> str:
+        """The end of what the kernel wrote to stderr, for a death that has no better name."""
+        lines = self._stderr.decode("utf-8", "replace").strip().splitlines()[-count:]
+        return " | ".join(line.strip() for line in lines) or "(nothing)"
+
     def _finish(self) -> None:
         if self._gone.is_set():
             return
@@ -248,3 +299,14 @@ class KernelProcess:
         if self._writer is not None:
             self._writer.close()
         self._tails.clear()
+
+
+def _namespace_pids(waiter: int) -> tuple[int, int]:
+    """The host's ids of a confined kernel's reaper (PID 1 of its namespace) and of the kernel
+    (PID 2), below the waiter the parent started (see jail). Read when the kernel says it is
+    ready: no user code has run yet, so each has exactly the one child the jail forked."""
+    reaper = psutil.Process(waiter).children()
+    kernel = reaper[0].children() if len(reaper) == 1 else []
+    if len(kernel) != 1:
+        raise KernelGone(f"the kernel's process tree is not the one started ({reaper})")
+    return reaper[0].pid, kernel[0].pid

@@ -110,10 +110,6 @@ class KernelService:
 
     # -- operations (the main thread runs them, one at a time) ---------------------------------
 
-    def op_claim(self, session_id: str, site_dir: str) -> None:
-        self.interpreter.session_id = session_id
-        self.interpreter.use_site_dir(Path(site_dir))
-
     def op_execute(self, code: str, token: str) -> Any:
         self.children.run_starting()
         killed = self.children.killed

@@ -22,7 +22,7 @@ from raykernel.sessions.session_ids import qualify, split, validate_session_id
 from raykernel.sessions.state_moves import StateMoves
 from raykernel.sessions.variants import Variants
 from raykernel.settings import Settings
-from raykernel.workspace import Workspace
+from raykernel.workspace import Workspace, Workspaces
 
 from .active import ActiveSessions, caller_key
 from .identity import Caller, caller_identity
@@ -34,7 +34,7 @@ from .sessions import Sessions
 class App:
     settings: Settings
     router: SessionRouter
-    workspace: Workspace
+    workspaces: Workspaces
     active: ActiveSessions
     files: SessionFiles
     health: SessionHealth
@@ -48,7 +48,17 @@ class App:
         self.runs = Runs(self.router)
         self.sessions = Sessions(self.settings, self.router, self.resolve_session)
 
-    # -- whose sessions ------------------------------------------------------------------------
+    # -- whose sessions and files ---------------------------------------------------------------
+
+    @property
+    def workspace(self) -> Workspace:
+        """The calling identity's workspace (``local``: the workspace itself; any other
+        identity: its own folder, see ``Workspaces``)."""
+        return self.workspaces.of(self.identity())
+
+    def workspace_of(self, qualified: str) -> Workspace:
+        """The workspace of the identity that owns session ``qualified``."""
+        return self.workspaces.of(split(qualified)[0])
 
     def identity(self) -> str:
         """The calling identity (``local``, ``token:<name>``, ``jwt:<subject>``)."""

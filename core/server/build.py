@@ -30,15 +30,17 @@ from raykernel.sessions.ray_runtime import RayRuntime
 from raykernel.sessions.record import SessionRecord
 from raykernel.sessions.registry import Registry as SessionRegistry
 from raykernel.sessions.router import SessionRouter
+from raykernel.sessions.session_ids import LOCAL
 from raykernel.sessions.state_moves import StateMoves
 from raykernel.sessions.variants import Variants
 from raykernel.sessions.warm_pool import WarmPool
 from raykernel.settings import Settings
-from raykernel.workspace import Workspace
+from raykernel.workspace import Workspaces
 
 from .active import ActiveSessions, caller_key
 from .app import App, register_app
 from .http_security import auth_provider
+from .identity import caller_identity
 from .typed_errors import TypedErrors, protocol_error, tool_error
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,8 @@ INSTRUCTIONS = """\
 Stateful Python sessions. Each session is its own process with its own variables; a session
 called "default" always exists. Run code with run_python_code (a trailing expression's value is
 returned as `result`); pass session_id to pick a session, or switch_session to change the one
-used when session_id is omitted. Files live in the workspace: outputs/ is shared by every session,
-scripts saved with save_script are importable as modules from any session.
+used when session_id is omitted. Files live in the workspace: outputs/ is shared by every session
+of the same user, scripts saved with save_script are importable as modules from any of them.
 """
 
 
@@ -203,11 +205,13 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
     in_sessions = session_plugin_specs(pm, specs)
     given = {spec_of(item) for item in extra}
     roots = sorted(filter(None, {import_root(spec) for spec in in_sessions if spec in given}))
-    workspace = Workspace(settings.workspace, settings.max_file_bytes)
+    workspaces = Workspaces(
+        settings.workspace, settings.identity_workspace, settings.max_file_bytes, settings.store
+    )
     runtime = RayRuntime(settings)
     nodes = Nodes(runtime)
     sessions: dict[str, SessionRecord] = {}
-    lifecycle = Lifecycle(settings, nodes, sessions, in_sessions, roots)
+    lifecycle = Lifecycle(settings, nodes, sessions, workspaces, in_sessions, roots)
     pool = WarmPool(settings.pool_size, lifecycle.start_actor)
     # Replicas (a cluster) share the namespace's registry actor; one front end keeps its own.
     shared = SessionRegistry.shared(settings.namespace) if settings.detached else None
@@ -225,9 +229,9 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
     app = App(
         settings,
         router,
-        workspace,
+        workspaces,
         ActiveSessions(shared),
-        files=SessionFiles(router, nodes, workspace),
+        files=SessionFiles(router, nodes, workspaces, caller_identity),
         health=SessionHealth(router, nodes, pm.hook),
         moves=moves,
         variants=Variants(router, moves),
@@ -238,7 +242,7 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
 
     @contextlib.asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
-        workspace.ensure()
+        workspaces.of(LOCAL)  # its outputs/ and scripts/ made
         timer = asyncio.get_running_loop().call_later(RAY_START_DELAY, router.start)
         if settings.local_default:
             router.start()  # the default session's kernel, at once: it needs no Ray

@@ -31,6 +31,11 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="read a bearer token from stdin, print the hash auth_tokens stores, and exit",
     )
+    parser.add_argument(
+        "--print-token",
+        action="store_true",
+        help="print the local HTTP token (made if there is none yet) and exit",
+    )
     parser.add_argument("--version", action="version", version=f"raykernel {__version__}")
     return vars(parser.parse_args(argv))
 
@@ -49,6 +54,34 @@ def _graceful_sigterm(end_stdio: Callable[[], None] | None) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def _say_how_to_connect(settings: Any) -> None:
+    """On stderr: the URL, and with the local token, the header and a ready line for a client
+    (as Jupyter prints its URL with its token)."""
+    url = f"http://{settings.host}:{settings.port}{settings.path}"
+    if not settings.local_token_required:
+        if not settings.auth_enabled:
+            print(
+                f'raykernel: serving {url} WITHOUT authentication (auth = "none"): any '
+                "local process or user can run code as this server's user",
+                file=sys.stderr,
+            )
+        return
+    from .http_security import LOCAL_TOKEN_FILE, local_token
+
+    token = local_token(settings)
+    print(
+        f"raykernel: serving {url}; every request needs the header\n"
+        f"    Authorization: Bearer {token}\n"
+        "raykernel: for Claude Code:\n"
+        f'    claude mcp add --transport http raykernel {url} --header "Authorization: Bearer '
+        f'{token}"\n'
+        f"raykernel: the token is kept in {settings.store / LOCAL_TOKEN_FILE} (the same next "
+        "time; raykernel --print-token shows it)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from raykernel.settings import load_settings
 
@@ -58,11 +91,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(token_hash(sys.stdin.readline().strip()))
         return 0
+    print_token = flags.pop("print_token", False)
     try:
         settings = load_settings(**flags)
     except Exception as exc:  # a bad flag, env var or config file: say which, exit non-zero
         print(f"raykernel: invalid settings: {exc}", file=sys.stderr)
         return 2
+    if print_token:
+        from .http_security import local_token
+
+        print(local_token(settings))
+        return 0
+    if not settings.ray_address:  # a cluster's own temp folder is checked once joined
+        from raykernel.actors.session_actor import default_ray_temp
+
+        try:
+            settings.refuse_inside(default_ray_temp())
+        except ValueError as exc:
+            print(f"raykernel: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         stream=sys.stderr,
         level=settings.log_level.upper(),
@@ -87,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .build import build_server
 
     mcp, _app = build_server(settings)
+    if settings.transport == "http":
+        _say_how_to_connect(settings)
     _graceful_sigterm(end_stdio)
     if settings.transport == "stdio":
         mcp.run(transport="stdio", show_banner=False)

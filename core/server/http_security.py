@@ -1,13 +1,23 @@
-"""HTTP transport protections: bearer-token auth and a request body size limit."""
+"""HTTP transport protections: bearer-token auth (the configured tokens and JWTs, or the
+server's own local token), and a request body size limit."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
+import os
+import secrets
+import time
+from pathlib import Path
 from typing import Any
 
 from raykernel.settings import Settings
+from raykernel.workspace import LOCAL
+
+# The local token's file in state_dir (0600): the same token at every start.
+LOCAL_TOKEN_FILE = "http-token"
 
 
 def is_loopback(host: str) -> bool:
@@ -35,12 +45,45 @@ def auth_provider(settings: Settings) -> Any:
             audience=settings.jwt_audience,
             algorithm=settings.jwt_algorithm,
         )
-    named = {name: digest.lower() for name, digest in settings.auth_tokens.items()}
+    # identity -> the hash of its token
+    named = {f"token:{name}": digest.lower() for name, digest in settings.auth_tokens.items()}
     if settings.auth_token is not None:
-        named[""] = token_hash(settings.auth_token.get_secret_value())
+        named["token"] = token_hash(settings.auth_token.get_secret_value())
+    if settings.local_token_required:
+        return _named_tokens({LOCAL: token_hash(local_token(settings))}, None)
     if not named:
         return jwt
     return _named_tokens(named, jwt)
+
+
+def local_token(settings: Settings) -> str:
+    """The server's own token (made at first use: 32 random bytes, urlsafe), from
+    ``state_dir/http-token``, which only the server's user can read."""
+    path = settings.store / LOCAL_TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_token(path)
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return token
+
+
+def _read_token(path: Path) -> str:
+    # Another server starting at the same moment may still be writing it.
+    for _ in range(50):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # a copy made with looser rights: only the user may read it
+            token = path.read_text().strip()
+            if token:
+                return token
+        time.sleep(0.02)
+    raise RuntimeError(f"the local token file {path} is empty: delete it to make a new one")
 
 
 def token_hash(token: str) -> str:
@@ -49,10 +92,12 @@ def token_hash(token: str) -> str:
 
 
 def _named_tokens(named: dict[str, str], jwt: Any) -> Any:
+    """A verifier of ``named`` (identity -> token hash), then of ``jwt`` if given."""
     from fastmcp.server.auth import AccessToken, TokenVerifier
 
     class NamedBearerTokens(TokenVerifier):
-        """Bearer tokens known by their hashes; each is an identity (``token:<name>``)."""
+        """Bearer tokens known by their hashes, each the identity it names (``token:<name>``,
+        ``token``; ``local`` for the server's own token)."""
 
         async def verify_token(self, token: str) -> AccessToken | None:
             presented = token_hash(token)
@@ -61,8 +106,7 @@ def _named_tokens(named: dict[str, str], jwt: Any) -> Any:
                 if hmac.compare_digest(presented.encode(), digest.encode()):
                     found = name
             if found is not None:
-                identity = f"token:{found}" if found else "token"
-                return AccessToken(token="", client_id=identity, scopes=[], subject=identity)
+                return AccessToken(token="", client_id=found, scopes=[], subject=found)
             return await jwt.verify_token(token) if jwt is not None else None
 
     return NamedBearerTokens()

@@ -1,6 +1,7 @@
 """Who is calling: the identity that owns the sessions it creates.
 
-* ``local``: stdio, and HTTP without authentication (loopback only);
+* ``local``: stdio, and HTTP without configured authentication (loopback only: the server's
+  own local token, or none with ``auth = "none"``);
 * ``token:<name>``: a bearer token from ``auth_tokens`` (``token`` for the single
   ``auth_token``);
 * ``jwt:<subject>``: a JWT's ``sub`` claim.
@@ -25,8 +26,8 @@ def caller_identity() -> str:
         return LOCAL
     if token is None:
         return LOCAL
-    if token.client_id.startswith("token"):
-        return token.client_id
+    if token.client_id == LOCAL or token.client_id.startswith("token"):
+        return token.client_id  # the server's own local token, or a named one
     subject = (token.claims or {}).get("sub")
     return f"jwt:{subject}" if subject else f"jwt-client:{token.client_id}"
 

@@ -1,4 +1,5 @@
-"""Workspace file operations as a given session sees them, on that session's node.
+"""Workspace file operations as a given session sees them, on that session's node, in the
+workspace of the identity that owns it (each identity has its own: see ``Workspaces``).
 
 On a cluster a session may live on another machine: a file it wrote is on that machine's disk
 (unless the workspace is shared storage), and a file written for it must land there. So the file
@@ -10,37 +11,50 @@ embedded mode (one node), are served here directly.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from raykernel.errors import SessionUnavailable
-from raykernel.workspace import OPERATIONS, Workspace
+from raykernel.workspace import OPERATIONS, Workspaces
 
 from .handle import ActorDied
 from .nodes import Nodes
 from .router import SessionRouter
+from .session_ids import split
 
 
 class SessionFiles:
-    def __init__(self, router: SessionRouter, nodes: Nodes, workspace: Workspace) -> None:
+    def __init__(
+        self,
+        router: SessionRouter,
+        nodes: Nodes,
+        workspaces: Workspaces,
+        identity: Callable[[], str],
+    ) -> None:
         self.router = router
         self.nodes = nodes
-        self.workspace = workspace
+        self.workspaces = workspaces
+        self.identity = identity  # the caller's, for an operation that names no session
 
     async def run(self, session_id: str | None, op: str, *args: Any) -> dict[str, Any]:
-        """``workspace.<op>(*args)`` on the node of ``session_id``; ``None`` means this node
-        (an embedded server has one node, so it need not wait for Ray to say so)."""
+        """``workspace.<op>(*args)`` in the workspace of the identity that owns ``session_id``
+        (the caller's for ``None``), on that session's node; ``None`` means this node (an
+        embedded server has one node, so it need not wait for Ray to say so)."""
         if op not in OPERATIONS:
             raise ValueError(f"unknown workspace operation {op!r}")
         node_id = None
+        owner = self.identity()
         if session_id is not None:
+            owner = split(session_id)[0]
             record = await self.router.lookup(session_id)
             # A hibernated session has no node: its files are where the workspace is.
             if record.resident and not self.nodes.is_local(record.node_id):
                 node_id = record.node_id
         if node_id is None:
-            reply = getattr(self.workspace, op)(*args)
+            reply = getattr(self.workspaces.of(owner), op)(*args)
             reply["node_id"] = self.nodes.local_id
             return reply
+        assert session_id is not None
         return await self._on_node(session_id, node_id, op, args)
 
     async def _on_node(

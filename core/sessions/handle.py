@@ -75,9 +75,9 @@ class SessionHandle:
 
         return cls(ray.get_actor(name, namespace=namespace), name)
 
-    async def ready(self, timeout: float) -> dict[str, Any]:
-        """Wait until the actor has started its kernel; the kernel's isolation report."""
-        return await self._await(self._actor.ready.remote(), timeout)
+    async def ready(self, timeout: float) -> None:
+        """Wait until the actor is up, its kernel process spawned (it is confined at claim)."""
+        await self._await(self._actor.ready.remote(), timeout)
 
     async def claim(self, claim: Claim, timeout: float) -> dict[str, Any]:
         """Give a fresh actor its identity; returns ``info()``."""

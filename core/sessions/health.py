@@ -75,9 +75,7 @@ class SessionHealth:
                 hibernated_at=iso_time(record.hibernated_at), image_bytes=record.image_bytes
             )
         report["isolation"] = {
-            "files": record.isolation.get("files"),
-            "network": record.isolation.get("network"),
-            "mode": record.isolation.get("mode"),
+            key: record.isolation.get(key) for key in ("mode", "files", "network", "processes")
         }
         extra: dict[str, Any] = {}
         if self.hooks is not None:

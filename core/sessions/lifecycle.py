@@ -18,6 +18,7 @@ from raykernel.errors import InvalidArgument, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
 from raykernel.kernel.host import Claim
 from raykernel.settings import Settings
+from raykernel.workspace import Workspaces
 
 from .formatting import first_line
 from .handle import ACTOR_NAME_PREFIX, SessionHandle
@@ -39,12 +40,14 @@ class Lifecycle:
         settings: Settings,
         nodes: Nodes,
         sessions: dict[str, SessionRecord],
+        workspaces: Workspaces,
         session_plugin_specs: list[str] | None = None,
         plugin_paths: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.nodes = nodes
         self.sessions = sessions  # the router's table, read for spreading sessions over nodes
+        self.workspaces = workspaces
         self.session_plugin_specs = session_plugin_specs or []
         self.plugin_paths = plugin_paths or []
         self._isolation_reported = False
@@ -56,6 +59,11 @@ class Lifecycle:
         """Where ``install_dependencies`` puts a session's packages (in the server's store,
         out of every other session's reach)."""
         return self.settings.store / "site" / owner_folder(record.owner) / record.session_id
+
+    def install_cache(self, record: SessionRecord) -> Path:
+        """The installer's cache of an identity (``local`` uses the user's own): one identity's
+        build, when builds are allowed, must not plant what another's install would take."""
+        return self.settings.store / "cache" / owner_folder(record.owner)
 
     def checkpoints_dir(self, record: SessionRecord) -> Path:
         return self.settings.store / "checkpoints" / owner_folder(record.owner) / record.session_id
@@ -136,11 +144,10 @@ class Lifecycle:
         }
         handle = SessionHandle.start(options, **self._actor_init(network))
         try:
-            isolation = await handle.ready(CREATE_TIMEOUT)
+            await handle.ready(CREATE_TIMEOUT)
         except BaseException:
             handle.kill()
             raise
-        self._report_isolation(isolation)
         return handle
 
     def _report_isolation(self, isolation: dict[str, Any]) -> None:
@@ -153,7 +160,7 @@ class Lifecycle:
         """Give ``record`` a session actor in this process (embedded mode, no Ray needed)."""
         handle = SessionHandle.start_local(**self._actor_init(record.network))
         try:
-            self._report_isolation(await handle.ready(CREATE_TIMEOUT))
+            await handle.ready(CREATE_TIMEOUT)
         except BaseException:
             handle.kill()
             raise
@@ -174,6 +181,8 @@ class Lifecycle:
                 dataclasses.asdict(record.placement),
                 record.network,
                 str(self.checkpoints_dir(record)) if record.checkpoint == "after_run" else None,
+                str(self.install_cache(record)) if record.owner != LOCAL else None,
+                str(self.workspaces.root_of(record.owner)),
             )
             info = await handle.claim(claim, CREATE_TIMEOUT)
         except BaseException as exc:
@@ -192,6 +201,7 @@ class Lifecycle:
                     f"session {record.session_id!r} failed to start: {first_line(str(exc))}"
                 ) from exc
             raise
+        self._report_isolation(info.get("isolation") or {})
         self.adopt(record, handle, info)
 
     def record_of(self, handle: SessionHandle, info: dict[str, Any]) -> SessionRecord:

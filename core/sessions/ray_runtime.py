@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from raykernel.errors import RayUnavailable
@@ -76,8 +77,24 @@ class RayRuntime:
             ray.init(address=address, **kwargs)
         else:
             self._start_local(kwargs)
+        self._refuse_inside_ray_temp()
         self.node_id = ray.get_runtime_context().get_node_id()
         log.info("Ray ready (node %s)", self.node_id)
+
+    def _refuse_inside_ray_temp(self) -> None:
+        """Ray's temp folder as this node has it (a cluster's may be anywhere): the workspace
+        and state_dir must be outside it (see ``Settings.refuse_inside``)."""
+        try:
+            from ray._private.worker import global_worker
+
+            temp = Path(global_worker.node.get_session_dir_path()).parent
+        except Exception:  # another Ray version: each session actor checks on its node
+            return
+        try:
+            self.settings.refuse_inside(temp)
+        except ValueError as exc:
+            log.error("%s", exc)
+            raise RayUnavailable(str(exc)) from None
 
     def _start_local(self, kwargs: dict[str, Any]) -> None:
         """A Ray of our own, never another one running on this machine (someone else's, on a

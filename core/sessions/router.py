@@ -374,7 +374,12 @@ class SessionRouter:
         """Install packages into the session's own folder, in its turn."""
         record = await self.lookup(session_id)
         settings = self.settings
-        args: list[Any] = [specs, settings.allow_package_urls, settings.install_timeout]
+        args: list[Any] = [
+            specs,
+            settings.allow_package_urls,
+            settings.allow_source_builds,
+            settings.install_timeout,
+        ]
         # The actor enforces the install timeout on its subprocess; the run's is a backstop.
         reply: Any = await self.turns.run(
             record, "install", args, settings.install_timeout + 30, on_start

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 
 from raykernel.errors import InvalidArgument, InvalidSessionId
+from raykernel.workspace import LOCAL as LOCAL  # the identity without authentication
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 RULE = "use 1-64 letters, digits, '_', '.', '-' (not '.' or '..')"
-LOCAL = "local"
 # The identities server/identity.py makes: token, token:<name>, jwt:<subject>, jwt-client:<id>.
 OWNER_PATTERN = re.compile(r"token(:[A-Za-z0-9_.@-]{1,64})?|jwt(-client)?:[^\x00-\x1f]{1,200}")
 

@@ -18,7 +18,7 @@ import pytest
 from fastmcp import Client
 
 from raykernel.server.http_security import token_hash
-from tests.helpers import call, call_error, http_server_process, run
+from tests.helpers import HttpServer, call, call_error, http_server_process, run
 
 pytestmark = pytest.mark.subprocess
 
@@ -27,7 +27,7 @@ PREFIX = "raykernel-session:"
 
 
 @contextlib.contextmanager
-def front_ends(cluster: Any, workspace: Path, **env: str) -> Iterator[list[tuple[str, Any]]]:
+def front_ends(cluster: Any, workspace: Path, **env: str) -> Iterator[list[HttpServer]]:
     """Two front ends of one namespace, started one after the other."""
     env = {"RAYKERNEL_RAY_ADDRESS": cluster.address, "RAYKERNEL_WARM_POOL_SIZE": "0", **env}
     with (
@@ -55,7 +55,7 @@ def session_actors(cluster: Any) -> dict[str, list[str]]:
 
 async def test_two_front_ends_serve_the_same_sessions(cluster: Any, tmp_path: Path) -> None:
     hashes = json.dumps({name: token_hash(token) for name, token in TOKENS.items()})
-    with front_ends(cluster, tmp_path, RAYKERNEL_AUTH_TOKENS=hashes) as [(a, _), (b, _)]:
+    with front_ends(cluster, tmp_path, RAYKERNEL_AUTH_TOKENS=hashes) as [(a, *_), (b, *_)]:
         async with (
             Client(a, auth=TOKENS["alice"]) as alice_a,
             Client(b, auth=TOKENS["alice"]) as alice_b,
@@ -143,8 +143,9 @@ async def test_two_front_ends_serve_the_same_sessions(cluster: Any, tmp_path: Pa
 async def test_creation_races_across_front_ends_end_with_one_actor(
     cluster: Any, tmp_path: Path
 ) -> None:
-    with front_ends(cluster, tmp_path) as [(a, _), (b, _)]:
-        clients = [Client(url) for url in (a, b) * 10]
+    with front_ends(cluster, tmp_path) as [(a, _, token), (b, *_)]:
+        # Both front ends share state_dir, so they share the local token.
+        clients = [Client(url, auth=token) for url in (a, b) * 10]
         async with contextlib.AsyncExitStack() as stack:
             for client in clients:
                 await stack.enter_async_context(client)
@@ -161,12 +162,12 @@ async def test_creation_races_across_front_ends_end_with_one_actor(
 
 async def test_a_front_end_killed_mid_runs_loses_none_of_them(cluster: Any, tmp_path: Path) -> None:
     sessions = ["k0", "k1", "k2"]
-    with front_ends(cluster, tmp_path) as [(a, proc_a), (b, _)]:
-        async with Client(b) as other:
+    with front_ends(cluster, tmp_path) as [(a, proc_a, token), (b, *_)]:
+        async with Client(b, auth=token) as other:
             for sid in sessions:
                 await call(other, "create_session", session_id=sid)
                 await run(other, "done = []", session_id=sid)
-            doomed = Client(a, timeout=120)
+            doomed = Client(a, auth=token, timeout=120)
             await doomed.__aenter__()
             background = []
             for i in range(10):

@@ -102,8 +102,12 @@ async def test_files_outside_the_workspace_are_out_of_reach(
 async def test_signals_stay_inside_the_session(client: Client, scratch: str) -> None:
     import os
 
+    # The front end is outside its sandbox: not even there in its PID namespace.
     reply = await run(client, f"import os\nos.kill({os.getpid()}, 0)", session_id=scratch)
-    assert _error(reply).startswith("PermissionError")  # the front end is outside its sandbox
+    assert _error(reply).startswith("ProcessLookupError")
+    # Its PID 1 (the namespace's reaper) is outside its Landlock domain.
+    reaper = await run(client, "import os\nos.kill(1, 0)", session_id=scratch)
+    assert _error(reaper).startswith("PermissionError")
     own = await run(
         client,
         "import subprocess, os, signal\np = subprocess.Popen(['sleep', '30'])\n"
@@ -111,6 +115,52 @@ async def test_signals_stay_inside_the_session(client: Client, scratch: str) -> 
         session_id=scratch,
     )
     assert own["result"] == "-15"  # its own children it may signal
+
+
+async def test_a_session_sees_its_own_processes_only(client: Client, scratch: str) -> None:
+    """Its own PID namespace and /proc: another session's command line (a password in argv)
+    and the host's processes are not there; health still measures the kernel by its host
+    PID, and the child-process bound still counts."""
+    await call(client, "create_session", session_id="argv-victim")
+    secret = f"--password=hunter-{uuid.uuid4().hex[:8]}"
+    try:
+        started = await run(
+            client,
+            "import subprocess, sys\nsleeper = 'import time; time.sleep(60)'\n"
+            f"p = subprocess.Popen([sys.executable, '-c', sleeper, {secret!r}])\np.pid",
+            session_id="argv-victim",
+        )
+        assert started["success"], started
+        own = await run(
+            client,
+            "import os\nsorted(int(p) for p in os.listdir('/proc') if p.isdigit())",
+            session_id=scratch,
+        )
+        assert own["result"] == "[1, 2]"  # the reaper and the kernel itself
+        scan = await run(
+            client,
+            "import os\nfound = []\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try:\n"
+            "        found.append(open(f'/proc/{pid}/cmdline', 'rb').read())\n"
+            "    except OSError:\n"
+            "        pass\n"
+            f"any({secret.encode()!r} in line for line in found), os.getpid()",
+            session_id=scratch,
+        )
+        assert scan["result"] == "(False, 2)"
+        # The victim sees its own child, and the host sees the victim's kernel by its real PID.
+        mine = await run(
+            client,
+            "import os\nlen([p for p in os.listdir('/proc') if p.isdigit()])",
+            session_id="argv-victim",
+        )
+        assert mine["result"] == "3"
+        health = await call(client, "get_kernel_health", session_id="argv-victim")
+        assert health["pid"] not in (1, 2) and health["memory_usage"] > 0
+        assert health["isolation"]["processes"].startswith("own PID namespace and /proc")
+    finally:
+        await call(client, "delete_session", session_id="argv-victim")
 
 
 @pytest.fixture

@@ -41,8 +41,9 @@ async def test_create_delete_churn_returns_to_baseline(client: Client, app, work
     for i in range(CYCLES):
         sid = f"churn{i}"
         await call(client, "create_session", session_id=sid)
-        reply = await run(client, "import os\nos.getpid()", session_id=sid)
-        pids.append(int(reply["result"]))
+        assert (await run(client, "1 + 1", session_id=sid))["result"] == "2"
+        # The kernel's host PID (inside its own PID namespace it is always 2).
+        pids.append((await call(client, "get_kernel_health", session_id=sid))["pid"])
         await call(client, "delete_session", session_id=sid)
     # Every cycle had a new process (PIDs may be recycled over a long run, not back to back).
     assert all(a != b for a, b in itertools.pairwise(pids))

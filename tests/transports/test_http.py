@@ -13,17 +13,18 @@ import psutil
 import pytest
 from fastmcp import Client
 
-from tests.helpers import http_server_process
+from tests.helpers import HttpServer, http_server_process
 
 pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture(scope="module")
-def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     workspace = tmp_path_factory.mktemp("http-workspace")
-    with http_server_process(workspace) as (url, proc):
+    with http_server_process(workspace) as server:
+        proc = server.proc
         tree = psutil.Process(proc.pid).children(recursive=True)
-        yield url
+        yield server
         proc.terminate()  # SIGTERM to our own child: graceful shutdown stops Ray too
         # uvicorn re-raises the signal once it has shut down, so the status is -SIGTERM.
         assert proc.wait(60) in (0, -signal.SIGTERM)
@@ -34,8 +35,8 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
 
 
-async def test_modern_client_over_http(http_server: str) -> None:
-    async with Client(http_server) as client:
+async def test_modern_client_over_http(http_server: HttpServer) -> None:
+    async with Client(http_server.url, auth=http_server.token) as client:
         await client.call_tool("create_session", {"session_id": "h1"})
         reply = await client.call_tool(
             "run_python_code", {"code": "v = 5\nv ** 2", "session_id": "h1"}
@@ -45,8 +46,13 @@ async def test_modern_client_over_http(http_server: str) -> None:
         assert again.structured_content["result"] == "5"
 
 
-async def test_legacy_clients_have_separate_active_sessions_over_http(http_server: str) -> None:
-    async with Client(http_server, mode="legacy") as one, Client(http_server, mode="legacy") as two:
+async def test_legacy_clients_have_separate_active_sessions_over_http(
+    http_server: HttpServer,
+) -> None:
+    async with (
+        Client(http_server.url, auth=http_server.token, mode="legacy") as one,
+        Client(http_server.url, auth=http_server.token, mode="legacy") as two,
+    ):
         await one.call_tool("create_session", {"session_id": "h-legacy"})
         await one.call_tool("switch_session", {"session_id": "h-legacy"})
         mine = await one.call_tool("run_python_code", {"code": "1"})
@@ -55,14 +61,15 @@ async def test_legacy_clients_have_separate_active_sessions_over_http(http_serve
         assert theirs.structured_content["session_id"] == "default"
 
 
-def test_bad_origin_is_refused_with_403(http_server: str) -> None:
+def test_bad_origin_is_refused_with_403(http_server: HttpServer) -> None:
     request = urllib.request.Request(
-        http_server,
+        http_server.url,
         data=b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
         headers={
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
             "Origin": "http://evil.example",
+            "Authorization": f"Bearer {http_server.token}",
         },
         method="POST",
     )
@@ -71,8 +78,8 @@ def test_bad_origin_is_refused_with_403(http_server: str) -> None:
     assert info.value.code == 403
 
 
-async def test_caller_going_away_over_http_interrupts_its_run(http_server: str) -> None:
-    async with Client(http_server) as client:
+async def test_caller_going_away_over_http_interrupts_its_run(http_server: HttpServer) -> None:
+    async with Client(http_server.url, auth=http_server.token) as client:
         await client.call_tool("create_session", {"session_id": "h-cancel"})
         await client.call_tool("run_python_code", {"code": "kept = 1", "session_id": "h-cancel"})
         with pytest.raises(TimeoutError):
@@ -83,7 +90,7 @@ async def test_caller_going_away_over_http_interrupts_its_run(http_server: str) 
                 ),
                 1.5,
             )
-    async with Client(http_server) as client:
+    async with Client(http_server.url, auth=http_server.token) as client:
         started = time.monotonic()
         reply = await client.call_tool(
             "run_python_code", {"code": "kept", "session_id": "h-cancel"}

@@ -3,6 +3,7 @@ body size limit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import urllib.error
@@ -21,8 +22,8 @@ pytestmark = pytest.mark.subprocess
 
 @contextmanager
 def http_server(workspace: Path, **env: str) -> Iterator[str]:
-    with http_server_process(workspace, **env) as (url, _proc):
-        yield url
+    with http_server_process(workspace, **env) as server:
+        yield server.url
 
 
 def _post(url: str, body: bytes, token: str | None = None) -> int:
@@ -100,3 +101,52 @@ def test_non_loopback_without_auth_refuses_to_start(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "non-loopback" in done.stderr and "RAYKERNEL_AUTH_TOKEN" in done.stderr
+
+
+async def test_a_server_with_no_auth_settings_makes_and_requires_its_own_token(
+    tmp_path: Path,
+) -> None:
+    """Jupyter's rule: a token even on localhost. Made at first start (0600 in state_dir),
+    the same next time, printed with a ready line for a client, shown by --print-token."""
+    ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    state = tmp_path / "state"
+    with http_server_process(tmp_path, RAYKERNEL_STATE_DIR=str(state)) as (url, _, token):
+        assert token and len(token) >= 40
+        assert (state / "http-token").stat().st_mode & 0o777 == 0o600
+        assert _post(url, ping) == 401  # any local process without the token
+        assert _post(url, ping, token="not-it") == 401
+        assert _post(url, ping, token=token) not in (401, 403)  # past auth (a bare ping: 400)
+        async with Client(url, auth=token) as client:
+            health = (await client.call_tool("get_kernel_health", {})).structured_content
+            assert health["ray_actor"] is False  # identity "local": the laptop's own default
+    log = (tmp_path / "server.log").read_text()
+    assert f'--header "Authorization: Bearer {token}"' in log
+    assert "claude mcp add --transport http raykernel" in log
+    with http_server_process(tmp_path, "again.log", RAYKERNEL_STATE_DIR=str(state)) as again:
+        assert again.token == token
+    printed = await asyncio.to_thread(
+        subprocess.run,
+        server_command("--print-token", "--workspace", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(RAYKERNEL_STATE_DIR=str(state)),
+    )
+    assert printed.returncode == 0 and printed.stdout.strip() == token
+
+
+async def test_opting_out_of_the_token_is_explicit_and_loopback_only(tmp_path: Path) -> None:
+    ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    with http_server_process(tmp_path, RAYKERNEL_AUTH="none") as (url, _, token):
+        assert token is None
+        assert _post(url, ping) not in (401, 403)
+    assert "WITHOUT authentication" in (tmp_path / "server.log").read_text()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        server_command("--transport", "http", "--host", "0.0.0.0", "--workspace", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(RAYKERNEL_AUTH="none"),
+    )
+    assert done.returncode == 2 and "non-loopback" in done.stderr

@@ -36,7 +36,7 @@ async def test_two_token_identities_never_see_each_other(tmp_path: Path) -> None
         "RAYKERNEL_MAX_CONCURRENT_RUNS_PER_IDENTITY": "1",
         "RAYKERNEL_WARM_POOL_SIZE": "0",
     }
-    with http_server_process(tmp_path, **env) as (url, _proc):
+    with http_server_process(tmp_path, **env) as (url, *_):
         async with (
             Client(url, auth=TOKENS["alice"]) as alice,
             Client(url, auth=TOKENS["bob"]) as bob,
@@ -107,7 +107,7 @@ async def test_two_jwt_subjects_never_see_each_other(tmp_path: Path) -> None:
         "RAYKERNEL_JWT_AUDIENCE": "raykernel",
         "RAYKERNEL_WARM_POOL_SIZE": "0",
     }
-    with http_server_process(tmp_path, **env) as (url, _proc):
+    with http_server_process(tmp_path, **env) as (url, *_):
         async with Client(url, auth=alice_jwt) as alice, Client(url, auth=bob_jwt) as bob:
             await call(alice, "create_session", session_id="shared-name")
             await run(alice, "owner = 'alice'", session_id="shared-name")
@@ -124,3 +124,73 @@ async def test_two_jwt_subjects_never_see_each_other(tmp_path: Path) -> None:
             )
             assert set(alices["sessions"]) == set(bobs["sessions"]) == {"default", "shared-name"}
             assert (await run(alice, "owner", session_id="shared-name"))["result"] == "'alice'"
+
+
+async def test_each_identity_has_a_workspace_of_its_own(tmp_path: Path) -> None:
+    """A file one identity's session writes (by tool or by code) is not there for another:
+    not by read_file, list_files, scripts or resources, nor from its code (its kernel's
+    Landlock rules name its own folder only). An admin reaches it through the owner's session."""
+    from fastmcp.server.auth.providers.jwt import RSAKeyPair
+
+    keys = RSAKeyPair.generate()
+    claims = {"issuer": "https://issuer.test", "audience": "raykernel"}
+    alice_jwt, bob_jwt, ops_jwt = (
+        keys.create_token(subject=f"{name}@example.com", **claims)
+        for name in ("alice", "bob", "ops")
+    )
+    env = {
+        "RAYKERNEL_JWT_PUBLIC_KEY": keys.public_key,
+        "RAYKERNEL_JWT_ISSUER": "https://issuer.test",
+        "RAYKERNEL_JWT_AUDIENCE": "raykernel",
+        "RAYKERNEL_ADMIN_IDENTITIES": json.dumps(["jwt:ops@example.com"]),
+    }
+    with http_server_process(tmp_path, **env) as (url, *_):
+        async with (
+            Client(url, auth=alice_jwt) as alice,
+            Client(url, auth=bob_jwt) as bob,
+            Client(url, auth=ops_jwt) as ops,
+        ):
+            await call(alice, "write_file", path="outputs/by-tool.txt", content="alice's tool")
+            made = await run(
+                alice,
+                "import os\nopen('outputs/by-code.txt', 'w').write('alice code')\n"
+                "os.path.abspath('outputs/by-code.txt')",
+            )
+            assert made["new_files"] == ["outputs/by-code.txt"], made
+            alice_file = Path(eval(made["result"]))
+            assert alice_file.is_relative_to(tmp_path) and alice_file.parent.parent != tmp_path
+            await call(alice, "save_script", name="alicelib", content="SECRET = 'alice'\n")
+
+            # Not by tool: as if the files did not exist.
+            relative = str(alice_file.relative_to(tmp_path))
+            for path in ("outputs/by-tool.txt", "outputs/by-code.txt", relative):
+                await _refused(bob, "read_file", "FileNotFound", path=path)
+            for path in (str(alice_file), f"../{relative}"):
+                await _refused(bob, "read_file", "PathOutsideWorkspace", path=path)
+            assert (await call(bob, "list_files", path="outputs"))["entries"] == []
+            assert (await call(bob, "list_scripts"))["total"] == 0
+            await _refused(bob, "run_script", "InvalidArgument", name="alicelib")
+            with pytest.raises(MCPError, match=r"^ResourceNotFound"):
+                await bob.read_resource("raykernel://outputs/by-tool.txt")
+            # Nor from code.
+            peek = await run(bob, f"open({str(alice_file)!r}).read()")
+            assert peek["error"]["ename"] == "PermissionError", peek
+            above = await run(bob, f"import os\nos.listdir({str(tmp_path)!r})")
+            assert above["error"]["ename"] == "PermissionError", above
+            imported = await run(bob, "import alicelib")
+            assert imported["error"]["ename"] == "ModuleNotFoundError", imported
+
+            # The same names are bob's own; alice's stay hers.
+            await call(bob, "write_file", path="outputs/by-tool.txt", content="bob's tool")
+            mine = await call(alice, "read_file", path="outputs/by-tool.txt")
+            assert mine["content"] == "alice's tool"
+            assert (await run(alice, "import alicelib\nalicelib.SECRET"))["result"] == "'alice'"
+
+            # An admin reaches alice's files through alice's session.
+            seen = await call(
+                ops,
+                "read_file",
+                path="outputs/by-code.txt",
+                session_id="jwt:alice@example.com/default",
+            )
+            assert seen["content"] == "alice code"

@@ -63,6 +63,9 @@ def test_inspector_cli_lists_tools_and_runs_code_over_stdio(tmp_path: Path) -> N
 
 
 def test_inspector_cli_lists_tools_over_http(tmp_path: Path) -> None:
-    with http_server_process(tmp_path) as (url, _proc):
-        listed = _inspector(tmp_path, url, "--transport", "http", "--method", "tools/list")
+    with http_server_process(tmp_path) as (url, _proc, token):
+        header = f"Authorization: Bearer {token}"
+        listed = _inspector(
+            tmp_path, url, "--transport", "http", "--header", header, "--method", "tools/list"
+        )
     assert "run_python_code" in {tool["name"] for tool in listed["tools"]}

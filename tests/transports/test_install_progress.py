@@ -37,7 +37,9 @@ async def test_install_progress_carries_the_installer_output(tmp_path: Path) -> 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         messages.append(message or "")
 
-    transport = stdio_transport(workspace, RAYKERNEL_ALLOW_PACKAGE_URLS="true")
+    transport = stdio_transport(
+        workspace, RAYKERNEL_ALLOW_PACKAGE_URLS="true", RAYKERNEL_ALLOW_SOURCE_BUILDS="true"
+    )
     async with Client(transport) as client:
         reply = await client.call_tool(
             "install_dependencies",

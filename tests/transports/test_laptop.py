@@ -48,10 +48,12 @@ async def test_default_needs_no_ray_and_a_second_session_starts_it(tmp_path: Pat
         first = await client.call_tool("run_python_code", {"code": "x = 21\nx * 2"})
         assert first.structured_content["result"] == "42"
         server = _server(known)
-        # The server and the default session's kernel: no Ray process at all.
+        # The server and the default session's kernel (with the waiter and reaper of its PID
+        # namespace): no Ray process at all.
         tree = server.children(recursive=True)
         health = (await client.call_tool("get_kernel_health", {})).structured_content
-        assert [p.pid for p in tree] == [health["pid"]]
+        assert len(tree) == 3 and tree[-1].pid == health["pid"], tree
+        assert not any("ray" in " ".join(p.cmdline()).replace("raykernel", "") for p in tree)
         assert health["ray_actor"] is False
         assert health["actor_pid"] == server.pid
         assert "not a Ray actor" in health["served_by"]
@@ -94,8 +96,8 @@ async def test_default_needs_no_ray_and_a_second_session_starts_it(tmp_path: Pat
 async def test_a_killed_server_leaves_no_kernel_behind(tmp_path: Path) -> None:
     known = {c.pid for c in psutil.Process().children()}
     async with Client(stdio_transport(tmp_path)) as client:
-        reply = await client.call_tool("run_python_code", {"code": "import os\nos.getpid()"})
-        kernel = psutil.Process(int(reply.structured_content["result"]))
+        health = await client.call_tool("get_kernel_health", {})
+        kernel = psutil.Process(health.structured_content["pid"])
         server = _server(known)
         # A run that never reads its socket again: only the kernel's parent-death signal
         # can end it once the server is gone.

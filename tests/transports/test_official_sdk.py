@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -87,9 +88,12 @@ async def test_official_sdk_over_stdio_structured(tmp_path: Path) -> None:
 
 
 async def test_official_sdk_over_http_content_only(tmp_path: Path) -> None:
-    with http_server_process(tmp_path, RAYKERNEL_RESULT_FORMAT="content") as (url, _proc):
+    with http_server_process(tmp_path, RAYKERNEL_RESULT_FORMAT="content") as (url, _, token):
+        # The server's own token, as a user pastes it from its start-up lines.
+        headers = {"Authorization": f"Bearer {token}"}
         async with (
-            streamable_http_client(url) as (read, write),
+            httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(300.0)) as http,
+            streamable_http_client(url, http_client=http) as (read, write),
             ClientSession(read, write) as session,
         ):
             result, messages = await _showcase(session)

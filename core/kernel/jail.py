@@ -1,0 +1,106 @@
+"""A confined process's own process tree, in a PID namespace of its own:
+
+    parent (a session's actor) ── waiter   (the parent's child, in the host's namespace)
+                                    └── reaper   (PID 1 of the new namespace, its own /proc)
+                                          └── the confined process (PID 2: a kernel, an installer)
+
+``unshare(CLONE_NEWPID)`` moves only the children its caller forks afterwards, so the process
+that entered the namespaces forks, and its child is PID 1. PID 1 is no place for user code: the
+signals it has no handler for are ignored when they come from inside, so code that kills its own
+kernel would live on. A reaper is PID 1 instead and the confined process is forked below it.
+When the reaper ends, Linux kills every process left in the namespace: nothing a session starts
+(a daemon, a ``setsid`` child) outlives it.
+
+The waiter and the reaper exec a bare interpreter (``-I -S``, a few MiB): whatever the confined
+process imported before the fork is not kept alive three times. The waiter dies the way the
+confined process died (the same signal, or the same exit status), so the parent reads the death
+from its own child as it always did; it dies with its parent (the parent-death signal survives
+``exec``), and the reaper dies with the waiter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import select
+import signal
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import namespaces
+
+_PR_SET_PDEATHSIG = 1
+
+# The waiter's and the reaper's code, run by path with a bare interpreter (no import of
+# raykernel: ``-I -S``), so that a process list shows what they are.
+INIT = Path(__file__).with_name("jail_init.py")
+
+
+def descend() -> str | None:
+    """Fork into the tree above, right after ``namespaces.enter`` entered a PID namespace, and
+    return in the confined process only (PID 2). The process that called it becomes the
+    waiter, its child the reaper. Returns None when the namespace has its own ``/proc``, else
+    why not (the host's then stays visible: the caller reports it)."""
+    alive_r, alive_w = os.pipe()  # the waiter holds the write end for as long as it lives
+    status_r, status_w = os.pipe()
+    reaper = os.fork()
+    if reaper:
+        _exec("waiter", reaper, status_r, keep=(alive_w,))
+    _die_with_parent()
+    os.close(alive_w)
+    os.close(status_r)
+    # The waiter may have died before the line above armed the signal: its pipe says so.
+    if select.select([alive_r], [], [], 0)[0]:
+        os._exit(1)
+    os.close(alive_r)
+    proc_problem = None
+    try:
+        namespaces.mount_proc()
+    except namespaces.NamespacesUnavailable as exc:
+        proc_problem = str(exc)
+    confined = os.fork()
+    if confined:
+        _exec("reaper", confined, status_w)
+    os.close(status_w)
+    return proc_problem
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _exec(role: str, child: int, status_fd: int, keep: Iterable[int] = ()) -> None:
+    """Become a bare interpreter running ``jail_init.py`` as ``role``, with only the standard
+    streams and the given descriptors open (never the kernel's socket)."""
+    try:
+        fds = {0, 1, 2, status_fd, *keep}
+        for fd in fds:
+            if fd > 2:
+                os.set_inheritable(fd, True)
+        _close_all_but(fds)
+        argv = [sys.executable, "-I", "-S", str(INIT), role, str(child), str(status_fd)]
+        os.execv(sys.executable, argv)
+    finally:
+        os._exit(127)  # exec failed: the child is taken down with this process
+
+
+def _close_all_but(keep: set[int]) -> None:
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit == resource.RLIM_INFINITY or limit > 1 << 20:
+        limit = 1 << 20
+    low = 3
+    for fd in sorted(f for f in keep if f >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, limit)
+
+
+def die_with_parent() -> None:
+    """This process never outlives the one that started it (an actor, or the server itself for
+    a session it serves), even one killed with SIGKILL: a kernel's run may be a busy loop that
+    never reads its socket's end. The parent thread is the one running its event loop (or the
+    installer's), which lives as long as the parent."""
+    if sys.platform.startswith("linux"):
+        _die_with_parent()
