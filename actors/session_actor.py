@@ -9,6 +9,8 @@ nothing of the front end (fastmcp, the router) to stay small.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import sys
 import tempfile
@@ -18,8 +20,10 @@ from typing import Any
 import psutil
 
 from raykernel import telemetry
-from raykernel.errors import SessionUnavailable
+from raykernel.errors import NodeFull, SessionUnavailable
 from raykernel.kernel.host import Claim, HostConfig, SessionHost
+
+log = logging.getLogger(__name__)
 
 Trace = dict[str, str] | None  # a W3C trace context carrier (telemetry.carrier())
 
@@ -105,6 +109,9 @@ class SessionActor:
         checkpoint_depth: int = 20,
         checkpoint_max_bytes: int = 1 << 30,
         interrupt_grace: float = 5.0,
+        memory_high_water: float = 0.0,
+        memory_guard: dict[str, Any] | None = None,
+        namespace: str = "raykernel",
     ) -> None:
         """Everything a session needs except its identity, which ``claim`` gives it: an actor
         can be started ahead of time (the warm pool) and handed to the next new session."""
@@ -129,8 +136,14 @@ class SessionActor:
                 checkpoint_depth=checkpoint_depth,
                 checkpoint_max_bytes=checkpoint_max_bytes,
                 interrupt_grace=interrupt_grace,
+                memory_high_water=memory_high_water,
             )
         )
+        # On a cluster, the node's memory guard to register with (see memory_guard); None when
+        # the front end watches (an embedded server: one node).
+        self.memory_guard = memory_guard
+        self.namespace = namespace
+        self._guarded: asyncio.Future[None] | None = None
         self.process = psutil.Process()
         telemetry.configure_from_env()
 
@@ -141,8 +154,34 @@ class SessionActor:
     async def claim(self, claim: Claim) -> dict[str, Any]:
         """Become session ``claim.session_id``; an actor is claimed once, before it runs any
         code. What the session is lives here, so that a new front end can find it again."""
-        await self.host.claim(claim)
+        try:
+            await self.host.claim(claim)
+        except NodeFull as exc:
+            exc.node_id = ray_node()["node_id"]  # for the front end to place it elsewhere
+            raise
+        if self.memory_guard is not None:
+            self._guarded = asyncio.ensure_future(self._register_with_guard(claim))
         return await self.info()
+
+    async def _register_with_guard(self, claim: Claim) -> None:
+        """On a cluster: keep this session known to its node's memory guard (one actor per
+        node, made by the first session there). The call is held by the guard and made again,
+        so a guard that restarted learns of the session anew."""
+        import ray
+
+        from raykernel.actors.memory_guard import node_guard
+
+        myself = ray.get_runtime_context().current_actor
+        key = f"{claim.owner}/{claim.session_id}"
+        while True:
+            try:
+                guard = await asyncio.to_thread(node_guard, self.memory_guard, self.namespace)
+                await guard.watch.remote(key, claim.owner, myself)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("session %s: its node's memory guard: %s", key, exc)
+                await asyncio.sleep(5.0)
 
     async def info(self) -> dict[str, Any]:
         return {**(await self.host.info()), "pid": os.getpid(), **ray_node()}
@@ -205,6 +244,15 @@ class SessionActor:
             await self.host.restart_kernel(reason)
         return await self.info()
 
+    async def memory_report(self) -> dict[str, Any]:
+        return self.host.memory_report()
+
+    async def memory_stop(self, reason: str) -> bool:
+        return self.host.memory_stop(reason)
+
+    async def memory_kill(self, reason: str) -> None:
+        await self.host.memory_kill(reason)
+
     async def kill_kernel(self, reason: str) -> None:
         if self.host.kernel is not None:
             await self.host.kernel.kill(reason)
@@ -254,9 +302,16 @@ class SessionActor:
         return time.time()
 
     async def recycle(self) -> None:
+        self._stop_guarding()
         await self.host.recycle()
 
+    def _stop_guarding(self) -> None:
+        if self._guarded is not None:
+            self._guarded.cancel()
+            self._guarded = None
+
     async def shutdown(self) -> None:
+        self._stop_guarding()
         await self.host.shutdown()
 
 

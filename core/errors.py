@@ -50,6 +50,15 @@ class QuotaExceeded(RaykernelError):
     """The caller's identity holds as many sessions, or runs in flight, as it may."""
 
 
+class NodeFull(RaykernelError):
+    """The node is past its memory high-water mark (or its sessions past their budget): no
+    new, resumed or forked session goes there until memory is freed. ``node_id`` names it."""
+
+    def __init__(self, message: str, node_id: str | None = None) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+
+
 class ProtectedSession(RaykernelError):
     """The operation is not allowed on this session (``default`` cannot be deleted)."""
 

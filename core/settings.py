@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     # Heap limit per session (RLIMIT_DATA): past it user code gets MemoryError. None: a quarter
     # of the machine's memory, well below Ray's memory monitor (95%); 0: no limit.
     session_memory_limit: int | None = Field(default=None, ge=0)
+    # The node's memory guard (README: Memory between sessions): past this share of the node's
+    # memory the run of the session using the most is stopped (MemoryError, variables kept),
+    # then the next; past halfway from it to full, the biggest kernel is killed and new,
+    # resumed and forked sessions are refused there (NodeFull). 0 turns the guard off.
+    memory_high_water: float = Field(default=0.85, ge=0, lt=1)
+    # Bytes all sessions' kernels on a node may use together, as the guard counts them (their
+    # whole process trees); None: the node's own memory is the only bound.
+    session_memory_budget: int | None = Field(default=None, ge=1 << 20)
     # Child processes a session may keep alive; past it they are all killed (0: no bound).
     max_session_processes: int = Field(default=64, ge=0)
     # A session that dies this many times in a row stays dead until restart_kernel.

@@ -31,10 +31,14 @@ async def install_dependencies(
     names a package that has none). Uses uv when available, pip otherwise; never a shell.
     Downloads go to the installer's cache, so a package installed before takes seconds.
     Progress notifications carry the installer's output."""
-    # Refuse bad specs here, before anything reaches a session.
-    parse_requirements(packages, allow_urls=app.settings.allow_package_urls)
+    # Refuse bad specs here, before anything reaches a session: a local package must be in the
+    # session's workspace (its session checks again).
+    session = app.resolve_session(session_id)
+    for requirement in parse_requirements(packages, allow_urls=app.settings.allow_package_urls):
+        if (requirement.url or "").startswith("file://"):
+            app.workspace_of(session).resolve(requirement.url.removeprefix("file://"))
     async with progress_for_request(app.router) as on_start:
-        reply = await app.router.install(app.resolve_session(session_id), packages, on_start)
+        reply = await app.router.install(session, packages, on_start)
     error = reply.get("error") or {}
     if error.get("ename") == "SourceBuildRefused":
         raise SourceBuildRefused(str(error.get("evalue")))

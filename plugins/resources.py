@@ -61,7 +61,7 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         active = app.active_session()
         return {
             app.shown(q): {**r.summary(q == active), "uri": f"raykernel://sessions/{app.shown(q)}"}
-            for q, r in app.router.sessions.items()
+            for q, r in (await app.router.listing()).items()
             if app.visible(q)
         }
 

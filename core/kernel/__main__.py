@@ -14,11 +14,12 @@ import sys
 
 from . import wire
 from .confinement import ConfinementRefused, confine
-from .jail import die_with_parent
+from .jail import die_with_parent, oom_first
 
 
 def main(argv: list[str]) -> int:
     die_with_parent()
+    oom_first()
     sock = socket.socket(fileno=int(argv[1]))
     # Imported before the spec (no module starts a thread on import): a claim then costs the
     # confinement only. The import is the kernel's own code, from the Python installation.

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -25,7 +26,8 @@ from typing import Any
 
 import psutil
 
-from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
+from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUnavailable
+from raykernel.memory import critical_mark, node_memory
 from raykernel.replies import failed_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
@@ -65,6 +67,8 @@ class HostConfig:
     checkpoint_max_bytes: int = 1 << 30
     # How long a run past its timeout has to stop after SIGINT before its kernel is replaced.
     interrupt_grace: float = 5.0
+    # Past this share of the node's memory no session is claimed here (0: no check).
+    memory_high_water: float = 0.0
 
 
 @dataclass
@@ -234,6 +238,7 @@ class SessionHost:
         kernel spawned ahead of time gets its spec now, and confines itself to it."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
+        self._refuse_if_node_full()
         if claim.checkpoints_dir:
             config = self.config
             self.checkpoints = CheckpointStore(
@@ -251,6 +256,23 @@ class SessionHost:
         self.network = claim.network
         await self.start()
         return await self.info()
+
+    def _refuse_if_node_full(self) -> None:
+        """A node about to run out of memory (past the guard's critical mark, halfway from its
+        high-water mark to full) takes no new, resumed or forked session: it would only be
+        the next one stopped. Below that the guard's stops keep the node in hand (a laptop
+        whose browser fills it must still start a session)."""
+        high = self.config.memory_high_water
+        if not high:
+            return
+        mark = critical_mark(high)
+        used, total = node_memory()
+        if used / total >= mark:
+            raise NodeFull(
+                f"this node ({socket.gethostname()}) has {used / 2**30:.1f} GiB of "
+                f"{total / 2**30:.1f} GiB in use ({used / total:.0%}), past the memory guard's "
+                f"critical mark of {mark:.0%}: no session starts here until memory is freed"
+            )
 
     async def info(self) -> dict[str, Any]:
         kernel = self.kernel
@@ -357,11 +379,13 @@ class SessionHost:
         installer = Installer.find(self.install_cache, allow_builds)
         installer.cache.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="install-", dir=self.tmp))
-        # A "name @ file://..." requirement (allowed by allow_package_urls) is read from there.
+        # A "name @ file://..." requirement (allowed by allow_package_urls) must be in the
+        # session's own workspace, where its code may write anyway (a source tree builds in
+        # place); anywhere else would hand the build what the session cannot reach.
         local = [
-            u.removeprefix("file://")
+            str(self._workspace.resolve(url.removeprefix("file://")))
             for r in requirements
-            if (u := r.url or "").startswith("file://")
+            if (url := r.url or "").startswith("file://")
         ]
         command = self._confined(
             installer.command(requirements, self.site_dir), installer, work, local
@@ -404,17 +428,17 @@ class SessionHost:
         return reply
 
     def _confined(
-        self, command: list[str], installer: Installer, work: Path, read: list[str]
+        self, command: list[str], installer: Installer, work: Path, sources: list[str]
     ) -> list[str]:
         """``command`` run through the jail, with the kernel's confinement but the network on:
-        write the target, the cache and ``work``; read Python, the system, its configuration
-        and ``read``."""
+        write the target, the cache, ``work`` and ``sources`` (local packages of the
+        workspace); read Python, the system and its configuration."""
         config = self.config
         policy = {
             "isolation": config.isolation,
             "network": "on",
-            "write": [str(self.site_dir), str(installer.cache), str(work)],
-            "read": [*installer.reads(), *config.read, *read],
+            "write": [str(self.site_dir), str(installer.cache), str(work), *sources],
+            "read": [*installer.reads(), *config.read],
             "hide": config.hide,
         }
         return [
@@ -436,6 +460,27 @@ class SessionHost:
         env["XDG_CONFIG_HOME"] = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
         env.update(HOME=str(home), TMPDIR=str(work))
         return env
+
+    # -- memory pressure (see raykernel.memory: the node's guard asks and decides) ----------
+
+    def memory_report(self) -> dict[str, Any]:
+        """The kernel's host PID and whether it runs code now."""
+        kernel = self.kernel
+        alive = kernel is not None and kernel.alive
+        return {
+            "kernel_pid": kernel.pid if alive and kernel is not None else None,
+            "running": self.book.current is not None,
+        }
+
+    def memory_stop(self, reason: str) -> bool:
+        """Stop the run in progress because the node is low on memory: its reply is a
+        ``MemoryError`` and the variables stay; code that will not stop gets a new kernel."""
+        return self.book.stop_for("MemoryError", f"was stopped because {reason}")
+
+    async def memory_kill(self, reason: str) -> None:
+        """Kill the kernel (its state is lost; the next call starts a new one and says so)."""
+        if self.kernel is not None:
+            await self.kernel.kill(f"killed by the node's memory guard because {reason}")
 
     def interrupt(self, token: str) -> bool:
         """Stop run (or install) ``token``; answered at once, the run's reply tells the rest."""

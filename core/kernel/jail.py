@@ -20,12 +20,14 @@ from its own child as it always did; it dies with its parent (the parent-death s
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
 import select
 import signal
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,6 +45,8 @@ def descend() -> str | None:
     return in the confined process only (PID 2). The process that called it becomes the
     waiter, its child the reaper. Returns None when the namespace has its own ``/proc``, else
     why not (the host's then stays visible: the caller reports it)."""
+    if threading.active_count() > 1:  # a new kernel has none; anything else must not fork
+        raise RuntimeError("jail.descend runs first thing in a new, single-threaded process")
     alive_r, alive_w = os.pipe()  # the waiter holds the write end for as long as it lives
     status_r, status_w = os.pipe()
     reaper = os.fork()
@@ -95,6 +99,19 @@ def _close_all_but(keep: set[int]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, limit)
+
+
+# How much more the kernel's out-of-memory killer should prefer a confined process (a kernel,
+# an installer) to anything else on the node (-1000..1000; raising it needs no privilege).
+OOM_SCORE_ADJ = 800
+
+
+def oom_first() -> None:
+    """If the node runs out of memory anyway, let the OOM killer take a confined process (the
+    biggest: the one using the memory) before an actor, Ray's own processes or the server."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write(str(OOM_SCORE_ADJ))
 
 
 def die_with_parent() -> None:

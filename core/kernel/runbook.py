@@ -43,8 +43,12 @@ class BookedRun:
     finished_at: float | None = None
     reply: dict[str, Any] | None = None
     cancel_asked: bool = False
+    # Why it is stopped before its end, when it is not a cancel or a timeout: (the error's
+    # name, what happened to the execution), e.g. the node's memory guard stopping it.
+    stopped_for: tuple[str, str] | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set to stop the run in progress (a cancel, or ``stopped_for``).
+    stop_asked: asyncio.Event = field(default_factory=asyncio.Event)
 
     def view(self, with_reply: bool = True) -> dict[str, Any]:
         view: dict[str, Any] = {
@@ -142,7 +146,7 @@ class RunBook:
                 self._queue.remove(run)
             self._finish(run, None, "cancelled")
         else:
-            run.cancelled.set()
+            run.stop_asked.set()
             await run.finished.wait()
         return {**run.view(), "cancelled": True, "was": was}
 
@@ -175,6 +179,17 @@ class RunBook:
         )
         await run.finished.wait()
         return "killed"
+
+    def stop_for(self, ename: str, why: str) -> bool:
+        """Stop the run in progress as a timeout would (interrupted, its state kept; a new
+        kernel if it will not stop), its error ``ename`` and what happened ``why`` ("was
+        stopped because ..."). False when no run is in progress."""
+        run = self.current
+        if run is None or run.finished.is_set():
+            return False
+        run.stopped_for = (ename, why)
+        run.stop_asked.set()
+        return True
 
     def export(self) -> list[dict[str, Any]]:
         """Finished runs, for a hibernated session's image."""
@@ -213,13 +228,13 @@ class RunBook:
         notice = await self.driver.revive()
         run.status, run.started_at = "running", time.time()
         future = asyncio.ensure_future(self.driver.start(run))
-        cancelled = asyncio.ensure_future(run.cancelled.wait())
+        stopped = asyncio.ensure_future(run.stop_asked.wait())
         try:
             await asyncio.wait(
-                {future, cancelled}, timeout=run.timeout, return_when=asyncio.FIRST_COMPLETED
+                {future, stopped}, timeout=run.timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            cancelled.cancel()
+            stopped.cancel()
         if future.done():
             reply = future.result()
         else:
@@ -229,8 +244,12 @@ class RunBook:
         return reply
 
     async def _stop(self, run: BookedRun, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
-        why = "was cancelled" if run.cancel_asked else f"timed out after {run.timeout:g} s"
-        ename = "Cancelled" if run.cancel_asked else "TimeoutError"
+        if run.stopped_for is not None:
+            ename, why = run.stopped_for
+        elif run.cancel_asked:
+            ename, why = "Cancelled", "was cancelled"
+        else:
+            ename, why = "TimeoutError", f"timed out after {run.timeout:g} s"
         self.driver.interrupt(run.token)
         done, _ = await asyncio.wait({future}, timeout=self.grace)
         if done:

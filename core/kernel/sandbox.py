@@ -11,11 +11,12 @@ import os
 import sys
 
 from .confinement import ConfinementRefused, confine
-from .jail import die_with_parent
+from .jail import die_with_parent, oom_first
 
 
 def main(argv: list[str]) -> int:
     die_with_parent()
+    oom_first()
     if len(argv) < 4 or argv[2] != "--":
         print("usage: python -m raykernel.kernel.sandbox POLICY -- COMMAND...", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from raykernel.sessions.files import SessionFiles
 from raykernel.sessions.health import SessionHealth
 from raykernel.sessions.idle import IdleWatch
 from raykernel.sessions.lifecycle import Lifecycle
+from raykernel.sessions.memory_watch import MemoryWatch
 from raykernel.sessions.nodes import Nodes
 from raykernel.sessions.ray_runtime import RayRuntime
 from raykernel.sessions.record import SessionRecord
@@ -239,6 +240,7 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
     )
     router.on_delete.append(app.active.forget_session)
     idle = IdleWatch(router)
+    memory = MemoryWatch(settings, sessions)
 
     @contextlib.asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
@@ -248,12 +250,15 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
             router.start()  # the default session's kernel, at once: it needs no Ray
         watching = asyncio.ensure_future(idle.run())
         counting = asyncio.ensure_future(_count_sessions(router))
+        guarding = asyncio.ensure_future(memory.run()) if memory.enabled else None
         try:
             yield {"app": app}
         finally:
             timer.cancel()
             watching.cancel()
             counting.cancel()
+            if guarding is not None:
+                guarding.cancel()
             await router.shutdown()
             runtime.shutdown()
 

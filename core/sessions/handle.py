@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -166,6 +167,18 @@ class SessionHandle:
     async def kill_kernel(self, reason: str, timeout: float) -> None:
         """Kill the kernel and what it started (the run in progress ends as a death)."""
         await self._await(self._actor.kill_kernel.remote(reason), timeout)
+
+    async def memory_report(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The kernel's host PID and whether it runs code (for the node's memory guard)."""
+        return await self._await(self._actor.memory_report.remote(), timeout)
+
+    async def memory_stop(self, reason: str, timeout: float = 5.0) -> bool:
+        """Stop the run in progress: the node is low on memory ``because`` of this."""
+        return await self._await(self._actor.memory_stop.remote(reason), timeout)
+
+    async def memory_kill(self, reason: str, timeout: float = 30.0) -> None:
+        """Kill the kernel: the node is low on memory, and nothing runs to stop."""
+        await self._await(self._actor.memory_kill.remote(reason), timeout)
 
     async def measure(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
         """The kernel's liveness, memory and CPU (answered while it runs)."""
@@ -321,8 +334,41 @@ def _raise_translated(exc: Exception) -> NoReturn:
         if isinstance(cause, RaykernelError):
             raise cause from None
         raise RuntimeError(first_line(str(cause))) from None
-    if ray is not None and isinstance(exc, ray.exceptions.RayActorError):
-        raise ActorDied(first_line(str(exc))) from None
+    if ray is not None and isinstance(exc, _gone_errors(ray)):
+        raise ActorDied(_why_gone(ray, exc)) from None
     if isinstance(exc, RaykernelError):  # raised by a session served in this process
         raise exc
     raise RuntimeError(first_line(str(exc))) from exc
+
+
+def _gone_errors(ray: Any) -> tuple[type[BaseException], ...]:
+    """What Ray raises when the actor (or its worker, or its node) is gone: a death, whatever
+    the kind. ``OutOfMemoryError`` (its memory monitor killed the worker) is not an actor
+    error in Ray's hierarchy, and would otherwise pass for an internal fault."""
+    names = (
+        "RayActorError",  # ActorDiedError, ActorUnavailableError
+        "OutOfMemoryError",
+        "WorkerCrashedError",
+        "NodeDiedError",
+        "LocalRayletDiedError",
+    )
+    return tuple(getattr(ray.exceptions, name) for name in names if hasattr(ray.exceptions, name))
+
+
+_OOM_NODE = re.compile(r"IP: ([0-9a-fA-F.:]+)")
+_OOM_USED = re.compile(r"was ([0-9.]+ ?[KMGT]i?B) / ([0-9.]+ ?[KMGT]i?B)")
+
+
+def _why_gone(ray: Any, exc: BaseException) -> str:
+    """Ray's reason in one line; for its memory monitor, which node and how full it was."""
+    text = str(exc)
+    if isinstance(exc, ray.exceptions.OutOfMemoryError) or "running low on memory" in text:
+        node = _OOM_NODE.search(text)
+        used = _OOM_USED.search(text)
+        where = f"node {node.group(1)}" if node else "its node"
+        how = f" ({used.group(1)} of {used.group(2)} in use)" if used else ""
+        return (
+            f"stopped by Ray's memory monitor because {where} ran low on memory{how}; Ray "
+            "picks its victim by the actor's own memory, not by its kernel's"
+        )
+    return first_line(text)

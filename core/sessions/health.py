@@ -68,6 +68,7 @@ class SessionHealth:
                 "the server process (embedded mode: this session is not a Ray actor; Ray starts "
                 "when another session needs one)"
             )
+        report["status"] = record.shown_status  # as measured just now
         if record.status == "dead":
             report.update(status="dead", death_reason=record.death_reason)
         if record.status == "hibernated":
@@ -121,8 +122,12 @@ class SessionHealth:
             return {}
         try:
             measured = await self.router.control(record, _measure)
-        except (KernelDied, SessionUnavailable):
+        except KernelDied:
             return {}
+        except SessionUnavailable:
+            record.responsive = False  # shown as "unresponsive", never "healthy"
+            return {}
+        record.responsive = True
         if not measured.get("alive", True):
             self.router.recovery.mark_dead(record, measured.get("exit_reason") or "it ended")
         return measured

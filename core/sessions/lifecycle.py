@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from raykernel.errors import InvalidArgument, RaykernelError, SessionUnavailable
+from raykernel.errors import InvalidArgument, NodeFull, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
 from raykernel.kernel.host import Claim
 from raykernel.settings import Settings
@@ -111,22 +111,41 @@ class Lifecycle:
             "checkpoint_depth": self.settings.checkpoint_depth,
             "checkpoint_max_bytes": self.settings.checkpoint_max_bytes,
             "interrupt_grace": self.settings.interrupt_grace,
+            "memory_high_water": self.settings.memory_high_water,
+            "memory_guard": self._node_guard(),
+            "namespace": self.settings.namespace,
+        }
+
+    def _node_guard(self) -> dict[str, Any] | None:
+        """On a cluster, what each node's memory guard is made with (an embedded server's
+        front end watches its one node itself: None)."""
+        if not self.settings.detached or not self.settings.memory_high_water:
+            return None
+        return {
+            "high_water": self.settings.memory_high_water,
+            "budget": self.settings.session_memory_budget,
+            "grace": self.settings.interrupt_grace + 1.0,
         }
 
     async def start_actor(
-        self, placement: Placement | None = None, network: str | None = None
+        self,
+        placement: Placement | None = None,
+        network: str | None = None,
+        avoid: frozenset[str] = frozenset(),
     ) -> SessionHandle:
         """Start a session actor (no identity yet) and its kernel; wait until both are up.
-        Ray starts here if it has not yet (on demand)."""
+        Ray starts here if it has not yet (on demand). ``avoid``: nodes not to spread to
+        (past their memory mark)."""
         await self.nodes.runtime.ready()
         import ray
 
         placement = placement or Placement()
-        strategy = self.settings.placement_strategy
+        strategy = "SPREAD" if avoid else self.settings.placement_strategy
         soft = placement.node_id is not None and placement.node_affinity == "soft"
         spread = placement.node_id is None and strategy == "SPREAD"
         if soft or spread or not placement.is_default:
             nodes = await asyncio.to_thread(ray.nodes)  # one GCS call for both decisions
+            nodes = [n for n in nodes if n.get("NodeID") not in avoid]
             if not placement.is_default:
                 # Also on restarts: a pinned session whose node is gone must fail now, not hang.
                 check_feasible(placement, self._actor_options(placement), nodes)
@@ -167,11 +186,30 @@ class Lifecycle:
         await self.spawn(record, handle)
 
     async def spawn(self, record: SessionRecord, pooled: SessionHandle | None) -> None:
-        """Give ``record`` a ready actor: ``pooled`` if given, else a new one."""
+        """Give ``record`` a ready actor: ``pooled`` if given, else a new one. On a cluster, a
+        node past its memory mark refuses the claim (``NodeFull``): a session not pinned there
+        is tried on the other nodes, one after the other."""
+        avoid: set[str] = set()
+        while True:
+            try:
+                await self._spawn(record, pooled, frozenset(avoid))
+                return
+            except NodeFull as exc:
+                pooled = None
+                pinned = record.placement.node_id is not None
+                if not self.settings.detached or pinned or exc.node_id in (None, *avoid):
+                    raise
+                avoid.add(exc.node_id)
+                if len(avoid) >= await asyncio.to_thread(self.nodes.alive_count):
+                    raise NodeFull(f"every node is past its memory mark ({exc.message})") from None
+
+    async def _spawn(
+        self, record: SessionRecord, pooled: SessionHandle | None, avoid: frozenset[str]
+    ) -> None:
         handle = pooled
         try:
             if handle is None:
-                handle = await self.start_actor(record.placement, record.network)
+                handle = await self.start_actor(record.placement, record.network, avoid)
             claim = Claim(
                 record.session_id,
                 record.owner,

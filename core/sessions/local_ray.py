@@ -18,8 +18,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # Ray's system config for the lean head: no idle workers started ahead of demand (session
-# actors have their own warm pool).
-LEAN_SYSTEM_CONFIG = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+# actors have their own warm pool), and no memory monitor: it picks its victims by the actor's
+# own memory, blind to the kernels (the actors' children) that hold it, and would kill an idle
+# bystander. The front end's memory guard stops the session that uses the memory instead.
+LEAN_SYSTEM_CONFIG = {
+    "enable_worker_prestart": False,
+    "prestart_worker_first_driver": False,
+    "memory_monitor_refresh_ms": 0,
+}
 
 
 class LocalHead:

@@ -30,3 +30,9 @@ class Nodes:
             return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
         except Exception:
             return True  # cannot tell: do not claim the node is lost
+
+    def alive_count(self) -> int:
+        """How many nodes Ray counts alive (blocking: one GCS call)."""
+        import ray
+
+        return sum(1 for n in ray.nodes() if n["Alive"])

@@ -108,7 +108,12 @@ class RayRuntime:
         except Exception as exc:  # another Ray version: its private parameters moved
             head.shutdown()
             log.warning("starting Ray's usual processes (the lean head failed: %s)", exc)
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count() or 1,
+                _system_config={"memory_monitor_refresh_ms": 0},  # see LEAN_SYSTEM_CONFIG
+                **kwargs,
+            )
         else:
             kwargs.pop("include_dashboard")
             try:

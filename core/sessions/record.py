@@ -57,6 +57,8 @@ class SessionRecord:
     image_bytes: int | None = None
     # What the run that resumed a hibernated session must say about it.
     resume_notice: dict[str, Any] | None = None
+    # False when its actor did not answer the last liveness probe in time (see listing).
+    responsive: bool = True
     placement: Placement = field(default_factory=Placement)
 
     @property
@@ -81,7 +83,7 @@ class SessionRecord:
             "description": self.description,
             "created_at": iso_time(self.created_at),
             "execution_count": self.execution_count,
-            "status": self.status,
+            "status": self.shown_status,
             "active": active,
             "node_id": self.node_id,
             "node_ip": self.node_ip,
@@ -89,6 +91,14 @@ class SessionRecord:
             "network": self.network,
             "owner": self.owner,
         }
+
+    @property
+    def shown_status(self) -> str:
+        """The status a listing gives: a live session whose actor did not answer is
+        ``unresponsive``, never ``healthy``."""
+        if self.status in ("healthy", "busy") and not self.responsive:
+            return "unresponsive"
+        return self.status
 
     def info(self, restarted: bool) -> dict[str, Any]:
         """What the ``session_created`` hook is told."""

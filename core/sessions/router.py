@@ -49,6 +49,9 @@ from .warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 
+# How long a listing waits for a session to say it lives.
+PROBE_TIMEOUT = 3.0
+
 DEFAULT_SESSION = "default"
 # How often a front end among replicas tells the registry it lives (its leases end soon after
 # it stops).
@@ -188,10 +191,32 @@ class SessionRouter:
         return self.get(qualified)
 
     async def listing(self) -> dict[str, SessionRecord]:
-        """Every session, as the registry knows them (other front ends' included)."""
+        """Every session, as the registry knows them (other front ends' included), each live
+        one asked whether it still lives: a listing never calls a dead session healthy."""
         await self.ready()
         await self.directory.sync()
-        return dict(self.sessions)
+        records = dict(self.sessions)
+        await asyncio.gather(*(self.probe(r) for r in records.values() if r.resident))
+        return records
+
+    async def probe(self, record: SessionRecord, timeout: float = PROBE_TIMEOUT) -> None:
+        """Ask a live session's actor (it answers while its kernel runs) whether it and its
+        kernel live; a death found is recorded, a silence shown as ``unresponsive``."""
+        handle = record.handle
+        if handle is None or record.deleted or record.status not in ("healthy", "busy"):
+            return
+        try:
+            measured = await handle.measure(timeout)
+        except ActorDied as exc:
+            if record.handle is handle:
+                self.recovery.mark_dead(record, exc.reason, actor_gone=True)
+            return
+        except SessionUnavailable:
+            record.responsive = False
+            return
+        record.responsive = True
+        if not measured.get("alive", True) and record.handle is handle:
+            self.recovery.mark_dead(record, measured.get("exit_reason") or "it ended")
 
     # -- create / delete ----------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """install_dependencies streams the installer's output as progress notifications while it
-works: a local package whose build takes seconds, installed through a stdio client."""
+works: a local package whose build takes seconds, installed through a stdio client. A local
+package outside the workspace is refused."""
 
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ def _slow_package(folder: Path) -> Path:
 
 
 async def test_install_progress_carries_the_installer_output(tmp_path: Path) -> None:
-    package = _slow_package(tmp_path / "slowpkg")
     workspace = tmp_path / "ws"
     workspace.mkdir()
+    # A local package must be in the workspace: the build may touch nothing the session can't.
+    package = _slow_package(workspace / "slowpkg")
     messages: list[str] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -50,3 +52,21 @@ async def test_install_progress_carries_the_installer_output(tmp_path: Path) -> 
         check = await client.call_tool("run_python_code", {"code": "import slowpkg\nslowpkg.BUILT"})
         assert check.structured_content["result"] == "True"
     assert any("Building slowpkg" in message for message in messages), messages
+
+
+async def test_a_local_package_outside_the_workspace_is_refused(tmp_path: Path) -> None:
+    package = _slow_package(tmp_path / "elsewhere")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    transport = stdio_transport(
+        workspace, RAYKERNEL_ALLOW_PACKAGE_URLS="true", RAYKERNEL_ALLOW_SOURCE_BUILDS="true"
+    )
+    async with Client(transport) as client:
+        refused = await client.call_tool(
+            "install_dependencies",
+            {"packages": [f"slowpkg @ {package.as_uri()}"]},
+            raise_on_error=False,
+        )
+        assert refused.is_error
+        assert refused.content[0].text.startswith("PathOutsideWorkspace:"), refused.content
+    assert not (package / "slowpkg.egg-info").exists()

@@ -39,7 +39,10 @@ def test_confined_rules_name_the_workspace_and_not_the_home(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     seen: dict = {}
-    monkeypatch.setattr(namespaces, "enter", lambda off, cover: seen.update(cover=cover))
+    # No PID namespace "entered" here: descending into one would fork this test process.
+    monkeypatch.setattr(
+        namespaces, "enter", lambda off, cover: seen.update(cover=cover) or "not in a test"
+    )
     monkeypatch.setattr(landlock, "restrict_self", lambda rules: seen.update(rules=rules) or 7)
     report = confinement.confine(
         {"isolation": "confined", "network": "off", "write": [str(tmp_path)], "hide": ["/tmp/ray"]}
