@@ -76,6 +76,18 @@ def ray_node() -> dict[str, str | None]:
     }
 
 
+def cluster_addresses() -> list[str]:
+    """The addresses of the cluster's nodes (its GCS, raylets, object stores): an allow-listed
+    session reaches them only if its list names them. None outside a Ray worker."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().worker.mode != 1:
+        return []
+    try:
+        return sorted({node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")})
+    except Exception:
+        return []
+
+
 def package_dirs(plugin_specs: list[str]) -> list[str]:
     """Where the session plugins' modules live (an editable install is outside site-packages),
     for the kernel to read them."""
@@ -105,7 +117,7 @@ class SessionActor:
         max_processes: int = 0,
         max_image_bytes: int = 1_000_000,
         isolation: str = "confined",
-        network: str = "on",
+        network: str | list[str] = "on",
         checkpoint_depth: int = 20,
         checkpoint_max_bytes: int = 1 << 30,
         interrupt_grace: float = 5.0,
@@ -154,6 +166,7 @@ class SessionActor:
     async def claim(self, claim: Claim) -> dict[str, Any]:
         """Become session ``claim.session_id``; an actor is claimed once, before it runs any
         code. What the session is lives here, so that a new front end can find it again."""
+        self.host.cluster_nodes = cluster_addresses()
         try:
             await self.host.claim(claim)
         except NodeFull as exc:
@@ -243,6 +256,9 @@ class SessionActor:
         async with self.host.book.exclusive():  # between runs, whichever front end sent them
             await self.host.restart_kernel(reason)
         return await self.info()
+
+    async def set_network(self, network: list[str]) -> dict[str, Any]:
+        return self.host.set_network(network)
 
     async def memory_report(self) -> dict[str, Any]:
         return self.host.memory_report()

@@ -78,8 +78,10 @@ class Settings(BaseSettings):
     # "process": a plain child process that can do what the server's user can.
     isolation: Literal["confined", "process"] = "confined"
     # A new session's network unless create_session says: "off" gives its kernel no interface
-    # but a loopback of its own (needs isolation "confined" and user namespaces).
-    session_network: Literal["on", "off"] = "on"
+    # but a loopback of its own (needs isolation "confined" and user namespaces); a list of
+    # destinations ("pypi.org", "*.example.com:443", "10.1.0.0/16") lets it reach those only,
+    # through a proxy outside its sandbox.
+    session_network: Literal["on", "off"] | list[str] = "on"
     # Actors started ahead of time so create_session needs no cold start (0: off). Each idle
     # pooled actor costs two processes (an actor and its kernel, ~70 MiB PSS). None: 2 on a
     # cluster, 1 on an embedded Ray.
@@ -238,6 +240,15 @@ class Settings(BaseSettings):
         """An HTTP server with no authentication configured requires its own token (its
         callers are the machine's user: identity ``local``), unless ``auth = "none"``."""
         return self.transport == "http" and self.auth == "auto" and not self.auth_enabled
+
+    @field_validator("session_network")
+    @classmethod
+    def _destinations(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            from raykernel.kernel.egress import parse_rules
+
+            parse_rules(value)
+        return value
 
     @field_validator("identity_workspace")
     @classmethod

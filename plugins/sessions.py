@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field
 
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
+from raykernel.kernel.egress import parse_rules
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import CleanText, OptionalSessionId, SessionId, hints
 from raykernel.sessions.placement import Placement
@@ -48,11 +49,24 @@ NodeId = Annotated[
 NodeAffinity = Annotated[
     Literal["hard", "soft"], Field(description="'hard': only that node; 'soft': prefer it.")
 ]
+Destinations = list[Annotated[str, Field(max_length=300)]]
 Network = Annotated[
-    Literal["on", "off"] | None,
+    Literal["on", "off"] | Destinations | None,
     Field(
         description="'off': the session's code reaches no network at all (a loopback of its "
-        "own only). Default: the server's session_network setting."
+        "own only). A list: only these destinations, through a proxy: host names (a leading "
+        "'*.' for subdomains) or address ranges, each with an optional port, e.g. "
+        "['pypi.org', '*.githubusercontent.com:443', '10.1.0.0/16']. Default: the server's "
+        "session_network setting.",
+        max_length=256,
+    ),
+]
+NewNetwork = Annotated[
+    Destinations,
+    Field(
+        description="The destinations the session may reach from now on (its new connections), "
+        "as create_session takes them.",
+        max_length=256,
     ),
 ]
 Checkpoint = Annotated[
@@ -84,9 +98,12 @@ async def create_session(
     """Create a new isolated Python session (its own process and variables). An existing id
     is returned unchanged with status "exists". Omit session_id to get a generated one.
     Creating does not switch to it: pass session_id to tools, or call switch_session.
-    With network "off" its code cannot reach any network. On a Ray cluster, ask for resources
-    or a node; a request no node can satisfy is refused at once."""
+    With network "off" its code cannot reach any network; with a list, only those
+    destinations. On a Ray cluster, ask for resources or a node; a request no node can satisfy
+    is refused at once."""
     session_id = session_id or f"session-{uuid.uuid4().hex[:8]}"
+    if isinstance(network, list):
+        parse_rules(network)  # a bad destination is refused before anything starts
     placement = Placement(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
@@ -144,6 +161,17 @@ async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
         "sessions": sessions,
         "timestamp": time.time(),
     }
+
+
+async def set_session_network(
+    network: NewNetwork, session_id: SessionId, app: App = Depends(current_app)
+) -> dict[str, Any]:
+    """Change the destinations an allow-listed session may reach (effective for its new
+    connections; open ones go on). A session created with network "on" or "off" keeps it."""
+    parse_rules(network)
+    qualified = app.resolve_session(session_id)
+    report = await app.router.set_network(qualified, list(network))
+    return {"session_id": app.shown(qualified), "network": report}
 
 
 async def delete_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
@@ -230,5 +258,10 @@ def register_tools(register: Callable[..., Any]) -> None:
     register(
         interrupt_session,
         title="Interrupt a running session",
+        annotations=hints(read_only=False, idempotent=True),
+    )
+    register(
+        set_session_network,
+        title="Change a session's allowed destinations",
         annotations=hints(read_only=False, idempotent=True),
     )

@@ -14,6 +14,7 @@ network off is refused when its kernel cannot have it.
 from __future__ import annotations
 
 import glob
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -85,10 +86,11 @@ def confine(spec: dict[str, Any]) -> dict[str, Any]:
     """Apply ``spec``'s isolation to this process; the report for ``get_kernel_health``. With a
     PID namespace it returns in a new process (PID 2 of that namespace: see ``jail``); the
     report's ``pid_namespace`` says so, for the parent to find the confined process."""
-    network_off = spec.get("network") == "off"
+    mode = spec.get("network")
+    network_off = mode in ("off", "allowlist")  # a network namespace of its own
     if spec.get("isolation") != "confined":
         if network_off:
-            raise ConfinementRefused('network "off" needs isolation "confined"')
+            raise ConfinementRefused(f'network "{mode}" needs isolation "confined"')
         return {
             "mode": "process",
             "files": "open: whatever the server's user can read and write",
@@ -103,17 +105,24 @@ def confine(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         no_pids = namespaces.enter(network_off, cover)
         report["namespaces"] = "user and mount namespaces (no capabilities outside)"
-        report["network"] = "off: own network namespace, loopback only" if network_off else "on"
+        report["network"] = {
+            "off": "off: own network namespace, loopback only",
+            "allowlist": "allowlist: own network namespace; out only through the session's "
+            f"proxy on 127.0.0.1:{jail.PROXY_PORT}, which allows the listed destinations",
+        }.get(mode, "on")
     except namespaces.NamespacesUnavailable as exc:
         if network_off:
             raise ConfinementRefused(
-                f'network "off" is not available on this node (user and network namespaces: {exc})'
+                f'network "{mode}" is not available on this node (user and network '
+                f"namespaces: {exc})"
             ) from None
         report["namespaces"] = f"unavailable ({exc}): Ray's sockets are reachable"
         report["network"] = "on"
         no_pids = str(exc)
+    if mode == "allowlist" and no_pids is not None:
+        raise ConfinementRefused(f"an allow-listed network needs a PID namespace ({no_pids})")
     if no_pids is None:
-        no_proc = jail.descend()
+        no_proc = jail.descend(spec.get("proxy") if mode == "allowlist" else None)
         report["pid_namespace"] = True
         report["processes"] = (
             "own PID namespace and /proc: only the session's own processes are visible"
@@ -122,6 +131,14 @@ def confine(spec: dict[str, Any]) -> dict[str, Any]:
         )
     else:
         report["processes"] = f"the host's process list is visible (PID namespace: {no_pids})"
+    if mode == "allowlist":
+        # What urllib, requests, httpx, pip and curl read; a session's own local servers are
+        # out of reach through them (127.0.0.1 means the host, through the proxy).
+        proxy = f"http://127.0.0.1:{jail.PROXY_PORT}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            os.environ[name] = os.environ[name.lower()] = proxy
+        for name in ("NO_PROXY", "no_proxy"):
+            os.environ.pop(name, None)
     write = [Path(p) for p in spec.get("write", [])]
     read = [*python_paths(), *(Path(p) for p in SYSTEM_READ), *map(Path, spec.get("read", []))]
     devices = [Path(p) for pattern in GPU_DEVICES for p in glob.glob(pattern)]

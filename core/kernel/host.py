@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from raykernel.workspace import OPERATIONS, Workspace
 
 from .capture import truncate_text
 from .checkpoints import CheckpointStore
+from .egress import EgressProxy, Policy, parse_rules
 from .packages import Installer, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 # Environment variables no kernel inherits: Ray's (its address, its token settings) and the
 # server's own (an auth token, a JWT key).
 DROPPED_ENV_PREFIXES = ("RAY_", "RAYKERNEL_")
+
+
+# A session's network: "on", "off", or the destinations it may reach (see egress).
+Network = str | list[str]
 
 
 @dataclass
@@ -56,7 +62,7 @@ class HostConfig:
     max_processes: int = 0
     plugin_specs: list[str] = field(default_factory=list)
     isolation: str = "confined"
-    network: str = "on"
+    network: Network = "on"
     # Folders the kernel must not see at all (Ray's session folder, with its sockets).
     hide: list[str] = field(default_factory=list)
     # Folders beyond Python's that the kernel may read (plugins installed from a checkout).
@@ -81,7 +87,7 @@ class Claim:
     created_at: float
     site_dir: str
     placement: dict[str, Any]
-    network: str
+    network: Network
     checkpoints_dir: str | None = None
     # The installer's cache for this identity (None: the installer's own, the user's).
     install_cache: str | None = None
@@ -129,6 +135,10 @@ class SessionHost:
         # The session's packages folder, in the store; the claim names it.
         self.site_dir = self.tmp / "site"
         self.install_cache: Path | None = None
+        # An allow-listed session's proxy (see egress), and the cluster's nodes, which it
+        # reaches only if its list names their very addresses (the actor gives them).
+        self.egress: EgressProxy | None = None
+        self.cluster_nodes: list[str] = []
         self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
         self._checkpointing = asyncio.Lock()
         self._background: set[asyncio.Future[Any]] = set()
@@ -161,9 +171,49 @@ class SessionHost:
             await kernel.spawn()
             self.kernel = kernel
 
+    @property
+    def _egress_path(self) -> Path:
+        return self.tmp / "egress.sock"
+
+    def _serve_egress(self) -> None:
+        """An allow-listed session's proxy, before its kernel starts (and its waiter forwards
+        to it); the policy follows the session's list."""
+        if not isinstance(self.network, list):
+            self._stop_egress()
+            return
+        policy = Policy(parse_rules(self.network), map(ip_address, self.cluster_nodes))
+        if self.egress is None:
+            self.egress = EgressProxy(policy, self._egress_path, self.session_id)
+            self.egress.start()
+        else:
+            self.egress.set_policy(policy)
+
+    def _stop_egress(self) -> None:
+        if self.egress is not None:
+            self.egress.stop()
+            self.egress = None
+
+    def set_network(self, network: list[str]) -> dict[str, Any]:
+        """New destinations for an allow-listed session, for its new connections."""
+        if not isinstance(self.network, list):
+            raise InvalidArgument(
+                f"session {self.session_id!r} has network {self.network!r}: only an allow-list "
+                "can change while the session lives (create it with a list)"
+            )
+        parse_rules(network)  # refused before anything changes
+        self.network = list(network)
+        self._serve_egress()
+        return self.network_report()
+
+    def network_report(self) -> dict[str, Any]:
+        if self.egress is not None:
+            return self.egress.report()
+        return {"mode": self.network if isinstance(self.network, str) else "allowlist"}
+
     async def start(self) -> dict[str, Any]:
         """Start the kernel (again): the one spawned ahead if it waits, else a new one; returns
         its isolation report."""
+        self._serve_egress()
         kernel = self.kernel
         if kernel is not None and not kernel.spawned:
             await kernel.kill("replaced by a new kernel")
@@ -199,7 +249,8 @@ class SessionHost:
             "max_processes": config.max_processes,
             "plugin_specs": config.plugin_specs,
             "isolation": config.isolation,
-            "network": self.network,
+            "network": "allowlist" if isinstance(self.network, list) else self.network,
+            "proxy": str(self._egress_path),
             "write": [str(self._workspace.root), str(self.site_dir), str(self.tmp)],
             "read": config.read,
             "hide": config.hide,
@@ -625,7 +676,11 @@ class SessionHost:
         kernel = self.kernel
         if kernel is None:
             return {"alive": False, "exit_reason": "the kernel has not started"}
-        return {"kernel_pid": kernel.pid, **(await kernel.measure())}
+        return {
+            "kernel_pid": kernel.pid,
+            **(await kernel.measure()),
+            "network": self.network_report(),
+        }
 
     async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
         """A file operation on the workspace as this node sees it."""
@@ -649,6 +704,7 @@ class SessionHost:
         self.closed = False
         self.book = self._new_book()
         self.network = self.config.network
+        self._stop_egress()
         await self.prepare()
 
     async def shutdown(self) -> None:
@@ -659,4 +715,5 @@ class SessionHost:
                 installer.kill()
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")
+        self._stop_egress()
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -26,6 +26,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterable
@@ -34,21 +35,28 @@ from pathlib import Path
 from . import namespaces
 
 _PR_SET_PDEATHSIG = 1
+# Where a session with an allow-listed network finds its proxy, on its own loopback.
+PROXY_PORT = 3128
 
 # The waiter's and the reaper's code, run by path with a bare interpreter (no import of
 # raykernel: ``-I -S``), so that a process list shows what they are.
 INIT = Path(__file__).with_name("jail_init.py")
 
 
-def descend() -> str | None:
+def descend(proxy: str | None = None) -> str | None:
     """Fork into the tree above, right after ``namespaces.enter`` entered a PID namespace, and
     return in the confined process only (PID 2). The process that called it becomes the
     waiter, its child the reaper. Returns None when the namespace has its own ``/proc``, else
-    why not (the host's then stays visible: the caller reports it)."""
+    why not (the host's then stays visible: the caller reports it). ``proxy``: the UNIX socket
+    of the session's egress proxy, which the reaper serves on 127.0.0.1:3128 of the network
+    namespace (bound here, before any user code exists)."""
     if threading.active_count() > 1:  # a new kernel has none; anything else must not fork
         raise RuntimeError("jail.descend runs first thing in a new, single-threaded process")
     alive_r, alive_w = os.pipe()  # the waiter holds the write end for as long as it lives
     status_r, status_w = os.pipe()
+    listening = None
+    if proxy is not None:
+        listening = socket.create_server(("127.0.0.1", PROXY_PORT), backlog=128)
     reaper = os.fork()
     if reaper:
         _exec("waiter", reaper, status_r, keep=(alive_w,))
@@ -66,8 +74,13 @@ def descend() -> str | None:
         proc_problem = str(exc)
     confined = os.fork()
     if confined:
-        _exec("reaper", confined, status_w)
+        if listening is None:
+            _exec("reaper", confined, status_w)
+        forward = (str(listening.fileno()), proxy or "")
+        _exec("reaper", confined, status_w, keep=(listening.fileno(),), extra=forward)
     os.close(status_w)
+    if listening is not None:
+        listening.close()
     return proc_problem
 
 
@@ -75,7 +88,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _exec(role: str, child: int, status_fd: int, keep: Iterable[int] = ()) -> None:
+def _exec(
+    role: str,
+    child: int,
+    status_fd: int,
+    keep: Iterable[int] = (),
+    extra: Iterable[str] = (),
+) -> None:
     """Become a bare interpreter running ``jail_init.py`` as ``role``, with only the standard
     streams and the given descriptors open (never the kernel's socket)."""
     try:
@@ -84,7 +103,7 @@ def _exec(role: str, child: int, status_fd: int, keep: Iterable[int] = ()) -> No
             if fd > 2:
                 os.set_inheritable(fd, True)
         _close_all_but(fds)
-        argv = [sys.executable, "-I", "-S", str(INIT), role, str(child), str(status_fd)]
+        argv = [sys.executable, "-I", "-S", str(INIT), role, str(child), str(status_fd), *extra]
         os.execv(sys.executable, argv)
     finally:
         os._exit(127)  # exec failed: the child is taken down with this process

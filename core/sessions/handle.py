@@ -168,6 +168,10 @@ class SessionHandle:
         """Kill the kernel and what it started (the run in progress ends as a death)."""
         await self._await(self._actor.kill_kernel.remote(reason), timeout)
 
+    async def set_network(self, network: list[str], timeout: float = CONTROL_TIMEOUT) -> dict:
+        """New destinations for an allow-listed session's proxy; its network report."""
+        return await self._await(self._actor.set_network.remote(network), timeout)
+
     async def memory_report(self, timeout: float = 5.0) -> dict[str, Any]:
         """The kernel's host PID and whether it runs code (for the node's memory guard)."""
         return await self._await(self._actor.memory_report.remote(), timeout)

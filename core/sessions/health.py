@@ -63,6 +63,8 @@ class SessionHealth:
             report["memory_usage"] = measured.get("memory_usage")
             report["cpu_percent"] = measured.get("cpu_percent")
             report["actor_memory"] = measured.get("actor_memory")
+            if measured.get("network"):  # an allow-list's proxy: what it allows and refused
+                report["network"] = measured["network"]
         if not report["ray_actor"]:
             report["served_by"] = (
                 "the server process (embedded mode: this session is not a Ray actor; Ray starts "

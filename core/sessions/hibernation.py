@@ -167,9 +167,9 @@ class Hibernation:
             handle.kill()
 
     def _recyclable(self, record: SessionRecord) -> bool:
-        """Its actor can serve another session: the usual placement and network, and the pool
-        wants one."""
-        usual = record.placement.is_default and record.network == self.settings.session_network
+        """Its actor can serve another session: the usual placement, and the pool wants
+        one."""
+        usual = record.placement.is_default
         local = record.handle is not None and record.handle.is_local
         # Among replicas another front end may still hold the actor's handle: it must find
         # the actor gone, never serving another session.
@@ -194,7 +194,7 @@ class Hibernation:
         await self.make_room(record)
         path = self.lifecycle.image_path(record)
         record.status = "starting"
-        usual = record.placement.is_default and record.network == self.settings.session_network
+        usual = record.placement.is_default
         try:
             await self.lifecycle.spawn(record, self.pool.take() if usual else None)
             assert record.handle is not None

@@ -95,7 +95,7 @@ class Lifecycle:
                 load[record.node_id] = load.get(record.node_id, 0) + 1
         return load
 
-    def _actor_init(self, network: str | None) -> dict[str, Any]:
+    def _actor_init(self, network: str | list[str] | None) -> dict[str, Any]:
         return {
             "workspace": str(self.settings.workspace),
             "store": str(self.settings.store),
@@ -130,7 +130,7 @@ class Lifecycle:
     async def start_actor(
         self,
         placement: Placement | None = None,
-        network: str | None = None,
+        network: str | list[str] | None = None,
         avoid: frozenset[str] = frozenset(),
     ) -> SessionHandle:
         """Start a session actor (no identity yet) and its kernel; wait until both are up.

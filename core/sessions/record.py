@@ -26,7 +26,7 @@ class SessionRecord:
     # is compared with, to tell a session that moved from one whose actor died.
     actor_name: str | None = None
     owner: str = "local"
-    network: str = "on"
+    network: str | list[str] = "on"  # "on", "off" or the destinations it may reach
     pid: int | None = None  # the actor's
     kernel_pid: int | None = None  # the kernel's, where user code runs
     isolation: dict[str, Any] = field(default_factory=dict)

@@ -225,7 +225,7 @@ class SessionRouter:
         session_id: str,
         description: str = "",
         placement: Placement | None = None,
-        network: str | None = None,
+        network: str | list[str] | None = None,
         checkpoint: str | None = None,
     ) -> tuple[SessionRecord, bool]:
         """Create a session; an existing id returns ``(record, False)`` unchanged."""
@@ -240,11 +240,11 @@ class SessionRouter:
         qualified: str,
         description: str,
         placement: Placement | None,
-        network: str | None = None,
+        network: str | list[str] | None = None,
         checkpoint: str | None = None,
     ) -> tuple[SessionRecord, bool]:
         placement = placement or Placement()
-        network = network or self.settings.session_network
+        network = network if network is not None else self.settings.session_network
         owner, session_id = split(qualified)
         async with self._table_lock:
             existing = self.sessions.get(qualified)
@@ -270,8 +270,9 @@ class SessionRouter:
                 checkpoint=checkpoint or self.settings.checkpoint,
             )
             self.sessions[qualified] = record
-        # Pooled actors have the default placement and network; other requests get their own.
-        usual = placement.is_default and network == self.settings.session_network
+        # Pooled actors have the default placement (any network: a kernel confines itself at
+        # its claim); other requests get their own.
+        usual = placement.is_default
         local = usual and qualified == DEFAULT_SESSION and self.settings.local_default
         pooled = self.pool.take() if usual and not local else None
         try:
@@ -456,6 +457,16 @@ class SessionRouter:
         """Refuse a control call to a dead session (a run would restart it instead)."""
         if record.status == "dead":
             raise KernelDied(f"session {record.session_id!r} is dead ({record.death_reason})")
+
+    async def set_network(self, session_id: str, network: list[str]) -> dict[str, Any]:
+        """New destinations for an allow-listed session (its actor's proxy takes them for new
+        connections); a hibernated one is resumed first. Its report."""
+        record = await self.lookup(session_id)
+        async with self.slot(record, urgent=True):
+            self.require_alive(record)
+            report = await self.control(record, lambda h: h.set_network(network))
+        record.network = list(network)
+        return report
 
     async def interrupt(self, session_id: str) -> dict[str, Any]:
         """Interrupt the run in progress, if any, whichever front end sent it; does not wait
