@@ -396,11 +396,18 @@ class SessionHost:
     async def _run(self, op: str, *args: Any, keeps: bool = True) -> dict[str, Any]:
         kernel = self._running()
         token = args[-1]
+        refused_before = self.egress.refused if self.egress is not None else 0
         try:
             reply = await kernel.request(op, *args)
             self.execution_count = reply.get("execution_count") or self.execution_count
             if keeps and self.checkpoints is not None and reply.get("success"):
                 self._checkpoint_soon(kernel, self.checkpoints)
+            if self.egress is not None and self.egress.refused > refused_before:
+                # For the run's trace and its reader: what its list refused meanwhile.
+                reply["network_refused"] = {
+                    "count": self.egress.refused - refused_before,
+                    "last": self.egress.last_refused,
+                }
             return reply
         except KernelGone as exc:
             return {

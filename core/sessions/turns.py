@@ -99,6 +99,11 @@ class Turns:
             reply = await self._followed(record, run_id, view, notice, on_start)
             outcome = run_outcome(reply)
             telemetry.set_attributes(run, outcome=outcome, node_id=record.node_id)
+            refused = reply.get("network_refused")  # type: ignore[misc]
+            if refused:
+                telemetry.set_attributes(
+                    run, network_refused=refused["count"], network_last_refused=refused["last"]
+                )
             self.metrics.run(kind, outcome, time.perf_counter() - started)
             return reply
 

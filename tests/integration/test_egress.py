@@ -67,8 +67,11 @@ async def test_only_listed_destinations_answer(client: Client, servers: tuple[in
         assert (await run(client, f"get({a})", session_id="listed"))["result"] == (
             "'from the allowed server'"
         )
-        refused = literal_eval((await run(client, f"get({b})", session_id="listed"))["result"])
+        refusing = await run(client, f"get({b})", session_id="listed")
+        refused = literal_eval(refusing["result"])
         assert refused.startswith("403 raykernel: 127.0.0.1:") and "not in this session" in refused
+        # The run says what its list refused meanwhile (its trace carries the same).
+        assert refusing["network_refused"] == {"count": 1, "last": f"127.0.0.1:{b}"}
         assert f"allowed: 127.0.0.1:{a}" in refused
         # requests and curl read the same proxy variables.
         via_requests = await run(
