@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,11 @@ import psutil
 from raykernel import telemetry
 from raykernel.errors import NodeFull, SessionUnavailable
 from raykernel.kernel.host import Claim, HostConfig, SessionHost
+from raykernel.settings import default_ray_temp
 
 log = logging.getLogger(__name__)
 
 Trace = dict[str, str] | None  # a W3C trace context carrier (telemetry.carrier())
-
-
-def default_ray_temp() -> Path:
-    """Where Ray keeps its temp folder unless told otherwise (``ray start --temp-dir``)."""
-    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
 
 
 def ray_session_dir() -> list[str]:

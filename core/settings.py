@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,11 @@ from pydantic_settings import (
 
 # Read when neither --config nor RAYKERNEL_CONFIG names a file: a checkout's own configs/.
 DEFAULT_CONFIG_FILE = Path("configs") / "raykernel.toml"
+
+
+def default_ray_temp() -> Path:
+    """Where Ray keeps its temp folder unless told otherwise (``ray start --temp-dir``)."""
+    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
 
 
 class Settings(BaseSettings):

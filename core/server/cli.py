@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(local_token(settings))
         return 0
     if not settings.ray_address:  # a cluster's own temp folder is checked once joined
-        from raykernel.actors.session_actor import default_ray_temp
+        from raykernel.settings import default_ray_temp
 
         try:
             settings.refuse_inside(default_ray_temp())
