@@ -252,6 +252,9 @@ class SessionActor:
             await self.host.restart_kernel(reason)
         return await self.info()
 
+    async def history(self, last: int | None, full: bool = False) -> list[dict[str, Any]]:
+        return self.host.history_entries(last, full)
+
     async def set_network(self, network: list[str]) -> dict[str, Any]:
         return self.host.set_network(network)
 

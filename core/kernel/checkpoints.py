@@ -62,6 +62,10 @@ class ChangeTracker:
         self._hashes = {}
 
 
+# A history file past this is rewritten with each entry once.
+HISTORY_COMPACT_BYTES = 4 << 20
+
+
 class CheckpointStore:
     def __init__(self, folder: Path, depth: int = 20, max_bytes: int = 1 << 30) -> None:
         self.folder = folder
@@ -109,6 +113,39 @@ class CheckpointStore:
     def blobs_of(self, point: dict[str, Any]) -> dict[str, bytes]:
         """The pickles of a checkpoint, by name."""
         return {name: (self.blobs / d).read_bytes() for name, d in point["names"].items()}
+
+    # -- the session's history, beside its checkpoints (a new actor goes on with it) ---------
+
+    @property
+    def _history(self) -> Path:
+        return self.folder / "history.jsonl"
+
+    def add_history(self, entry: dict[str, Any]) -> None:
+        """Append an entry (made, or changed: the last line of an entry wins)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self._history, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+        if self._history.stat().st_size > HISTORY_COMPACT_BYTES:
+            self._compact()
+
+    def history(self, keep: int = 500) -> list[dict[str, Any]]:
+        """The entries in order (each once, as last written), the last ``keep`` of them."""
+        if not self._history.is_file():
+            return []
+        entries: dict[tuple[Any, Any], dict[str, Any]] = {}
+        for line in self._history.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash mid-write
+            entries[(entry.get("execution_count"), entry.get("started_at"))] = entry
+        # Appends run off the reply's path and may land out of order: time orders them.
+        ordered = sorted(entries.values(), key=lambda e: e.get("started_at") or 0.0)
+        return ordered[-keep:]
+
+    def _compact(self) -> None:
+        lines = [json.dumps(e, default=str) + "\n" for e in self.history()]
+        _write(self._history, "".join(lines).encode())
 
     def size(self) -> int:
         return sum(p.stat().st_size for p in self.blobs.glob("*")) if self.blobs.is_dir() else 0

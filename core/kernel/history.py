@@ -1,8 +1,10 @@
 """A session's execution history: what ran, how it ended, when, and the start of its output.
 
 Bounded (the last ``MAX_ENTRIES`` runs, each output cut to ``OUTPUT_CHARS``) so a long-lived
-session cannot grow without limit. It lives in the session: it survives a front-end restart on a
-cluster, and it starts over when the session itself is restarted.
+session cannot grow without limit. It is kept by the session's actor, beside its kernel, not in
+it: one timeline that a kernel's death, a restart or a restore does not cut (a run that killed
+its kernel stays in it, marked ``crashed`` with what was restored after it); hibernation images
+and, for sessions that keep checkpoints, the checkpoint store carry it further.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ class History:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=max_entries)
 
-    def record(self, code: str, reply: dict[str, Any], started_at: float) -> None:
+    def record(
+        self, code: str, reply: dict[str, Any], started_at: float, status: str | None = None
+    ) -> dict[str, Any]:
+        """Add the run ``reply`` answered (``status``: ``crashed`` for one that killed its
+        kernel); the entry as kept."""
         error = reply.get("error")
-        if reply.get("interrupted"):
-            status = "interrupted"
-        elif error:
-            status = "error"
-        else:
-            status = "ok"
+        if status is None:
+            if reply.get("interrupted"):
+                status = "interrupted"
+            elif error:
+                status = "error"
+            else:
+                status = "ok"
         self._entries.append(
             {
                 "execution_count": reply.get("execution_count"),
@@ -53,13 +60,27 @@ class History:
                 "cell_outputs": cell_outputs(reply),
             }
         )
+        return self._entries[-1]
+
+    def crashed_then(self, restored: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Say, in the last crashed run's entry, what came back after it: the checkpoint's run,
+        or nothing. The entry, or None when the last run did not crash."""
+        if not self._entries or self._entries[-1]["status"] != "crashed":
+            return None
+        entry = self._entries[-1]
+        entry["restored"] = (
+            {"state_preserved": "checkpoint", "to_execution": restored["execution_count"]}
+            if restored
+            else {"state_preserved": False}
+        )
+        return entry
 
     def load(self, entries: list[dict[str, Any]]) -> None:
-        """Entries a hibernated session saved, back in place."""
+        """Entries a hibernated session (or the checkpoint store) saved, back in place."""
         self._entries.clear()
         self._entries.extend(entries)
 
-    def note(self, text: str) -> None:
+    def note(self, text: str) -> dict[str, Any]:
         """Something that happened to the session between runs (a rewind)."""
         self._entries.append(
             {
@@ -75,6 +96,7 @@ class History:
                 "outputs": [],
             }
         )
+        return self._entries[-1]
 
     def last(self, count: int | None = None, full: bool = False) -> list[dict[str, Any]]:
         """The last ``count`` entries (all when None); ``full`` keeps their cell outputs."""

@@ -35,6 +35,7 @@ from raykernel.workspace import OPERATIONS, Workspace
 from .capture import truncate_text
 from .checkpoints import CheckpointStore
 from .egress import EgressProxy, Policy, parse_rules
+from .history import History
 from .packages import Installer, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
@@ -93,6 +94,8 @@ class Claim:
     install_cache: str | None = None
     # The identity's workspace (None: the server's, as the local identity has it).
     workspace: str | None = None
+    # The last execution count the front end saw: a new actor's timeline goes on from it.
+    execution_count: int = 0
 
 
 _swept = False
@@ -128,7 +131,10 @@ class SessionHost:
         self.network = config.network
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
-        self.execution_count = 0  # as of the last run's reply
+        # The session's timeline, kept here across kernels (see History).
+        self.execution_count = 0
+        self.last_execution_time: float | None = None
+        self.history = History()
         # Named with this process's id: a leftover (its actor killed) is recognisable.
         sweep_stale_temp()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
@@ -305,6 +311,15 @@ class SessionHost:
             self._workspace = Workspace(Path(claim.workspace), config.max_file_bytes, config.store)
             await asyncio.to_thread(self._workspace.ensure)
         self.network = claim.network
+        # The timeline goes on: from the front end's count (a new actor after the old one was
+        # lost), or from the store's history when the session keeps checkpoints.
+        self.execution_count = max(self.execution_count, claim.execution_count)
+        if self.checkpoints is not None:
+            kept = await asyncio.to_thread(self.checkpoints.history)
+            if kept:
+                self.history.load(kept)
+                counts = [e["execution_count"] for e in kept if e.get("execution_count")]
+                self.execution_count = max([self.execution_count, *counts])
         await self.start()
         return await self.info()
 
@@ -327,10 +342,6 @@ class SessionHost:
 
     async def info(self) -> dict[str, Any]:
         kernel = self.kernel
-        counts: dict[str, Any] = {"execution_count": 0, "last_execution_time": None}
-        if kernel is not None and kernel.alive:
-            with contextlib.suppress(KernelGone):
-                counts = await kernel.request("counts")
         return {
             "session_id": self.session_id,
             "owner": self.owner,
@@ -342,22 +353,27 @@ class SessionHost:
             "network": self.network,
             "checkpoint": "after_run" if self.checkpoints is not None else "off",
             "placement": self.placement,
-            **counts,
+            "execution_count": self.execution_count,
+            "last_execution_time": self.last_execution_time,
         }
 
     # -- runs -----------------------------------------------------------------------------------
 
     async def execute(self, code: str, token: str) -> dict[str, Any]:
-        return await self._run("execute", code, token)
+        return await self._run("execute", (code, token), token, code=code)
 
     async def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
-        return await self._run("run_script", path, args, token)
+        try:  # for the history: what ran (the script may change later)
+            source = await asyncio.to_thread(Path(path).read_text, "utf-8", "replace")
+        except OSError:
+            source = f"# run_script {path}"
+        return await self._run("run_script", (path, args, token), token, code=source)
 
     async def call_function(
         self, payload: bytes, max_result_bytes: int, token: str
     ) -> dict[str, Any]:
         """A plugin's function in the kernel (no history, no count, no checkpoint)."""
-        return await self._run("call_function", payload, max_result_bytes, token, keeps=False)
+        return await self._run("call_function", (payload, max_result_bytes, token), token)
 
     # -- the run book: runs in order, from any front end ---------------------------------------
 
@@ -380,7 +396,9 @@ class SessionHost:
 
     async def _replace_kernel(self, reason: str) -> dict[str, Any] | None:
         await self.restart_kernel(reason)
-        return await self.restore_checkpoint(None)
+        restored = await self.restore_checkpoint(None)
+        self._keep(self.history.crashed_then(restored))
+        return restored
 
     async def revive(self) -> dict[str, Any] | None:
         """A kernel found dead is replaced (once, whoever asks first) and its last checkpoint
@@ -393,14 +411,20 @@ class SessionHost:
             restored = await self._replace_kernel(reason)
         return revival_notice(self.session_id, reason, restored)
 
-    async def _run(self, op: str, *args: Any, keeps: bool = True) -> dict[str, Any]:
+    async def _run(
+        self, op: str, args: tuple[Any, ...], token: str, code: str | None = None
+    ) -> dict[str, Any]:
+        """Run ``op`` in the kernel. A run with ``code`` (execute, run_script) is one of the
+        session's timeline: it gets the next execution count (kept here, so a new kernel goes
+        on from it), its history entry and, when the session keeps them, a checkpoint."""
         kernel = self._running()
-        token = args[-1]
+        counted = code is not None
+        count = self.execution_count + 1 if counted else None
         refused_before = self.egress.refused if self.egress is not None else 0
+        started = time.time()
         try:
-            reply = await kernel.request(op, *args)
-            self.execution_count = reply.get("execution_count") or self.execution_count
-            if keeps and self.checkpoints is not None and reply.get("success"):
+            reply = await kernel.request(op, *args, *([count] if counted else []))
+            if counted and self.checkpoints is not None and reply.get("success"):
                 self._checkpoint_soon(kernel, self.checkpoints)
             if self.egress is not None and self.egress.refused > refused_before:
                 # For the run's trace and its reader: what its list refused meanwhile.
@@ -408,12 +432,12 @@ class SessionHost:
                     "count": self.egress.refused - refused_before,
                     "last": self.egress.last_refused,
                 }
-            return reply
+            status = None
         except KernelGone as exc:
-            return {
+            reply = {
                 **failed_reply(
                     self.session_id,
-                    0,
+                    count or self.execution_count,
                     "KernelDied",
                     "the session's process died while running this code; its state is lost. "
                     f"The next call restarts it. Cause: {exc.reason}",
@@ -422,8 +446,30 @@ class SessionHost:
                 ),
                 "kernel_died": exc.reason,
             }
+            status = "crashed"
         finally:
             kernel.forget_tail(token)
+        if counted and count is not None:
+            self.execution_count = max(self.execution_count, count)
+            self.last_execution_time = time.time()
+            assert code is not None
+            self._keep(self.history.record(code, reply, started, status))
+        return reply
+
+    def _keep(self, entry: dict[str, Any] | None) -> None:
+        """A history entry made or changed: for a session that keeps checkpoints, into the
+        store too (off the reply's path), so that a new actor (its node lost) goes on with
+        the whole timeline."""
+        store = self.checkpoints
+        if entry is None or store is None:
+            return
+        task = asyncio.ensure_future(asyncio.to_thread(store.add_history, dict(entry)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def history_entries(self, last: int | None, full: bool = False) -> list[dict[str, Any]]:
+        """The session's history (answered here, never behind a run)."""
+        return self.history.last(last, full)
 
     async def install(
         self, specs: list[str], allow_urls: bool, allow_builds: bool, timeout: float, token: str
@@ -626,6 +672,8 @@ class SessionHost:
         blobs = await asyncio.to_thread(store.blobs_of, point)
         report = await self.call("rewind", blobs, point["execution_count"])
         report["not_preserved"].update(point.get("not_preserved", {}))
+        if count is not None:  # asked for (rewind_session), not a revival
+            self._keep(self.history.note(f"rewound to the state after run {count}"))
         return {**report, "execution_count": point["execution_count"]}
 
     def checkpoint_counts(self) -> list[int]:
@@ -648,7 +696,11 @@ class SessionHost:
             if (await self.measure()).get("num_children"):
                 raise SessionUnavailable("the session has child processes running")
             snap = await self.call("snapshot")
-            history = await self.call("saved_history")
+            history = {
+                "entries": self.history.last(None, full=True),
+                "execution_count": self.execution_count,
+                "last_execution_time": self.last_execution_time,
+            }
             extra = {"history": history, "session": session, "runs": self.book.export()}
             size = await asyncio.to_thread(
                 write_snapshot,
@@ -673,7 +725,10 @@ class SessionHost:
         history; the report names what could not be carried."""
         blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
         report = await self.call("restore", blobs)
-        await self.call("load_history", manifest.get("history") or {})
+        saved = manifest.get("history") or {}
+        self.history.load(saved.get("entries") or [])
+        self.execution_count = max(self.execution_count, int(saved.get("execution_count") or 0))
+        self.last_execution_time = saved.get("last_execution_time")
         self.book.load(manifest.get("runs") or [])
         report["not_preserved"].update(manifest.get("not_preserved", {}))
         return report
@@ -708,6 +763,8 @@ class SessionHost:
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
         self.session_id = self.owner = self.description = ""
         self.placement, self.checkpoints = {}, None
+        self.execution_count, self.last_execution_time = 0, None
+        self.history = History()
         self.closed = False
         self.book = self._new_book()
         self.network = self.config.network

@@ -25,7 +25,6 @@ from raykernel.replies import RunError, RunReply, run_error, run_reply
 from . import display, functions, interrupts, introspection
 from .capture import CappedStream, WriteWatcher, truncate_text
 from .display import Display, DisplayCollector, mime_bundle, safe_repr
-from .history import History
 from .images import RichOutput
 from .live_output import LiveTail
 
@@ -54,7 +53,6 @@ class Interpreter:
         self.live = live
         self.rich = RichOutput(self.workspace, max_output_bytes, max_image_bytes)
         self.display = Display()
-        self.history = History()
         self.namespace: dict[str, Any] = {}
         self.execution_count = 0
         self.last_execution_time: float | None = None
@@ -90,10 +88,15 @@ class Interpreter:
 
     # -- execution -----------------------------------------------------------------------------
 
-    def execute(self, code: str, token: str | None = None) -> RunReply:
+    def _number(self, count: int | None) -> int:
+        """This run's execution count: the one its session gives (the session keeps the
+        timeline, across kernels), else the next."""
+        self.execution_count = count if count is not None else self.execution_count + 1
+        return self.execution_count
+
+    def execute(self, code: str, token: str | None = None, count: int | None = None) -> RunReply:
         """Run ``code`` like a Jupyter cell and return its reply."""
-        self.execution_count += 1
-        count = self.execution_count
+        count = self._number(count)
         if self.hooks is not None:
             try:
                 self.hooks.before_execute(session_id=self.session_id, code=code)
@@ -109,11 +112,12 @@ class Interpreter:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         return self._run(count, code, token, body, last, self.namespace)
 
-    def run_script(self, path: Path, args: list[str], token: str | None = None) -> RunReply:
+    def run_script(
+        self, path: Path, args: list[str], token: str | None = None, count: int | None = None
+    ) -> RunReply:
         """Run a script file in this session like IPython's ``%run``: as ``__main__``, with
         ``sys.argv`` set, and its top-level names merged into the namespace afterwards."""
-        self.execution_count += 1
-        count = self.execution_count
+        count = self._number(count)
         source = Path(path).read_text(encoding="utf-8")
         filename = str(path)
         try:
@@ -229,7 +233,6 @@ class Interpreter:
                     extras.update(contribution)
             if extras:
                 reply["extras"] = extras
-        self.history.record(code, reply, self.last_execution_time - elapsed)
         return reply
 
     # -- namespace ------------------------------------------------------------------------------
@@ -307,9 +310,6 @@ class Interpreter:
         return type(value).__name__
 
     # -- introspection ------------------------------------------------------------------------
-
-    def get_history(self, last: int | None = None, full: bool = False) -> list[dict[str, Any]]:
-        return self.history.last(last, full)
 
     def complete(self, code: str, cursor_pos: int | None = None) -> dict[str, Any]:
         return introspection.complete(self.namespace, code, cursor_pos)

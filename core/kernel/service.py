@@ -110,15 +110,16 @@ class KernelService:
 
     # -- operations (the main thread runs them, one at a time) ---------------------------------
 
-    def op_execute(self, code: str, token: str) -> Any:
+    def op_execute(self, code: str, token: str, count: int) -> Any:
         self.children.run_starting()
         killed = self.children.killed
-        return self.children.annotate(self.interpreter.execute(code, token), killed)
+        return self.children.annotate(self.interpreter.execute(code, token, count), killed)
 
-    def op_run_script(self, path: str, args: list[str], token: str) -> Any:
+    def op_run_script(self, path: str, args: list[str], token: str, count: int) -> Any:
         self.children.run_starting()
         killed = self.children.killed
-        return self.children.annotate(self.interpreter.run_script(Path(path), args, token), killed)
+        reply = self.interpreter.run_script(Path(path), args, token, count)
+        return self.children.annotate(reply, killed)
 
     def op_call_function(self, payload: bytes, max_result_bytes: int, token: str) -> Any:
         return self.interpreter.call_function(payload, token, max_result_bytes)
@@ -129,9 +130,6 @@ class KernelService:
 
     def op_variables(self) -> Any:
         return self.interpreter.variables()
-
-    def op_history(self, last: int | None, full: bool = False) -> Any:
-        return self.interpreter.get_history(last, full)
 
     def op_complete(self, code: str, cursor_pos: int | None) -> Any:
         return self.interpreter.complete(code, cursor_pos)
@@ -169,24 +167,10 @@ class KernelService:
         if self.tracker is not None:
             self.tracker.forget()
 
-    def op_saved_history(self) -> dict[str, Any]:
-        """The whole history and count, for a hibernation image."""
-        return {
-            "entries": self.interpreter.get_history(None, full=True),
-            "execution_count": self.interpreter.execution_count,
-            "last_execution_time": self.interpreter.last_execution_time,
-        }
-
-    def op_load_history(self, saved: dict[str, Any]) -> None:
-        self.interpreter.history.load(saved.get("entries", []))
-        self.interpreter.execution_count = int(saved.get("execution_count", 0))
-        self.interpreter.last_execution_time = saved.get("last_execution_time")
-
     def op_rewind(self, blobs: dict[str, bytes], count: int) -> dict[str, Any]:
         """The namespace as checkpoint ``count`` had it: every user name replaced."""
         self.interpreter.reset_namespace()
         report = self.interpreter.restore(blobs)
-        self.interpreter.history.note(f"rewound to the state after run {count}")
         if self.tracker is not None:
             self.tracker.forget()
         return report
@@ -194,12 +178,6 @@ class KernelService:
     def op_values(self, names: list[str]) -> dict[str, Any]:
         """Short reprs of ``names`` (missing ones: None), to compare variants."""
         return self.interpreter.values(names)
-
-    def op_counts(self) -> dict[str, Any]:
-        return {
-            "execution_count": self.interpreter.execution_count,
-            "last_execution_time": self.interpreter.last_execution_time,
-        }
 
 
 def prepare_process() -> None:

@@ -204,11 +204,11 @@ class SessionHandle:
         self, last: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> list[dict[str, Any]]:
         """The last ``last`` runs (all kept when None)."""
-        return await self._await(self._actor.call.remote("history", last), timeout)
+        return await self._await(self._actor.history.remote(last), timeout)
 
     async def cells(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
         """The whole history with each run's notebook outputs (for export_notebook)."""
-        return await self._await(self._actor.call.remote("history", None, True), timeout)
+        return await self._await(self._actor.history.remote(None, True), timeout)
 
     async def complete(
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT

@@ -221,6 +221,7 @@ class Lifecycle:
                 str(self.checkpoints_dir(record)) if record.checkpoint == "after_run" else None,
                 str(self.install_cache(record)) if record.owner != LOCAL else None,
                 str(self.workspaces.root_of(record.owner)),
+                record.execution_count,
             )
             info = await handle.claim(claim, CREATE_TIMEOUT)
         except BaseException as exc:

@@ -86,12 +86,13 @@ class Recovery:
         carries, the session's counters, and ``notice`` (a revival's or a resumption's)."""
         died = reply.pop("kernel_died", None)  # type: ignore[misc]
         if died is not None:
+            record.execution_count = max(record.execution_count, reply["execution_count"])
             reply = self.died_reply(record, str(died), actor_gone=False)
         reply.setdefault("interrupted", False)
         reply.setdefault("restarted", False)
         reply.setdefault("state_preserved", not reply["restarted"])
-        if not reply["restarted"] and reply.get("execution_count") is not None:
-            record.execution_count = reply["execution_count"]
+        if reply.get("execution_count") is not None:  # one timeline: it only grows
+            record.execution_count = max(record.execution_count, reply["execution_count"])
             record.last_execution_time = time.time()
             record.run_seconds += reply.get("execution_time") or 0.0
         if record.status != "dead":
@@ -113,8 +114,11 @@ class Recovery:
             log.warning("could not interrupt session %s: %s", record.session_id, exc)
 
     def died_reply(self, record: SessionRecord, reason: str, actor_gone: bool) -> RunReply:
-        """The reply of a run whose session died under it."""
+        """The reply of a run whose session died under it (the run took its number in the
+        timeline: the next one goes on after it)."""
         self.mark_dead(record, reason, actor_gone)
+        if actor_gone:  # the actor that kept the count is gone with it
+            record.execution_count += 1
         return failed_reply(
             record.session_id,
             record.execution_count,

@@ -175,6 +175,12 @@ class Turns:
                     continue
                 if isinstance(exc, ActorDied):
                     self.recovery.mark_dead(record, exc.reason, actor_gone=True)
+                    if attempt == 1:
+                        # Nothing ran (the run was not booked): bring the session back now
+                        # and book it there; the reply says what was lost.
+                        notice = await self.recovery.revive_if_dead(record)
+                        record.resume_notice = {**(record.resume_notice or {}), **(notice or {})}
+                        continue
                     raise KernelDied(
                         f"session {record.session_id!r} died ({record.death_reason})"
                     ) from None

@@ -54,6 +54,17 @@ async def test_placement_spread_refusal_and_node_loss(cluster: Any, tmp_path: Pa
         # Lose the worker node: its sessions say so, the others keep working.
         await _create(client, session_id="roamer", node_id=worker_id, node_affinity="soft")
         await client.call_tool("run_python_code", {"code": "x = 1", "session_id": "roamer"})
+        # One that keeps checkpoints: its timeline and state go on on another node.
+        await _create(
+            client,
+            session_id="keeper",
+            node_id=worker_id,
+            node_affinity="soft",
+            checkpoint="after_run",
+        )
+        for code in ("k = 1", "k = 2"):
+            await client.call_tool("run_python_code", {"code": code, "session_id": "keeper"})
+        await asyncio.sleep(1)  # its last checkpoint is stored off the reply's path
         cluster.remove_node(cluster.worker)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -79,6 +90,15 @@ async def test_placement_spread_refusal_and_node_loss(cluster: Any, tmp_path: Pa
         assert "lost with its node" in back["notice"]
         moved = await client.call_tool("get_kernel_health", {"session_id": "roamer"})
         assert moved.structured_content["node_id"] == head_id
+        kept = (
+            await client.call_tool("run_python_code", {"code": "k", "session_id": "keeper"})
+        ).structured_content
+        assert kept["result"] == "2" and kept["state_preserved"] == "checkpoint", kept
+        assert kept["execution_count"] == 3
+        history = (
+            await client.call_tool("get_history", {"session_id": "keeper"})
+        ).structured_content
+        assert [e["execution_count"] for e in history["entries"]] == [1, 2, 3]
 
 
 async def test_sessions_outlive_a_front_end_restart(cluster: Any, tmp_path: Path) -> None:

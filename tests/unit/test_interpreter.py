@@ -12,6 +12,7 @@ import pluggy
 import pytest
 
 from raykernel.hookspecs import hookimpl
+from raykernel.kernel.history import History
 from raykernel.kernel.interpreter import Interpreter
 from raykernel.kernel.interrupts import Interrupts
 from raykernel.pluginmanager import new_manager
@@ -225,8 +226,11 @@ def test_display_protocol_and_history_without_ray(
     )
     assert reply["displays"] == [{"text/plain": "M()", "text/markdown": "*m*"}, {"text/plain": "7"}]
     assert reply["result"] == "<class '__main__.M'>" and reply["result_data"] == {}
-    interp.execute("raise ValueError('bad')")
-    entries = interp.get_history()
+    # The history is the session's (its actor keeps it across kernels), made from replies.
+    history = History()
+    history.record("display(M(), 7)", reply, 0.0)
+    history.record("raise ValueError('bad')", interp.execute("raise ValueError('bad')"), 1.0)
+    entries = history.last()
     assert [e["status"] for e in entries] == ["ok", "error"]
     assert entries[1]["error"] == "ValueError: bad"
-    assert interp.get_history(1) == entries[-1:]
+    assert history.last(1) == entries[-1:]
