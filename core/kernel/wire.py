@@ -23,22 +23,24 @@ BLOB = "__blob__"
 
 def encode(message: Any) -> bytes:
     blobs: list[bytes] = []
-
-    def lift(value: Any) -> Any:
-        if isinstance(value, bytes | bytearray | memoryview):
-            blobs.append(bytes(value))
-            return {BLOB: len(blobs) - 1}
-        if isinstance(value, dict):
-            return {str(k): lift(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [lift(v) for v in value]
-        return value
-
-    text = json.dumps(lift(message), default=str).encode("utf-8", "surrogatepass")
+    text = json.dumps(_lift(message, blobs), default=str).encode("utf-8", "surrogatepass")
     parts = [_U64.pack(len(text)), text, _U32.pack(len(blobs))]
     for blob in blobs:
         parts += [_U64.pack(len(blob)), blob]
     return b"".join(parts)
+
+
+def _lift(value: Any, blobs: list[bytes]) -> Any:
+    # A function of the module, not a closure: a recursive closure is a reference cycle,
+    # which kept every message's attachments (a snapshot's pickles) until a garbage collection.
+    if isinstance(value, bytes | bytearray | memoryview):
+        blobs.append(bytes(value))
+        return {BLOB: len(blobs) - 1}
+    if isinstance(value, dict):
+        return {str(k): _lift(v, blobs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_lift(v, blobs) for v in value]
+    return value
 
 
 def _lower(value: Any, blobs: list[bytes]) -> Any:
