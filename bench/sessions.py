@@ -9,6 +9,9 @@
 2. hibernate and resume (resume + first result) of a session holding 10 MB, p50 / p99.
 3. what checkpoints cost: back-to-back runs that each change 1 MB, checkpoint "after_run"
    against "off" (the checkpoint is taken after the reply, before the next run).
+4. cold sessions under churn (issue 24): 300 sessions of 1 MB, 16 resident, each asked once in
+   shuffled order: the whole pass, and one call's p50 / p99.
+5. create_session of sessions that have not run yet: 10,000 of them, and one call's p50.
 Not part of the test suite.
 """
 
@@ -200,11 +203,93 @@ async def bench_checkpoint(n: int, workspace: str) -> None:
         )
 
 
+async def bench_cold(n: int, resident: int, workspace: str) -> None:
+    """Issue 24's churn: N sessions holding 1 MB each, more than can be resident; then each
+    asked once, in shuffled order (most resume, each making room for itself)."""
+    import random
+
+    from raykernel.server.build import build_server
+    from raykernel.settings import Settings
+
+    mcp, _app = build_server(
+        Settings(
+            workspace=workspace,
+            config=None,
+            max_sessions=n + 10,
+            max_resident_sessions=resident,
+            warm_pool_size=2,
+            hibernate_after=0,
+        )
+    )
+    async with Client(mcp) as client:
+        await client.call_tool("list_sessions", {})
+        for i in range(n):
+            await client.call_tool("create_session", {"session_id": f"c{i}"})
+            await client.call_tool(
+                "run_python_code",
+                {"code": f"import os\nx = {i}\nstate = os.urandom(1 << 20)", "session_id": f"c{i}"},
+            )
+        order = list(range(n))
+        random.Random(24).shuffle(order)
+        calls = []
+        started = time.perf_counter()
+        for i in order:
+            begun = time.perf_counter()
+            reply = await client.call_tool("run_python_code", {"code": "x", "session_id": f"c{i}"})
+            calls.append(time.perf_counter() - begun)
+            assert reply.structured_content["result"] == str(i), reply.structured_content
+        asked = time.perf_counter() - started
+    row(
+        f"4. {n} sessions (1 MB each, {resident} resident), each asked once in shuffled order",
+        f"{asked:.0f} s",
+        "target <= 60 s for 300",
+    )
+    row(
+        "4. one call to a session that must resume, p50 / p99",
+        f"{statistics.median(calls) * 1e3:.0f} / {pct(calls, 0.99) * 1e3:.0f} ms",
+        "target p50 <= 150 ms",
+    )
+
+
+async def bench_create(n: int, workspace: str) -> None:
+    """create_session alone (a session that has never run code)."""
+    from raykernel.server.build import build_server
+    from raykernel.settings import Settings
+
+    mcp, _app = build_server(
+        Settings(workspace=workspace, config=None, max_sessions=n + 10, hibernate_after=0)
+    )
+    async with Client(mcp) as client:
+        await client.call_tool("list_sessions", {})
+        samples = []
+        started = time.perf_counter()
+        for i in range(n):
+            begun = time.perf_counter()
+            await client.call_tool("create_session", {"session_id": f"n{i}"})
+            samples.append(time.perf_counter() - begun)
+        total = time.perf_counter() - started
+        first = await client.call_tool("run_python_code", {"code": "1 + 1", "session_id": "n0"})
+        assert first.structured_content["result"] == "2"
+    row(
+        f"5. create {n} sessions that have not run yet",
+        f"{total:.1f} s",
+        "target < 60 s for 10,000",
+    )
+    row(
+        "5. create_session, p50 / p99",
+        f"{statistics.median(samples) * 1e3:.1f} / {pct(samples, 0.99) * 1e3:.1f} ms",
+        "target p50 <= 5 ms",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--resident", type=int, default=12)
-    parser.add_argument("--rows", default="1,2,3")
+    parser.add_argument("--rows", default="1,2,3,4,5")
+    parser.add_argument("--churn", type=int, default=300, help="sessions of row 4")
+    parser.add_argument("--churn-resident", type=int, default=16)
+    parser.add_argument("--creates", type=int, default=10_000, help="sessions of row 5")
     args = parser.parse_args()
     wanted = set(args.rows.split(","))
     with tempfile.TemporaryDirectory() as workspace:
@@ -214,6 +299,13 @@ def main() -> None:
             asyncio.run(bench_resume(20, workspace))
         if "3" in wanted:
             asyncio.run(bench_checkpoint(50, workspace))
+    for number, bench in (
+        ("4", lambda w: bench_cold(args.churn, args.churn_resident, w)),
+        ("5", lambda w: bench_create(args.creates, w)),
+    ):
+        if number in wanted:
+            with tempfile.TemporaryDirectory() as workspace:
+                asyncio.run(bench(workspace))
     print(f"\nraykernel sessions beyond processes ({psutil.cpu_count()} cores)\n")
     widths = [max(len(r[i]) for r in ROWS) for i in range(4)]
     for name, value, baseline, ratio in ROWS:

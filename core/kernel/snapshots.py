@@ -23,9 +23,11 @@ def write_snapshot(
     blobs: dict[str, bytes],
     not_preserved: dict[str, str],
     extra: dict[str, Any] | None = None,
+    sync: bool = True,
 ) -> int:
     """Write the file (``extra``: more JSON for the manifest, a hibernated session's history
-    and identity); return its size in bytes."""
+    and identity); return its size in bytes. ``sync``: on disk before it takes its name (a
+    cold session's empty image holds nothing a crash could lose, and skips it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest = {
         "session_id": session_id,
@@ -39,8 +41,9 @@ def write_snapshot(
         archive.writestr(MANIFEST, json.dumps(manifest))
         for index, blob in enumerate(blobs.values()):
             archive.writestr(f"values/{index}.pkl", blob)
-    with open(tmp, "rb+") as handle:  # on disk before it takes the name
-        os.fsync(handle.fileno())
+    if sync:
+        with open(tmp, "rb+") as handle:  # on disk before it takes the name
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path.stat().st_size
 

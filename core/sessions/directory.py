@@ -59,7 +59,9 @@ class Directory:
     async def created(self, record: SessionRecord) -> None:
         """The session this front end reserved has its actor."""
         name = record.handle.name if record.handle is not None else None
-        await self.registry.settle(record.qualified, self.holder, name, "live", record.meta())
+        await self.registry.settle(
+            record.qualified, self.holder, name, _state(record), record.meta()
+        )
 
     async def abandon(self, qualified: str) -> None:
         """The creation failed: the id is free again."""

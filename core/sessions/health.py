@@ -65,7 +65,10 @@ class SessionHealth:
             report["actor_memory"] = measured.get("actor_memory")
             if measured.get("network"):  # an allow-list's proxy: what it allows and refused
                 report["network"] = measured["network"]
-        if not report["ray_actor"]:
+        if record.cold:
+            report["ray_actor"] = False
+            report["served_by"] = "nothing yet: a cold session, started by its first call"
+        elif not report["ray_actor"]:
             report["served_by"] = (
                 "the server process (embedded mode: this session is not a Ray actor; Ray starts "
                 "when another session needs one)"

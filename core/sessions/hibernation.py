@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raykernel.errors import SessionLimitReached, SessionUnavailable
-from raykernel.kernel.snapshots import read_manifest
+from raykernel.errors import SessionLimitReached, SessionNotFound, SessionUnavailable
+from raykernel.kernel.snapshots import read_manifest, write_snapshot
 from raykernel.settings import Settings
 
 from .handle import ActorDied, SessionHandle
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .directory import Directory
 
 log = logging.getLogger(__name__)
+
+# Places kept free below max_resident_sessions, ahead of need (see keep_room).
+ROOM_AHEAD = 2
 
 
 class Hibernation:
@@ -54,6 +57,7 @@ class Hibernation:
         self.sessions = sessions
         self.directory = directory
         self._recycling: set[asyncio.Future[None]] = set()
+        self._keeping: asyncio.Future[None] | None = None
 
     def can_hibernate(self, record: SessionRecord) -> bool:
         """Idle: alive, not running, nothing queued (background runs included)."""
@@ -117,19 +121,11 @@ class Hibernation:
             )
         assert record.handle is not None
         path = self.lifecycle.image_path(record)
-        session = {
-            "owner": record.owner,
-            "description": record.description,
-            "created_at": record.created_at,
-            "placement": dataclasses.asdict(record.placement),
-            "network": record.network,
-            "checkpoint": record.checkpoint,
-            "restart_count": record.restart_count,
-        }
+        session = _identity(record)
         started = time.perf_counter()
         handle = record.handle
         report = await handle.hibernate(str(path), session, self.settings.max_timeout, wait)
-        if self._recyclable(record):
+        if self._recyclable(record) and self.pool.expect():
             record.handle = None
             task = asyncio.ensure_future(self._recycle(handle))
             self._recycling.add(task)
@@ -153,6 +149,21 @@ class Hibernation:
             "not_preserved": report["not_preserved"],
         }
 
+    async def make_cold(self, record: SessionRecord) -> None:
+        """A new session that holds no process; its first call starts it as a resume would. On
+        a cluster it also gets an empty image (who it is, nothing else: not synced, a crash
+        loses nothing of it), so that a restarted front end finds it as it finds the
+        hibernated ones."""
+        size = None
+        if self.settings.detached:  # embedded sessions end with the server: none to find
+            path = self.lifecycle.image_path(record)
+            extra = {"session": {**_identity(record), "cold": True}, "history": {}, "runs": []}
+            size = await asyncio.to_thread(
+                write_snapshot, path, record.session_id, {}, {}, extra, sync=False
+            )
+        record.status, record.cold = "hibernated", True
+        record.hibernated_at, record.image_bytes = time.time(), size
+
     async def _recycle(self, handle: SessionHandle) -> None:
         """A fresh kernel in the hibernated session's actor, then into the pool (off the
         hibernation's path: the image is whole already)."""
@@ -160,6 +171,7 @@ class Hibernation:
             await handle.recycle(CREATE_TIMEOUT)
         except (ActorDied, SessionUnavailable):
             handle.kill()
+            self.pool.not_coming()
             return
         if not self.pool.give(handle):  # the pool filled meanwhile
             with contextlib.suppress(ActorDied, SessionUnavailable):
@@ -174,7 +186,7 @@ class Hibernation:
         # Among replicas another front end may still hold the actor's handle: it must find
         # the actor gone, never serving another session.
         shared = self.directory is not None and self.directory.shared
-        return usual and not local and not shared and len(self.pool) < self.pool.size
+        return usual and not local and not shared
 
     async def resume(self, record: SessionRecord) -> dict[str, Any]:
         """Bring a hibernated session back (the caller holds its slot); what the call that
@@ -196,17 +208,55 @@ class Hibernation:
         record.status = "starting"
         usual = record.placement.is_default
         try:
-            await self.lifecycle.spawn(record, self.pool.take() if usual else None)
+            # No new actor for the pool now: keep_room's hibernation recycles one into it.
+            await self.lifecycle.spawn(record, self.pool.take(refill=False) if usual else None)
             assert record.handle is not None
-            report = await record.handle.resume(str(path), self.settings.max_timeout)
+            if not record.cold:  # a cold session has nothing to load
+                report = await record.handle.resume(str(path), self.settings.max_timeout)
         except BaseException:
             await self.lifecycle.kill(record)
             record.status = "hibernated"  # the image is still there: the next call tries again
             raise
         await asyncio.to_thread(path.unlink, True)
         record.hibernated_at = record.image_bytes = None
+        self.keep_room()  # room for the next one, off this call's path
+        if record.cold:  # its first start: nothing to say
+            record.cold = False
+            return {}
         log.info("session %s resumed", record.qualified)
         return {"resumed": True, "not_preserved": report["not_preserved"]}
+
+    def keep_room(self) -> None:
+        """Hibernate least recently used idle sessions in the background until ``ROOM_AHEAD``
+        places are free: the next new or resuming session then neither waits for a
+        hibernation nor finds the pool empty (each hibernated actor is recycled into it)."""
+        if self._keeping is None or self._keeping.done():
+            self._keeping = asyncio.ensure_future(self._keep_room())
+
+    async def _keep_room(self) -> None:
+        try:
+            await self._make_room_ahead()
+        finally:
+            self.pool.refill()  # what recycling did not bring back is started now
+
+    async def _make_room_ahead(self) -> None:
+        limit = self.settings.resident_limit
+        target = max(1, limit - ROOM_AHEAD)
+        while sum(1 for r in self.sessions.values() if r.resident) > target:
+            candidates = sorted(
+                (r for r in self.sessions.values() if self.may_evict(r)),
+                key=lambda r: r.last_used(),
+            )
+            for candidate in candidates:
+                if candidate.slot.try_acquire():
+                    try:
+                        with contextlib.suppress(SessionUnavailable, ActorDied, SessionNotFound):
+                            await self.hibernate(candidate)
+                    finally:
+                        candidate.slot.release()
+                    break
+            else:
+                return  # nothing idle enough: the caller's own make_room says so if it must
 
     async def make_room(self, keep: SessionRecord | None = None) -> None:
         """Hibernate least recently used idle sessions until one more fits."""
@@ -246,6 +296,20 @@ class Hibernation:
         return found
 
 
+def _identity(record: SessionRecord) -> dict[str, Any]:
+    """Who a session is, as its image keeps it."""
+    return {
+        "owner": record.owner,
+        "description": record.description,
+        "created_at": record.created_at,
+        "placement": dataclasses.asdict(record.placement),
+        "network": record.network,
+        "checkpoint": record.checkpoint,
+        "restart_count": record.restart_count,
+        "cold": record.cold or (record.execution_count == 0 and record.status == "hibernated"),
+    }
+
+
 def record_from_image(path: Path) -> SessionRecord | None:
     """The record of the hibernated session whose image is ``path`` (blocking); None if
     there is no readable image there."""
@@ -267,6 +331,7 @@ def record_from_image(path: Path) -> SessionRecord | None:
     )
     record.checkpoint = session.get("checkpoint", "off")
     record.restart_count = session.get("restart_count", 0)
+    record.cold = bool(session.get("cold")) and not manifest.get("names")
     record.status = "hibernated"
     record.hibernated_at = manifest.get("created_at")
     record.image_bytes = path.stat().st_size

@@ -59,6 +59,9 @@ class SessionRecord:
     resume_notice: dict[str, Any] | None = None
     # False when its actor did not answer the last liveness probe in time (see listing).
     responsive: bool = True
+    # Created and never started: it holds no process, only an empty image; its first call
+    # starts it (from the warm pool), as it would resume a hibernated session.
+    cold: bool = False
     placement: Placement = field(default_factory=Placement)
 
     @property
@@ -73,7 +76,7 @@ class SessionRecord:
 
     def summary(self, active: bool) -> dict[str, Any]:
         hibernated = {}
-        if self.status == "hibernated":
+        if self.status == "hibernated" and not self.cold:
             hibernated = {
                 "hibernated_at": iso_time(self.hibernated_at),
                 "image_bytes": self.image_bytes,
@@ -98,6 +101,8 @@ class SessionRecord:
         ``unresponsive``, never ``healthy``."""
         if self.status in ("healthy", "busy") and not self.responsive:
             return "unresponsive"
+        if self.status == "hibernated" and self.cold:
+            return "cold"
         return self.status
 
     def info(self, restarted: bool) -> dict[str, Any]:

@@ -274,12 +274,19 @@ class SessionRouter:
         # its claim); other requests get their own.
         usual = placement.is_default
         local = usual and qualified == DEFAULT_SESSION and self.settings.local_default
-        pooled = self.pool.take() if usual and not local else None
+        # A session with the usual placement and network starts cold: no process until its
+        # first call (which takes a pooled actor). One that asks for resources, a node or
+        # another network starts now: its placement or its confinement may be refused.
+        cold = usual and not local and network == self.settings.session_network
+        pooled = self.pool.take() if usual and not local and not cold else None
         try:
-            await self.hibernation.make_room(record)
+            if cold:
+                await self.hibernation.make_cold(record)
+            else:
+                await self.hibernation.make_room(record)
             if local:
                 await self.lifecycle.spawn_local(record)
-            else:
+            elif not cold:
                 await self.lifecycle.spawn(record, pooled)
         except BaseException:
             self.sessions.pop(qualified, None)

@@ -21,27 +21,47 @@ class WarmPool:
         self._start_actor = start_actor
         self._ready: list[Any] = []
         self._starting = 0
+        # Recycled actors on their way back (a hibernated session's): no new one is started
+        # for a place one of them will take.
+        self._expected = 0
         self._tasks: set[asyncio.Future[Any]] = set()
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._ready)
 
-    def take(self) -> Any | None:
-        """A ready actor, or None when the pool is empty (or off)."""
+    def take(self, refill: bool = True) -> Any | None:
+        """A ready actor, or None when the pool is empty (or off). ``refill`` False: the
+        caller will give one back soon (a resume makes room by hibernating another session,
+        whose actor is recycled here) or call ``refill`` itself."""
         handle = self._ready.pop() if self._ready else None
-        self.refill()
+        if refill:
+            self.refill()
         return handle
+
+    def expect(self) -> bool:
+        """A recycled actor will be given back (``give``, or ``not_coming``) if the pool wants
+        one: True when it does."""
+        if self._closed or len(self._ready) + self._starting + self._expected >= self.size:
+            return False
+        self._expected += 1
+        return True
+
+    def not_coming(self) -> None:
+        """An expected actor will not come (its recycling failed): start one instead."""
+        self._expected = max(0, self._expected - 1)
+        self.refill()
 
     def give(self, handle: Any) -> bool:
         """Take back a fresh actor (a hibernated session's, recycled) if the pool has room."""
+        self._expected = max(0, self._expected - 1)
         if self._closed or len(self._ready) + self._starting >= self.size:
             return False
         self._ready.append(handle)
         return True
 
     def refill(self) -> None:
-        while not self._closed and len(self._ready) + self._starting < self.size:
+        while not self._closed and len(self._ready) + self._starting + self._expected < self.size:
             self._starting += 1
             task = asyncio.ensure_future(self._add_one())
             self._tasks.add(task)

@@ -45,8 +45,14 @@ async def test_placement_spread_refusal_and_node_loss(cluster: Any, tmp_path: Pa
         listing = (await client.call_tool("list_sessions", {})).structured_content
         assert "impossible" not in listing["sessions"]
 
-        spread = [await _create(client, session_id=f"spread{i}") for i in range(4)]
-        assert {s["node_id"] for s in spread} == {head_id, worker_id}
+        for i in range(4):  # cold: placed on a node at their first call
+            await _create(client, session_id=f"spread{i}")
+            await client.call_tool("run_python_code", {"code": "1", "session_id": f"spread{i}"})
+        healths = [
+            (await client.call_tool("get_kernel_health", {"session_id": f"spread{i}"}))
+            for i in range(4)
+        ]
+        assert {h.structured_content["node_id"] for h in healths} == {head_id, worker_id}
         health = await client.call_tool("get_kernel_health", {"session_id": "special"})
         assert health.structured_content["node_id"] == worker_id
         assert health.structured_content["node_ip"]

@@ -23,6 +23,9 @@ def _error(reply: dict) -> str:
 
 
 async def test_health_reports_the_isolation(client: Client, scratch: str) -> None:
+    cold = await call(client, "get_kernel_health", session_id=scratch)
+    assert cold["status"] == "cold" and cold["pid"] is None  # no process before its first call
+    await run(client, "None", session_id=scratch)
     health = await call(client, "get_kernel_health", session_id=scratch)
     isolation = health["isolation"]
     assert isolation["mode"] == "confined"

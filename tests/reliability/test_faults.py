@@ -131,6 +131,7 @@ async def test_memory_limit_gives_memory_error_and_spares_other_sessions(
 async def test_runaway_children_are_bounded_and_gone_after_delete(client: Client, app) -> None:
     sid = f"spawner-{time.monotonic_ns()}"
     await call(client, "create_session", session_id=sid)
+    await run(client, "None", session_id=sid)  # its kernel starts at its first call
     # The kernel leads its own process group: everything user code starts stays in it.
     pgid = app.router.sessions[sid].kernel_pid
     assert os.getpgid(pgid) == pgid

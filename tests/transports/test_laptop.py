@@ -59,8 +59,10 @@ async def test_default_needs_no_ray_and_a_second_session_starts_it(tmp_path: Pat
         assert "not a Ray actor" in health["served_by"]
         assert health["isolation"]["mode"] == "confined"
 
-        # A second session needs an actor: Ray starts, and both sessions work together.
+        # A second session needs an actor: Ray starts at its first call (it is created cold),
+        # and both sessions work together.
         await client.call_tool("create_session", {"session_id": "second"})
+        await client.call_tool("run_python_code", {"code": "None", "session_id": "second"})
         other = (
             await client.call_tool("get_kernel_health", {"session_id": "second"})
         ).structured_content
@@ -113,8 +115,8 @@ async def test_a_killed_server_leaves_no_kernel_behind(tmp_path: Path) -> None:
 async def test_ray_at_launch_makes_default_a_ray_actor(tmp_path: Path) -> None:
     transport = stdio_transport(tmp_path, RAYKERNEL_RAY_START="at_launch")
     async with Client(transport) as client:
+        reply = await client.call_tool("run_python_code", {"code": "1 + 1"})
+        assert reply.structured_content["result"] == "2"
         health = (await client.call_tool("get_kernel_health", {})).structured_content
         assert health["ray_actor"] is True
         assert "served_by" not in health
-        reply = await client.call_tool("run_python_code", {"code": "1 + 1"})
-        assert reply.structured_content["result"] == "2"
