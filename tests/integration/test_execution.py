@@ -189,6 +189,7 @@ async def test_concurrent_calls_on_one_session_run_in_order(client: Client, scra
 
 
 async def test_other_sessions_answer_while_one_spins(client: Client, scratch: str) -> None:
+    await run(client, "None", session_id=scratch)  # started (a new session is cold)
     spinning = asyncio.ensure_future(run(client, "while True: pass", session_id=scratch, timeout=4))
     await asyncio.sleep(0.5)
     started = time.monotonic()
