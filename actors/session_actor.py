@@ -280,6 +280,20 @@ class SessionActor:
         report["not_preserved"].update(snapshot["not_preserved"])
         return report
 
+    async def fork_kernel(self, count: int) -> str:
+        return await self.host.fork_kernel(count)
+
+    async def run_forks(
+        self, set_id: str, variants: list[str], timeout: float, compare: list[str]
+    ) -> list[dict[str, Any]]:
+        return await self.host.run_forks(set_id, variants, timeout, compare)
+
+    async def fork_snapshot(self, set_id: str, index: int) -> dict[str, Any]:
+        return await self.host.fork_snapshot(set_id, index)
+
+    async def drop_forks(self, set_id: str) -> None:
+        await self.host.drop_forks(set_id)
+
     async def save_snapshot(self, path: str) -> dict[str, Any]:
         return await self.host.save_snapshot(path)
 

@@ -40,13 +40,21 @@ async def run_variants(
     timeout: Annotated[
         float | None, Field(gt=0, description="Seconds each variant may run (default timeout).")
     ] = None,
+    fork: Annotated[
+        Literal["auto", "copy"],
+        Field(
+            description="'copy': each variant in a new session holding a copy of the state, "
+            "spread over the cluster's nodes (slower to start)."
+        ),
+    ] = "auto",
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """Try several variants from one starting point in a single call: the session is forked
-    once per variant (its variables copied), every variant runs at the same time in its own
-    fork (spread over the cluster's nodes), and the reply gives each run's result and, for
-    the names in `compare`, each variant's value side by side. The forks are deleted
-    afterwards unless keep says otherwise. The session itself is not changed."""
+    once per variant (its process forked copy-on-write when it is idle, else its variables
+    copied), every variant runs at the same time in its own fork, and the reply gives each
+    run's result and, for the names in `compare`, each variant's value side by side. The
+    forks are gone afterwards unless keep says otherwise. The session itself is not
+    changed."""
     return await app.variants.run(
         app.resolve_session(session_id),
         list(variants),
@@ -55,6 +63,7 @@ async def run_variants(
         keep,
         best_by,
         goal,
+        fork,
     )
 
 

@@ -39,6 +39,7 @@ def record_crashes() -> None:
             os.write(2, f"\nraykernel: os._exit({status})\n".encode())
         real_exit(status)
 
+    _exit.__wrapped__ = real_exit  # type: ignore[attr-defined]
     os._exit = _exit  # type: ignore[assignment]
 
 

@@ -35,6 +35,7 @@ from raykernel.workspace import OPERATIONS, Workspace
 from .capture import truncate_text
 from .checkpoints import CheckpointStore
 from .egress import EgressProxy, Policy, parse_rules
+from .forks import Forks
 from .history import History
 from .packages import Installer, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
@@ -155,6 +156,8 @@ class SessionHost:
         # Set once the session has been handed on (hibernated): no run is taken any more.
         self.closed = False
         self.book = self._new_book()
+        # run_variants' copy-on-write forks of the kernel, while the call lasts.
+        self.forks = Forks(self.tmp, config.interrupt_grace)
 
     def _new_book(self) -> RunBook:
         driver = Driver(
@@ -610,6 +613,39 @@ class SessionHost:
         except KernelGone as exc:
             raise SessionUnavailable(f"the session's process died: {exc.reason}") from None
 
+    # -- copy-on-write forks (run_variants) ---------------------------------------------------
+
+    async def fork_kernel(self, count: int) -> str:
+        """``count`` copy-on-write forks of the kernel (see forks); the id of the set. The
+        caller holds the session's turn: the kernel is between runs."""
+        try:
+            return await self.forks.make(self._running(), count)
+        except KernelGone as exc:
+            raise SessionUnavailable(f"the session's process did not fork: {exc.reason}") from None
+
+    async def run_forks(
+        self, set_id: str, variants: list[str], timeout: float, compare: list[str]
+    ) -> list[dict[str, Any]]:
+        """Variant ``i`` in fork ``i``, all at once: each one's reply and compared values.
+        Each is run ``execution_count + 1`` of its own branch; the session's timeline does
+        not move."""
+        try:
+            return await self.forks.run(
+                set_id, variants, timeout, self.execution_count + 1, self.session_id, compare
+            )
+        except KernelGone as exc:
+            raise SessionUnavailable(exc.reason) from None
+
+    async def fork_snapshot(self, set_id: str, index: int) -> dict[str, Any]:
+        """Fork ``index``'s picklable state, as ``call("snapshot")`` gives the kernel's."""
+        try:
+            return await self.forks.snapshot(set_id, index)
+        except KernelGone as exc:
+            raise SessionUnavailable(f"the variant's process is gone: {exc.reason}") from None
+
+    async def drop_forks(self, set_id: str) -> None:
+        await self.forks.drop(set_id)
+
     async def save_snapshot(self, path: str) -> dict[str, Any]:
         """Write the kernel's picklable state to ``path`` (the kernel cannot reach the store;
         its pickles are written here as the bytes they are, never loaded)."""
@@ -777,6 +813,7 @@ class SessionHost:
         for installer in list(self._installs.values()):
             with contextlib.suppress(ProcessLookupError):
                 installer.kill()
+        await self.forks.close()
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")
         self._stop_egress()

@@ -66,6 +66,33 @@ class KernelProcess:
         self._process: psutil.Process | None = None
         # PID 1 of the kernel's PID namespace (its reaper: see jail), when it has one.
         self._init_pid: int | None = None
+        # A copy of another kernel (see ``adopt``): no child of this process; its crash
+        # notes are in a file.
+        self._adopted = False
+        self._stderr_file: str | None = None
+
+    @classmethod
+    def adopt(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        pid: int,
+        spec: dict[str, Any],
+        isolation: dict[str, Any],
+        stderr_file: str,
+        max_message_bytes: int = 1 << 34,
+    ) -> KernelProcess:
+        """A kernel forked from another (copy-on-write), serving on ``reader``/``writer``.
+        It is in the other kernel's namespaces and dies with them; killing it kills its
+        process group (it leads its own)."""
+        kernel = cls({}, max_message_bytes)
+        kernel._adopted, kernel._stderr_file = True, stderr_file
+        kernel._reader, kernel._writer = reader, writer
+        kernel.pid, kernel.spec, kernel.isolation = pid, spec, dict(isolation)
+        with contextlib.suppress(psutil.Error):
+            kernel._process = psutil.Process(pid)
+        kernel._tasks.append(asyncio.ensure_future(kernel._read(reader)))
+        return kernel
 
     # -- start and stop -----------------------------------------------------------------------
 
@@ -146,7 +173,7 @@ class KernelProcess:
     @property
     def alive(self) -> bool:
         """Started (it has its spec), and not dead."""
-        if self._proc is None or not self.spec or self._gone.is_set():
+        if (self._proc is None and not self._adopted) or not self.spec or self._gone.is_set():
             return False
         try:  # a kill from outside is seen here before the socket says so
             process = self._process
@@ -158,6 +185,9 @@ class KernelProcess:
         """Kill the kernel and everything it started; return once they are gone."""
         if reason is not None and self.exit_reason is None:
             self.exit_reason = reason
+        if self._adopted:
+            await self._kill_adopted()
+            return
         proc = self._proc
         if proc is None:
             return
@@ -177,6 +207,20 @@ class KernelProcess:
             with contextlib.suppress(psutil.Error):
                 victim.kill()
         await proc.wait()
+        await asyncio.to_thread(psutil.wait_procs, victims, 5)
+        self._finish()
+
+    async def _kill_adopted(self) -> None:
+        victims = []
+        if self._process is not None:
+            with contextlib.suppress(psutil.Error):
+                victims = [self._process, *self._process.children(recursive=True)]
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        for victim in victims:
+            with contextlib.suppress(psutil.Error):
+                victim.kill()
         await asyncio.to_thread(psutil.wait_procs, victims, 5)
         self._finish()
 
@@ -271,6 +315,9 @@ class KernelProcess:
             del self._stderr[:-STDERR_TAIL]
 
     async def _reason(self, fallback: str | None) -> str:
+        if self._adopted:  # no exit status (not a child of this process): its notes only
+            text = await asyncio.to_thread(_tail_of, self._stderr_file)
+            return death_reason(text, None)
         proc = self._proc
         if proc is not None:
             with contextlib.suppress(TimeoutError):
@@ -299,6 +346,18 @@ class KernelProcess:
         if self._writer is not None:
             self._writer.close()
         self._tails.clear()
+
+
+def _tail_of(path: str | None) -> str:
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - STDERR_TAIL))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _namespace_pids(waiter: int) -> tuple[int, int]:

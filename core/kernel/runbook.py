@@ -253,18 +253,7 @@ class RunBook:
         self.driver.interrupt(run.token)
         done, _ = await asyncio.wait({future}, timeout=self.grace)
         if done:
-            reply = future.result()
-            if reply.get("interrupted"):
-                traceback = (reply.get("error") or {}).get("traceback", "")
-                reply["error"] = {
-                    "ename": ename,
-                    "evalue": f"execution {why} and was interrupted; "
-                    "the session and its variables are kept",
-                    "traceback": traceback,
-                }
-                reply["success"] = False
-                reply["state_preserved"] = True
-            return reply
+            return stopped_reply(future.result(), ename, why)
         log.warning("session %s ignored the interrupt; a new kernel", self.driver.session_id())
         restored = await self.driver.replace_kernel("its code ignored an interrupt")
         with contextlib.suppress(Exception):
@@ -309,3 +298,19 @@ class RunBook:
         finished = [r for r in self._runs.values() if r.finished.is_set()]
         for run in finished[: max(0, len(self._runs) - self.keep)]:
             del self._runs[run.run_id]
+
+
+def stopped_reply(reply: dict[str, Any], ename: str, why: str) -> dict[str, Any]:
+    """The reply of a run that was interrupted for a reason of ours (``ename``: a timeout, a
+    cancel, the memory guard), as that reason; one that ended meanwhile is left as it is."""
+    if reply.get("interrupted"):
+        traceback = (reply.get("error") or {}).get("traceback", "")
+        reply["error"] = {
+            "ename": ename,
+            "evalue": f"execution {why} and was interrupted; "
+            "the session and its variables are kept",
+            "traceback": traceback,
+        }
+        reply["success"] = False
+        reply["state_preserved"] = True
+    return reply

@@ -58,6 +58,8 @@ class KernelService:
         self.interrupts.install()
         self.process = psutil.Process()
         self.tracker: ChangeTracker | None = None
+        # A copy (see _fork) is no child of its actor: no parent-death signal ends it.
+        self.is_copy = False
         self.children = containment.ChildWatch(
             self.process, spec.get("max_processes", 0), self.interpreter.current_token
         )
@@ -77,6 +79,8 @@ class KernelService:
             try:
                 request = wire.receive(self.sock)
             except (EOFError, OSError):
+                if self.is_copy:  # its actor is gone: nothing it runs may outlive it
+                    _exit_now(0)
                 self._work.put(None)  # the parent is gone: so is the kernel
                 return
             op = request.get("op")
@@ -88,6 +92,9 @@ class KernelService:
                 self._work.put(request)
 
     def _answer(self, request: dict[str, Any]) -> None:
+        if request.get("op") == "fork":  # not an operation: one of two processes returns here
+            self._fork(request)
+            return
         method = getattr(self, "op_" + str(request.get("op")), None)
         reply: dict[str, Any] = {"id": request.get("id")}
         try:
@@ -104,6 +111,64 @@ class KernelService:
     def _send(self, message: dict[str, Any]) -> None:
         with self._send_lock:
             wire.send(self.sock, message)
+
+    def _fork(self, request: dict[str, Any]) -> None:
+        """A copy-on-write copy of this kernel, between runs: its namespace, its imports and
+        its confinement, page by page as either side writes. The copy is a grandchild (its
+        parent, in between, ends at once), so that this kernel has no child to reap or to
+        count and the copy is no member of its process group; it connects to the actor at
+        ``path`` and says ``secret``, and serves there. Its parent answers with its pid."""
+        path, secret, stderr = request["args"]
+        reply: dict[str, Any] = {"id": request.get("id")}
+        try:
+            found_r, found_w = os.pipe()
+            middle = os.fork()
+            if middle == 0:
+                os.close(found_r)
+                copy = os.fork()
+                if copy:
+                    os.write(found_w, str(copy).encode())
+                    _exit_now(0)
+                os.close(found_w)
+                self._become_copy(path, secret, stderr)
+                return
+            os.close(found_w)
+            os.waitpid(middle, 0)
+            found = os.read(found_r, 32)
+            os.close(found_r)
+            reply.update(ok=bool(found), value=int(found or 0), kind="internal", message="")
+        except OSError as exc:
+            reply.update(ok=False, kind="internal", message=f"fork failed: {exc}")
+        self._send(reply)
+
+    def _become_copy(self, path: str, secret: str, stderr: str) -> None:
+        """In the copy: what it must not share with the kernel it copies is made anew (the
+        socket and its lock, the requests queued there, the threads, which a fork does not
+        copy, the output tail, the checkpoint tracker, the process group, the random seeds),
+        and its crash notes go to a file of its own, not to the other kernel's stderr."""
+        try:
+            log = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+            self.sock.close()
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(path)
+            self._send_lock = threading.Lock()
+            self._work = queue.SimpleQueue()
+            self.is_copy = True
+            containment.lead_process_group()
+            self.process = psutil.Process()
+            self.interpreter.live = LiveTail(self._publish_tail)
+            self.children = containment.ChildWatch(
+                self.process, self.spec.get("max_processes", 0), self.interpreter.current_token
+            )
+            self.tracker = None
+            _reseed()
+            self._send({"event": "ready", "secret": secret, "pid": os.getpid()})
+            threading.Thread(target=self._read, name="raykernel-reader", daemon=True).start()
+        except BaseException:
+            _exit_now(1)
 
     def _publish_tail(self, token: str, text: str) -> None:
         self._send({"event": "tail", "token": token, "text": text})
@@ -178,6 +243,22 @@ class KernelService:
     def op_values(self, names: list[str]) -> dict[str, Any]:
         """Short reprs of ``names`` (missing ones: None), to compare variants."""
         return self.interpreter.values(names)
+
+
+def _exit_now(status: int) -> None:
+    """End this process without a crash note (see containment.record_crashes)."""
+    getattr(os._exit, "__wrapped__", os._exit)(status)
+
+
+def _reseed() -> None:
+    """A copy draws its own random numbers (``random`` reseeds itself after a fork; NumPy's
+    global generator does not)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()
+        except Exception:  # a broken numpy is the user's, not the fork's
+            return
 
 
 def prepare_process() -> None:

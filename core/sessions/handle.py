@@ -230,6 +230,25 @@ class SessionHandle:
         """Load a ``snapshot()`` ref into this session."""
         return await self._await(self._actor.restore.remote(await _argument(snapshot)), timeout)
 
+    async def fork_kernel(self, count: int, timeout: float) -> str:
+        """``count`` copy-on-write forks of the session's kernel, held by its actor."""
+        return await self._await(self._actor.fork_kernel.remote(count), timeout)
+
+    async def run_forks(
+        self, set_id: str, variants: list[str], timeout: float, compare: list[str], wait: float
+    ) -> list[dict[str, Any]]:
+        """Variant ``i`` in fork ``i`` of set ``set_id``, all at once."""
+        return await self._await(
+            self._actor.run_forks.remote(set_id, variants, timeout, compare), wait
+        )
+
+    def fork_snapshot(self, set_id: str, index: int) -> Any:
+        """A ref to fork ``index``'s picklable state (for ``restore`` of a new session)."""
+        return self._actor.fork_snapshot.remote(set_id, index)
+
+    async def drop_forks(self, set_id: str, timeout: float = CONTROL_TIMEOUT) -> None:
+        await self._await(self._actor.drop_forks.remote(set_id), timeout)
+
     async def save_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session writes its own snapshot file."""
         return await self._await(self._actor.save_snapshot.remote(path), timeout)

@@ -77,6 +77,9 @@ class StateMoves:
         return {
             "session_id": split(new_session_id)[1],
             "forked_from": split(session_id)[1],
+            # run_variants forks the process itself ("cow"); a session of its own must not
+            # end with its source's process, so it gets a copy of the state.
+            "fork": "copy",
             **report,
         }
 

@@ -103,6 +103,25 @@ async def test_files_interrupts_and_state_moves_on_another_node(
         forked = await call(client, "fork_session", session_id="far", new_session_id="far2")
         assert "counter" in forked["restored"] and "lock" in forked["not_preserved"]
         assert (await run(client, "(counter, kept)", session_id="far2"))["result"] == "(1, 'yes')"
+        # Variants on the far node: forks of its kernel there (even what cannot be pickled
+        # is in a fork), or, asked for, copies in sessions of their own.
+        cow = await call(
+            client,
+            "run_variants",
+            session_id="far",
+            variants=["v = (counter, str(type(lock)))"],
+            compare=["v"],
+        )
+        assert cow["fork"] == "cow" and "lock" in cow["compare"]["v"][0]
+        copied = await call(
+            client,
+            "run_variants",
+            session_id="far",
+            variants=["v = counter + 2", "v = counter + 3"],
+            compare=["v"],
+            fork="copy",
+        )
+        assert copied["fork"] == "copy" and copied["compare"]["v"] == ["3", "4"]
 
         snap = await call(client, "snapshot_session", session_id="far", name="far-snap")
         assert "lock" in snap["not_preserved"] and "got" in snap["saved"]
