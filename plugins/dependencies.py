@@ -51,4 +51,5 @@ def register_tools(register: Callable[..., Any]) -> None:
         install_dependencies,
         title="Install packages",
         annotations=hints(read_only=False, open_world=True),
+        toolset="execution",
     )

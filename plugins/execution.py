@@ -96,11 +96,23 @@ def register_tools(register: Callable[..., Any]) -> None:
         run_python_code,
         title="Run Python code",
         annotations=hints(read_only=False, destructive=True, open_world=True),
+        toolset="execution",
     )
-    register(get_run, title="Get a background run", annotations=hints(read_only=True))
+    register(
+        get_run,
+        title="Get a background run",
+        annotations=hints(read_only=True),
+        toolset="execution",
+    )
     register(
         cancel_run,
         title="Cancel a background run",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="execution",
     )
-    register(list_runs, title="List background runs", annotations=hints(read_only=True))
+    register(
+        list_runs,
+        title="List background runs",
+        annotations=hints(read_only=True),
+        toolset="execution",
+    )

@@ -63,16 +63,27 @@ async def get_workspace_info(
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(list_files, title="List workspace files", annotations=hints(read_only=True))
-    register(read_file, title="Read a workspace file", annotations=hints(read_only=True))
+    register(
+        list_files, title="List workspace files", annotations=hints(read_only=True), toolset="files"
+    )
+    register(
+        read_file, title="Read a workspace file", annotations=hints(read_only=True), toolset="files"
+    )
     register(
         write_file,
         title="Write a workspace file",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="files",
     )
     register(
         delete_file,
         title="Delete a workspace file",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="files",
     )
-    register(get_workspace_info, title="Workspace information", annotations=hints(read_only=True))
+    register(
+        get_workspace_info,
+        title="Workspace information",
+        annotations=hints(read_only=True),
+        toolset="files",
+    )

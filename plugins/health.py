@@ -63,10 +63,16 @@ async def ping() -> dict[str, Any]:
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(get_kernel_health, title="Session health", annotations=hints(read_only=True))
+    register(
+        get_kernel_health,
+        title="Session health",
+        annotations=hints(read_only=True),
+        toolset="sessions",
+    )
     register(
         check_kernel_responsiveness,
         title="Check a session answers",
         annotations=hints(read_only=True),
+        toolset="sessions",
     )
-    register(ping, title="Ping the server", annotations=hints(read_only=True))
+    register(ping, title="Ping the server", annotations=hints(read_only=True), toolset="sessions")

@@ -91,6 +91,21 @@ async def inspect_object(
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(get_history, title="Execution history", annotations=hints(read_only=True))
-    register(code_completion, title="Complete code", annotations=hints(read_only=True))
-    register(inspect_object, title="Inspect an object", annotations=hints(read_only=True))
+    register(
+        get_history,
+        title="Execution history",
+        annotations=hints(read_only=True),
+        toolset="introspection",
+    )
+    register(
+        code_completion,
+        title="Complete code",
+        annotations=hints(read_only=True),
+        toolset="introspection",
+    )
+    register(
+        inspect_object,
+        title="Inspect an object",
+        annotations=hints(read_only=True),
+        toolset="introspection",
+    )

@@ -97,10 +97,17 @@ def register_tools(register: Callable[..., Any]) -> None:
         save_script,
         title="Save a script",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="scripts",
     )
     register(
         run_script,
         title="Run a saved script",
         annotations=hints(read_only=False, destructive=True, open_world=True),
+        toolset="scripts",
     )
-    register(list_scripts, title="List saved scripts", annotations=hints(read_only=True))
+    register(
+        list_scripts,
+        title="List saved scripts",
+        annotations=hints(read_only=True),
+        toolset="scripts",
+    )

@@ -233,35 +233,44 @@ def register_tools(register: Callable[..., Any]) -> None:
         create_session,
         title="Create a session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="sessions",
     )
     register(
         switch_session,
         title="Switch the active session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="sessions",
     )
-    register(list_sessions, title="List sessions", annotations=hints(read_only=True))
+    register(
+        list_sessions, title="List sessions", annotations=hints(read_only=True), toolset="sessions"
+    )
     register(
         delete_session,
         title="Delete a session",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="sessions",
     )
     register(
         restart_kernel,
         title="Restart a session",
         annotations=hints(read_only=False, destructive=True),
+        toolset="execution",
     )
     register(
         hibernate_session,
         title="Hibernate a session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="state",
     )
     register(
         interrupt_session,
         title="Interrupt a running session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="execution",
     )
     register(
         set_session_network,
         title="Change a session's allowed destinations",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="state",
     )

@@ -23,4 +23,9 @@ async def list_variables(
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(list_variables, title="List variables", annotations=hints(read_only=True))
+    register(
+        list_variables,
+        title="List variables",
+        annotations=hints(read_only=True),
+        toolset="introspection",
+    )
