@@ -13,6 +13,7 @@ from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.server.middleware import Middleware
+from fastmcp.tools import FunctionTool
 from fastmcp.utilities.types import NotSet
 
 from raykernel import __version__
@@ -58,6 +59,25 @@ of the same user, scripts saved with save_script are importable as modules from 
 """
 
 
+class PluginTool(FunctionTool):
+    """A plugin's tool. Its listing leaves out fastmcp's own ``_meta`` (its tags, which hold
+    the tool's toolset): no client acts on it, and every conversation would pay for it."""
+
+    def get_meta(self) -> dict[str, Any] | None:  # type: ignore[override]
+        meta = super().get_meta()
+        meta.pop("fastmcp", None)
+        return meta or None
+
+
+def _drop_null_defaults(schema: dict[str, Any]) -> None:
+    """An optional argument is one that is not required: ``"default": null`` on each says it
+    again, in every tool's schema."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required and "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
 def _returns_any_object(fn: Callable[..., Any]) -> bool:
     """``fn`` says only that it returns a JSON object (``-> dict[str, Any]``): the output schema
     fastmcp would derive from that tells a client nothing, and costs every tools/list."""
@@ -73,9 +93,9 @@ class Registry:
     URI and prompt name belongs to one plugin, and a second claim is a ``PluginError``. A tool
     belongs to a toolset: the one it declares, else one named after its plugin."""
 
-    def __init__(self, mcp: FastMCP, toolsets: Toolsets) -> None:
+    def __init__(self, mcp: FastMCP, toolsets: Toolsets | None = None) -> None:
         self.mcp = mcp
-        self.toolsets = toolsets
+        self.toolsets = toolsets or Toolsets(mcp)
         self.owners: dict[tuple[str, str], str] = {}
 
     def _claim(self, kind: str, key: str, plugin_name: str) -> None:
@@ -105,7 +125,7 @@ class Registry:
                     "name is 1-100 letters, digits, '_', '.', ':', '-'"
                 )
             self._claim("tool", tool_name, plugin_name)
-            self.mcp.tool(
+            tool = PluginTool.from_function(
                 _typed_errors(fn),
                 name=tool_name,
                 title=title,
@@ -113,8 +133,9 @@ class Registry:
                 annotations=annotations,
                 tags={group},
                 output_schema=None if _returns_any_object(fn) else NotSet,
-                meta={"plugin": plugin_name},
             )
+            _drop_null_defaults(tool.parameters)
+            self.mcp.add_tool(tool)
             self.toolsets.add_tool(group, tool_name)
 
         return register

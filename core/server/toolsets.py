@@ -30,14 +30,16 @@ log = logging.getLogger(__name__)
 # The built-in groups, and what each is for (enable_toolsets names them to the model).
 BUILTIN_TOOLSETS: dict[str, str] = {
     "sessions": "create, switch, list, delete sessions; health",
-    "execution": "run code, install packages, interrupt, restart, background runs",
+    "execution": "run code, install packages, restart",
     "files": "workspace files",
     "scripts": "saved scripts",
-    "introspection": "variables, completion, inspection, history",
+    "introspection": "variables, completion, inspection",
+    "runs": "background runs, interrupt",
     "state": "snapshots, fork, transfer, hibernate, rewind, variants, network lists",
-    "notebooks": "export and run Jupyter notebooks",
+    "notebooks": "history, export and run notebooks",
 }
-# "default": what python-mcp-server 0.6.2's clients call, and every third-party plugin's group.
+# "default": every tool python-mcp-server 0.6.2's clients call (raykernel implements its API),
+# in at most 12 KB of tools/list, and every third-party plugin's group.
 DEFAULT_BUILTIN = ("sessions", "execution", "files", "scripts", "introspection")
 ALL, DEFAULT = "all", "default"
 
