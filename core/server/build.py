@@ -56,6 +56,7 @@ called "default" always exists. Run code with run_python_code (a trailing expres
 returned as `result`); pass session_id to pick a session, or switch_session to change the one
 used when session_id is omitted. Files live in the workspace: outputs/ is shared by every session
 of the same user, scripts saved with save_script are importable as modules from any of them.
+More tools (background runs, snapshots, forks, variants, notebooks): enable_toolsets.
 """
 
 
