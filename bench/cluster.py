@@ -33,7 +33,7 @@ HUNDRED_MB = "import numpy as np\nbig = np.ones(100 * 2**20 // 8)\nsmall = {'k':
 
 def client(address: str, workspace: str) -> Client:
     command = raykernel_cmd(workspace, "--ray-address", address)
-    env = {**clean_env(), "RAYKERNEL_WARM_POOL_SIZE": "0"}
+    env = {**clean_env(), "RAYKERNEL_WARM_POOL_SIZE": "0", "RAYKERNEL_TOOLSETS": "all"}
     return Client(StdioTransport(command=command[0], args=command[1:], env=env, keep_alive=False))
 
 

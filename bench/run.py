@@ -336,7 +336,9 @@ async def bench_interrupt(n: int, workspace: str) -> None:
     from raykernel.settings import Settings
 
     codes = {"busy loop": "while True: pass", "sleep": "import time\ntime.sleep(10**6)"}
-    mcp, _app = build_server(Settings(workspace=workspace, config=None))
+    mcp, _app = build_server(
+        Settings(workspace=workspace, config=None, toolsets=["runs", "default"])
+    )
     results: dict[str, list[float]] = {}
     async with Client(mcp) as client:
         await client.call_tool("run_python_code", {"code": "kept = 1"})

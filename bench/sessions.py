@@ -94,6 +94,7 @@ async def bench_many(n: int, resident: int, workspace: str) -> None:
             max_resident_sessions=resident,
             warm_pool_size=2,
             hibernate_after=0,
+            toolsets=["all"],
         )
     )
     async with Client(mcp) as client:
@@ -142,7 +143,9 @@ async def bench_resume(n: int, workspace: str) -> None:
     from raykernel.server.build import build_server
     from raykernel.settings import Settings
 
-    mcp, _app = build_server(Settings(workspace=workspace, config=None, hibernate_after=0))
+    mcp, _app = build_server(
+        Settings(workspace=workspace, config=None, hibernate_after=0, toolsets=["all"])
+    )
     hibernates, resumes = [], []
     async with Client(mcp) as client:
         await client.call_tool(

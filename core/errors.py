@@ -108,6 +108,16 @@ class SourceBuildRefused(RaykernelError):
     source builds are not allowed (``allow_source_builds``); nothing was installed."""
 
 
+class InvalidSetting(RaykernelError, ValueError):
+    """A setting's value is not valid (a ``ValueError`` too, so that a settings validator may
+    raise it); the server does not start."""
+
+
+class NotAllowed(RaykernelError):
+    """The caller's identity may not make this change (a server-wide one: the local identity
+    and admin identities only)."""
+
+
 class PluginError(RaykernelError):
     """A plugin could not be loaded or registered (tool name clash, bad hook, blocked core)."""
 

@@ -53,9 +53,13 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
     """Add MCP tools. Called once, in the front end, when the server is built.
 
     :param register: ``register(fn, *, name=None, title=None, description=None,
-        annotations=None)``. ``fn`` is a plain or async function whose type hints become the
-        tool's input schema (use ``typing.Annotated`` with ``pydantic.Field`` for limits and
-        descriptions). A name already taken by another plugin is refused with ``PluginError``.
+        annotations=None, toolset=None)``. ``fn`` is a plain or async function whose type hints
+        become the tool's input schema (use ``typing.Annotated`` with ``pydantic.Field`` for
+        limits and descriptions). ``toolset`` is the group the tool is offered with (the
+        ``toolsets`` setting picks groups): a built-in one's name, or the plugin's own (None: a
+        group named after the plugin). ``register`` may be kept and called after the start: the
+        tool is then announced to connected clients. A name already taken by another plugin is
+        refused with ``PluginError``.
     :param app: the server's ``App`` (``raykernel.api.App``): ``app.sessions.call_function``
         (run a function in a session's kernel and get its value), ``app.workspace``,
         ``app.files``, ``app.health``, ``app.settings``, ``app.resolve_session(session_id)``

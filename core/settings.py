@@ -7,11 +7,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -19,6 +20,9 @@ from pydantic_settings import (
 
 # Read when neither --config nor RAYKERNEL_CONFIG names a file: a checkout's own configs/.
 DEFAULT_CONFIG_FILE = Path("configs") / "raykernel.toml"
+
+# A toolset's name: a built-in group's, or a plugin's (its entry-point name or import spec).
+TOOLSET_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 def default_ray_temp() -> Path:
@@ -154,6 +158,11 @@ class Settings(BaseSettings):
     # Plugins to load that are not installed as entry points: import specs ("my_module" or
     # "package.module:object"), importable from PYTHONPATH.
     plugins: list[str] = Field(default_factory=list)
+    # Which groups of tools clients are offered (README: Toolsets): "default" (sessions,
+    # execution, files, scripts, introspection, and every plugin's own group), "all", or names,
+    # e.g. "default,state". A comma list in the environment and on the command line. Names no
+    # plugin registers are refused at start.
+    toolsets: Annotated[tuple[str, ...], NoDecode] = ("default",)
 
     log_level: str = "INFO"
 
@@ -255,6 +264,22 @@ class Settings(BaseSettings):
 
             parse_rules(value)
         return value
+
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _toolset_names(cls, value: Any) -> tuple[str, ...]:
+        from raykernel.errors import InvalidSetting
+
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise InvalidSetting("toolsets: a comma list of names, or 'all'")
+        names = tuple(name.strip() for name in names if name.strip())
+        if not names:
+            raise InvalidSetting("toolsets: name at least one toolset ('default', 'all', ...)")
+        bad = [name for name in names if not TOOLSET_NAME.fullmatch(name)]
+        if bad:
+            raise InvalidSetting(f"toolsets: {bad[0]!r} is not a toolset name")
+        return names
 
     @field_validator("identity_workspace")
     @classmethod

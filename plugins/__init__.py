@@ -14,4 +14,5 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "raykernel.plugins.notebooks",
     "raykernel.plugins.resources",
     "raykernel.plugins.prompts",
+    "raykernel.plugins.toolsets",
 )

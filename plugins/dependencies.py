@@ -16,7 +16,7 @@ from raykernel.server.progress import progress_for_request
 Packages = Annotated[
     list[Annotated[str, Field(max_length=200)]],
     Field(
-        description="Requirements such as 'requests' or 'pandas>=2.2'. No options, URLs or paths.",
+        description="Requirements such as 'requests' or 'pandas>=2.2' (no options, URLs).",
         min_length=1,
         max_length=MAX_PACKAGES,
     ),
@@ -26,11 +26,8 @@ Packages = Annotated[
 async def install_dependencies(
     packages: Packages, session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """Install packages for one session only: importable at once there, invisible to the
-    other sessions. Wheels only unless the server allows source builds (SourceBuildRefused
-    names a package that has none). Uses uv when available, pip otherwise; never a shell.
-    Downloads go to the installer's cache, so a package installed before takes seconds.
-    Progress notifications carry the installer's output."""
+    """Install packages into one session only (wheels only, unless the server allows
+    builds)."""
     # Refuse bad specs here, before anything reaches a session: a local package must be in the
     # session's workspace (its session checks again).
     session = app.resolve_session(session_id)
@@ -51,4 +48,5 @@ def register_tools(register: Callable[..., Any]) -> None:
         install_dependencies,
         title="Install packages",
         annotations=hints(read_only=False, open_world=True),
+        toolset="execution",
     )

@@ -11,26 +11,18 @@ from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
 from raykernel.replies import run_result, tool_result
 from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints
+from raykernel.server.arguments import OptionalSessionId, hints, omittable
 from raykernel.server.progress import progress_for_request
 
 Code = Annotated[str, Field(description="Python code to run.", min_length=1)]
 Timeout = Annotated[
     float | None,
-    Field(
-        description="Seconds before the run is interrupted (default: the server's "
-        "default_timeout, 300 unless configured; for a background run, max_timeout, 3600 unless "
-        "configured, which is also the maximum). The session and its variables are kept; the "
-        "code is never re-run.",
-        gt=0,
-    ),
+    Field(gt=0),
+    omittable("Seconds before the run is interrupted.", type="number", exclusiveMinimum=0),
 ]
 Background = Annotated[
     bool,
-    Field(
-        description="Return at once with a run_id instead of waiting; follow the run with "
-        "get_run and stop it with cancel_run. For jobs longer than your client's timeout."
-    ),
+    Field(description="Return a run_id at once, for get_run (toolset runs) to follow."),
 ]
 RunId = Annotated[str, Field(description="The run_id from a background run.", max_length=64)]
 Wait = Annotated[
@@ -45,12 +37,8 @@ async def run_python_code(
     background: Background = False,
     app: App = Depends(current_app),
 ) -> Any:
-    """Run Python code in a session, like a Jupyter cell: variables persist between calls,
-    the value of a trailing expression is returned as `result` (with its HTML/Markdown/
-    JSON forms in `result_data`), `display(obj)` shows objects as it goes, stdout/stderr
-    are captured, errors come back with a traceback, and figures and displayed images are
-    returned as images and saved under outputs/. While it runs, progress notifications
-    carry the tail of its output (when your client asks for progress)."""
+    """Run Python code in a session like a Jupyter cell: variables persist, a trailing
+    expression's value is `result`, figures come back as images."""
     settings = app.settings
     if timeout is not None and timeout > settings.max_timeout:
         raise InvalidArgument(f"timeout: must be at most {settings.max_timeout:g}")
@@ -63,29 +51,34 @@ async def run_python_code(
             "run_id": run["run_id"],
             "session_id": app.shown(session),
             "status": run["status"],
-            "next": "get_run {run_id, wait} for its output and result; cancel_run to stop",
+            "next": _follow_up(app),
         }
     async with progress_for_request(app.router) as on_start:
         reply = await app.router.execute(session, code, app.timeout_for(timeout), on_start)
     return tool_result(reply, settings.result_format)
 
 
+def _follow_up(app: App) -> str:
+    follow = "get_run {run_id, wait} for its output and result; cancel_run to stop"
+    if "runs" in app.toolsets.active:
+        return follow
+    return "enable_toolsets {toolsets: ['runs']}, then " + follow
+
+
 async def get_run(run_id: RunId, wait: Wait = 0.0, app: App = Depends(current_app)) -> Any:
-    """Status of a background run: queued, running (with the output so far), done (with
-    its full reply, images and file links, as run_python_code gives them) or cancelled."""
+    """A background run: queued, running (output so far), done (its reply, as
+    run_python_code's) or cancelled."""
     return run_result(await app.runs.get(run_id, app.caller(), wait), app.settings.result_format)
 
 
 async def cancel_run(run_id: RunId, app: App = Depends(current_app)) -> Any:
-    """Stop a background run: a queued run never starts; a running one is interrupted
-    and its session keeps its variables (code that ignores the interrupt gets its session
-    restarted, and the reply says so). A finished run is left as it is."""
+    """Stop a background run: a queued one never starts, a running one is interrupted (its
+    variables kept)."""
     return run_result(await app.runs.cancel(run_id, app.caller()), app.settings.result_format)
 
 
 async def list_runs(app: App = Depends(current_app)) -> dict[str, Any]:
-    """Recent runs in your sessions (background ones, and foreground ones whatever became of
-    their caller), with their status."""
+    """Recent runs in your sessions, background and foreground, with their status."""
     runs = await app.runs.listing(app.caller())
     return {"runs": runs, "total": len(runs)}
 
@@ -96,11 +89,23 @@ def register_tools(register: Callable[..., Any]) -> None:
         run_python_code,
         title="Run Python code",
         annotations=hints(read_only=False, destructive=True, open_world=True),
+        toolset="execution",
     )
-    register(get_run, title="Get a background run", annotations=hints(read_only=True))
+    register(
+        get_run,
+        title="Get a background run",
+        annotations=hints(read_only=True),
+        toolset="runs",
+    )
     register(
         cancel_run,
         title="Cancel a background run",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="runs",
     )
-    register(list_runs, title="List background runs", annotations=hints(read_only=True))
+    register(
+        list_runs,
+        title="List background runs",
+        annotations=hints(read_only=True),
+        toolset="runs",
+    )

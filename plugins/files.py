@@ -13,10 +13,8 @@ from raykernel.server.arguments import ForSession, WorkspacePath, hints
 
 Folder = Annotated[str, Field(description="Folder, relative to the workspace.")]
 Recursive = Annotated[bool, Field(description="Include sub-folders.")]
-Content = Annotated[str, Field(description="The file's content (text, or base64).")]
-Encoding = Annotated[
-    Literal["utf-8", "base64"], Field(description="'utf-8' for text, 'base64' for binary content.")
-]
+Content = Annotated[str, Field(description="Text, or base64 (see encoding).")]
+Encoding = Annotated[Literal["utf-8", "base64"], Field(description="'base64' for binary content.")]
 
 
 async def list_files(
@@ -25,7 +23,7 @@ async def list_files(
     session_id: ForSession = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """List files in a workspace folder (at most 1000 entries)."""
+    """List a workspace folder's files (at most 1000 entries)."""
     return await app.files.run(app.files_session(session_id), "list", path, recursive)
 
 
@@ -43,7 +41,7 @@ async def write_file(
     session_id: ForSession = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """Write a workspace file (folders are created). Every session sees it at once."""
+    """Write a workspace file (folders are made); every session sees it."""
     return await app.files.run(app.files_session(session_id), "write", path, content, encoding)
 
 
@@ -57,22 +55,33 @@ async def delete_file(
 async def get_workspace_info(
     session_id: ForSession = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """Where the workspace is, its outputs/ and scripts/ folders, size and free space."""
+    """The workspace's path, its outputs/ and scripts/ folders, size and free space."""
     return await app.files.run(app.files_session(session_id), "info")
 
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(list_files, title="List workspace files", annotations=hints(read_only=True))
-    register(read_file, title="Read a workspace file", annotations=hints(read_only=True))
+    register(
+        list_files, title="List workspace files", annotations=hints(read_only=True), toolset="files"
+    )
+    register(
+        read_file, title="Read a workspace file", annotations=hints(read_only=True), toolset="files"
+    )
     register(
         write_file,
         title="Write a workspace file",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="files",
     )
     register(
         delete_file,
         title="Delete a workspace file",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="files",
     )
-    register(get_workspace_info, title="Workspace information", annotations=hints(read_only=True))
+    register(
+        get_workspace_info,
+        title="Workspace information",
+        annotations=hints(read_only=True),
+        toolset="files",
+    )

@@ -20,8 +20,7 @@ Wait = Annotated[float, Field(gt=0, le=60, description="Seconds to wait.")]
 async def get_kernel_health(
     session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """A session's status (healthy, busy or dead), memory (RSS bytes), CPU %, uptime,
-    execution count, PID and node. Answers even while the session runs code."""
+    """A session's status, memory, CPU, uptime, runs, PID and node (answers while it runs)."""
     session = app.resolve_session(session_id)
     report = await app.health.health(session)
     report["queue"]["background_runs"] = await app.runs.for_session(session)
@@ -50,8 +49,7 @@ def _seed_health(report: dict[str, Any], app: App) -> dict[str, Any]:
 async def check_kernel_responsiveness(
     session_id: OptionalSessionId = None, timeout: Wait = 5.0, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """Check that a session answers, and how fast. A busy session is reported responsive
-    (its process is alive) with busy: true."""
+    """Whether a session answers, and how fast (a busy one does, with busy: true)."""
     reply = await app.health.responsiveness(app.resolve_session(session_id), timeout)
     return {**reply, "timeout": timeout}
 
@@ -63,10 +61,16 @@ async def ping() -> dict[str, Any]:
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(get_kernel_health, title="Session health", annotations=hints(read_only=True))
+    register(
+        get_kernel_health,
+        title="Session health",
+        annotations=hints(read_only=True),
+        toolset="sessions",
+    )
     register(
         check_kernel_responsiveness,
         title="Check a session answers",
         annotations=hints(read_only=True),
+        toolset="sessions",
     )
-    register(ping, title="Ping the server", annotations=hints(read_only=True))
+    register(ping, title="Ping the server", annotations=hints(read_only=True), toolset="sessions")

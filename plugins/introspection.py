@@ -10,18 +10,19 @@ from pydantic import Field
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
 from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints
+from raykernel.server.arguments import OptionalSessionId, hints, omittable
 
 SourceCode = Annotated[
     str,
     Field(
-        description="Code as typed so far, e.g. 'df.gro' or 'import numpy as np\\nnp.'.",
+        description="Code as typed so far, e.g. 'df.gro'.",
         max_length=100_000,
     ),
 ]
 CursorPos = Annotated[
     int | None,
-    Field(ge=0, description="Character offset of the cursor in `code` (default: its end)."),
+    Field(ge=0),
+    omittable("Cursor offset (default: the end).", type="integer", minimum=0),
 ]
 Last = Annotated[
     int | None, Field(ge=1, le=500, description="Only the last N runs (default: all kept).")
@@ -37,8 +38,7 @@ def _cursor(code: str, cursor_pos: int | None) -> int | None:
 async def get_history(
     session_id: OptionalSessionId = None, last: Last = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """The session's execution history since it (re)started: each run's code, status (ok,
-    error, interrupted), start time, duration, and the start of its output."""
+    """A session's runs: code, status, start, duration, the start of their output."""
     session = app.resolve_session(session_id)
     entries = await app.router.call(session, lambda h: h.history(last))
     return {"session_id": app.shown(session), "entries": entries, "total": len(entries)}
@@ -50,8 +50,8 @@ async def code_completion(
     session_id: OptionalSessionId = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """Completions at the cursor, from the session's live variables and modules (jedi):
-    `matches` replace code[cursor_start:cursor_end]."""
+    """Completions at the cursor from the session's live names; matches replace
+    code[cursor_start:cursor_end]."""
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
     reply = await app.router.call(session, lambda h: h.complete(code, cursor))
@@ -73,8 +73,7 @@ async def inspect_object(
     session_id: OptionalSessionId = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """What the name at the cursor is in the session: type, full name, signatures and
-    docstring. Nothing is called or evaluated."""
+    """The name at the cursor in the session: type, signatures, docstring (nothing is run)."""
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
     reply = await app.router.call(session, lambda h: h.inspect(code, cursor))
@@ -91,6 +90,21 @@ async def inspect_object(
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(get_history, title="Execution history", annotations=hints(read_only=True))
-    register(code_completion, title="Complete code", annotations=hints(read_only=True))
-    register(inspect_object, title="Inspect an object", annotations=hints(read_only=True))
+    register(
+        get_history,
+        title="Execution history",
+        annotations=hints(read_only=True),
+        toolset="notebooks",
+    )
+    register(
+        code_completion,
+        title="Complete code",
+        annotations=hints(read_only=True),
+        toolset="introspection",
+    )
+    register(
+        inspect_object,
+        title="Inspect an object",
+        annotations=hints(read_only=True),
+        toolset="introspection",
+    )

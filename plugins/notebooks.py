@@ -154,9 +154,17 @@ async def run_notebook(
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(export_notebook, title="Export a notebook", annotations=hints(read_only=False))
     register(
-        run_notebook, title="Run a notebook", annotations=hints(read_only=False, open_world=True)
+        export_notebook,
+        title="Export a notebook",
+        annotations=hints(read_only=False),
+        toolset="notebooks",
+    )
+    register(
+        run_notebook,
+        title="Run a notebook",
+        annotations=hints(read_only=False, open_world=True),
+        toolset="notebooks",
     )
 
 

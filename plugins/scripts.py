@@ -20,8 +20,7 @@ SCRIPT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 ScriptName = Annotated[
     str,
     Field(
-        description="Module name (letters, digits, '_'; '.py' optional). Saved as "
-        "scripts/<name>.py and importable as `import <name>` in every session of yours.",
+        description="A module name (letters, digits, '_'; '.py' optional).",
         max_length=103,
     ),
 ]
@@ -47,8 +46,7 @@ async def save_script(
     session_id: ForSession = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """Save Python code as scripts/<name>.py. Any session can then `import <name>` or run it
-    with run_script."""
+    """Save Python code as scripts/<name>.py, importable as <name> in all your sessions."""
     stem = module_name(name)
     written = await app.files.run(
         app.files_session(session_id), "write", f"scripts/{stem}.py", content
@@ -62,8 +60,8 @@ async def run_script(
     session_id: OptionalSessionId = None,
     app: App = Depends(current_app),
 ) -> Any:
-    """Run a saved script in a session like IPython's %run: as __main__ with sys.argv set;
-    its top-level names are then available in the session."""
+    """Run a saved script in a session like %run (as __main__, with sys.argv); its names
+    stay."""
     stem = module_name(name)
     session = app.resolve_session(session_id)
     found = await app.files.run(session, "is_file", f"scripts/{stem}.py")
@@ -80,8 +78,7 @@ async def run_script(
 async def list_scripts(
     session_id: ForSession = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """List saved scripts (name, path, size, modified time); each is importable by name
-    in every session."""
+    """Saved scripts: name, path, size, modified time."""
     listing = await app.files.run(app.files_session(session_id), "list", "scripts")
     scripts = [
         {"name": entry["path"].rsplit("/", 1)[-1][:-3], **entry}
@@ -97,10 +94,17 @@ def register_tools(register: Callable[..., Any]) -> None:
         save_script,
         title="Save a script",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="scripts",
     )
     register(
         run_script,
         title="Run a saved script",
         annotations=hints(read_only=False, destructive=True, open_world=True),
+        toolset="scripts",
     )
-    register(list_scripts, title="List saved scripts", annotations=hints(read_only=True))
+    register(
+        list_scripts,
+        title="List saved scripts",
+        annotations=hints(read_only=True),
+        toolset="scripts",
+    )

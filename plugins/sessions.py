@@ -12,7 +12,14 @@ from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
 from raykernel.kernel.egress import parse_rules
 from raykernel.server.app import App, current_app
-from raykernel.server.arguments import CleanText, OptionalSessionId, SessionId, hints
+from raykernel.server.arguments import (
+    CleanText,
+    NewSessionId,
+    OptionalSessionId,
+    SessionId,
+    hints,
+    omittable,
+)
 from raykernel.sessions.placement import Placement
 
 # Ray's own resources have their own arguments (num_cpus, num_gpus, memory); Ray refuses them
@@ -42,7 +49,7 @@ Resources = Annotated[
 NodeId = Annotated[
     str | None,
     Field(
-        description="Run on this Ray node (its hex id, as list_sessions shows).",
+        description="Run on this Ray node (its id, as list_sessions shows).",
         pattern=r"^[0-9a-fA-F]{56}$",
     ),
 ]
@@ -52,29 +59,26 @@ NodeAffinity = Annotated[
 Destinations = list[Annotated[str, Field(max_length=300)]]
 Network = Annotated[
     Literal["on", "off"] | Destinations | None,
-    Field(
-        description="'off': the session's code reaches no network at all (a loopback of its "
-        "own only). A list: only these destinations, through a proxy: host names (a leading "
-        "'*.' for subdomains) or address ranges, each with an optional port, e.g. "
-        "['pypi.org', '*.githubusercontent.com:443', '10.1.0.0/16']. Default: the server's "
-        "session_network setting.",
-        max_length=256,
+    Field(max_length=256),
+    omittable(
+        "'off': no network. A list: only these hosts ('*.' subdomains) or ranges, port "
+        "optional, e.g. ['pypi.org', '10.1.0.0/16'].",
+        type=None,
+        anyOf=[{"enum": ["on", "off"]}, {"type": "array", "items": {"type": "string"}}],
     ),
 ]
 NewNetwork = Annotated[
     Destinations,
     Field(
-        description="The destinations the session may reach from now on (its new connections), "
-        "as create_session takes them.",
+        description="The destinations from now on, as create_session takes them.",
         max_length=256,
     ),
 ]
 Checkpoint = Annotated[
     Literal["off", "after_run"] | None,
-    Field(
-        description="'after_run': after each successful run the session saves what changed, so "
-        "a crash costs at most that run and rewind_session can go back. Default: the server's "
-        "checkpoint setting."
+    omittable(
+        "'after_run': save what changed after each good run (rewind_session goes back).",
+        enum=["off", "after_run"],
     ),
 ]
 PreserveState = Annotated[
@@ -83,11 +87,11 @@ PreserveState = Annotated[
 
 
 async def create_session(
-    session_id: OptionalSessionId = None,
+    session_id: NewSessionId = None,
     description: Description = "",
     num_cpus: Annotated[float | None, Field(ge=0, description="CPUs to reserve.")] = None,
     num_gpus: Annotated[float | None, Field(ge=0, description="GPUs to reserve.")] = None,
-    memory: Annotated[int | None, Field(ge=0, description="Memory to reserve, bytes.")] = None,
+    memory: Annotated[int | None, Field(ge=0, description="Bytes of memory to reserve.")] = None,
     resources: Resources = None,
     node_id: NodeId = None,
     node_affinity: NodeAffinity = "hard",
@@ -95,12 +99,9 @@ async def create_session(
     checkpoint: Checkpoint = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """Create a new isolated Python session (its own process and variables). An existing id
-    is returned unchanged with status "exists". Omit session_id to get a generated one.
-    Creating does not switch to it: pass session_id to tools, or call switch_session.
-    With network "off" its code cannot reach any network; with a list, only those
-    destinations. On a Ray cluster, ask for resources or a node; a request no node can satisfy
-    is refused at once."""
+    """Create an isolated Python session (own process, own variables); an existing id gives
+    "exists". It does not become your active session. A placement no node can satisfy is
+    refused."""
     session_id = session_id or f"session-{uuid.uuid4().hex[:8]}"
     if isinstance(network, list):
         parse_rules(network)  # a bad destination is refused before anything starts
@@ -131,8 +132,23 @@ async def create_session(
     }
 
 
+async def create_local_session(
+    session_id: NewSessionId = None,
+    description: Description = "",
+    network: Network = None,
+    checkpoint: Checkpoint = None,
+    app: App = Depends(current_app),
+) -> dict[str, Any]:
+    """Create an isolated Python session (own process, own variables); an existing id gives
+    "exists". It does not become your active session."""
+    # One machine: nothing to place, so the schema offers no placement.
+    return await create_session(
+        session_id, description, network=network, checkpoint=checkpoint, app=app
+    )
+
+
 async def switch_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
-    """Make a session your active one: tools called without session_id will use it."""
+    """Make a session your active one, used by calls that omit session_id."""
     record = await app.router.lookup(app.resolve_session(session_id))
     previous = await app.switch_session(record.qualified)
     return {
@@ -144,8 +160,8 @@ async def switch_session(session_id: SessionId, app: App = Depends(current_app))
 
 
 async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
-    """List your sessions with their description, status and execution count (an admin
-    identity sees every identity's, named <owner>/<id>)."""
+    """Your sessions: description, status, execution count (an admin: everyone's, as
+    <owner>/<id>)."""
     router = app.router
     await router.lookup(app.own_default())  # your "default" always exists
     active = app.active_session()
@@ -166,8 +182,8 @@ async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
 async def set_session_network(
     network: NewNetwork, session_id: SessionId, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """Change the destinations an allow-listed session may reach (effective for its new
-    connections; open ones go on). A session created with network "on" or "off" keeps it."""
+    """Change what an allow-listed session may reach (its new connections). A session made
+    with network "on" or "off" keeps it."""
     parse_rules(network)
     qualified = app.resolve_session(session_id)
     report = await app.router.set_network(qualified, list(network))
@@ -175,9 +191,7 @@ async def set_session_network(
 
 
 async def delete_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
-    """Delete a session: its process is killed and its variables are gone (workspace files
-    stay). "default" cannot be deleted. If it was your active session, "default" becomes
-    active."""
+    """Delete a session (its files stay). Not "default", which becomes active if this was."""
     qualified = app.resolve_session(session_id)
     was_active = app.active_session() == qualified
     await app.router.delete(qualified)
@@ -195,10 +209,7 @@ async def restart_kernel(
     preserve_state: PreserveState = False,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
-    """Restart a session's process. A run in progress is stopped first (interrupted, or killed
-    if it ignores the interrupt), and the restart goes ahead of queued runs. With
-    preserve_state, variables that cloudpickle can carry are restored; the reply names those
-    it could not."""
+    """Restart a session's process (its run in progress is stopped first)."""
     reply = await app.moves.restart(app.resolve_session(session_id), preserve_state)
     # As python-mcp-server 0.6.2 answered (its clients, and its tests, read these).
     return {
@@ -213,55 +224,63 @@ async def restart_kernel(
 async def hibernate_session(
     session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """Save a session's state (picklable variables, history; its packages stay) and free its
-    processes; the next call to it resumes it and says so (resumed, not_preserved). Sessions
-    also hibernate by themselves after the server's hibernate_after idle seconds. A session
-    that is running or has runs queued does not hibernate."""
+    """Save a session's variables and history and free its processes; the next call to it
+    resumes it (resumed, not_preserved). Not while it runs or has runs queued."""
     return await app.router.hibernate(app.resolve_session(session_id))
 
 
 async def interrupt_session(
     session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """Interrupt the code running in a session (like Ctrl-C); its variables are kept."""
+    """Interrupt the code running in a session (Ctrl-C); its variables are kept."""
     return await app.router.interrupt(app.resolve_session(session_id))
 
 
 @hookimpl
-def register_tools(register: Callable[..., Any]) -> None:
+def register_tools(register: Callable[..., Any], app: App) -> None:
     register(
-        create_session,
+        create_session if app.settings.detached else create_local_session,
+        name="create_session",
         title="Create a session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="sessions",
     )
     register(
         switch_session,
         title="Switch the active session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="sessions",
     )
-    register(list_sessions, title="List sessions", annotations=hints(read_only=True))
+    register(
+        list_sessions, title="List sessions", annotations=hints(read_only=True), toolset="sessions"
+    )
     register(
         delete_session,
         title="Delete a session",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="sessions",
     )
     register(
         restart_kernel,
         title="Restart a session",
         annotations=hints(read_only=False, destructive=True),
+        toolset="execution",
     )
     register(
         hibernate_session,
         title="Hibernate a session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="state",
     )
     register(
         interrupt_session,
         title="Interrupt a running session",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="runs",
     )
     register(
         set_session_network,
         title="Change a session's allowed destinations",
         annotations=hints(read_only=False, idempotent=True),
+        toolset="state",
     )

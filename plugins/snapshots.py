@@ -100,21 +100,33 @@ async def rewind_session(
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(snapshot_session, title="Snapshot a session", annotations=hints(read_only=False))
+    register(
+        snapshot_session,
+        title="Snapshot a session",
+        annotations=hints(read_only=False),
+        toolset="state",
+    )
     register(
         restore_session,
         title="Restore a snapshot",
         annotations=hints(read_only=False, destructive=True),
+        toolset="state",
     )
-    register(list_snapshots, title="List snapshots", annotations=hints(read_only=True))
+    register(
+        list_snapshots, title="List snapshots", annotations=hints(read_only=True), toolset="state"
+    )
     register(
         rewind_session,
         title="Rewind a session",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="state",
     )
-    register(fork_session, title="Fork a session", annotations=hints(read_only=False))
+    register(
+        fork_session, title="Fork a session", annotations=hints(read_only=False), toolset="state"
+    )
     register(
         transfer_variable,
         title="Copy a variable between sessions",
         annotations=hints(read_only=False, destructive=True, idempotent=True),
+        toolset="state",
     )

@@ -14,8 +14,7 @@ from raykernel.sessions.handle import SessionHandle
 async def list_variables(
     session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
-    """List a session's variables with their type and a short repr (modules and names
-    starting with '_' are left out)."""
+    """A session's variables with their type and a short repr (not modules or _names)."""
     session = app.resolve_session(session_id)
     variables = await app.router.call(session, SessionHandle.variables)
     return {"session_id": app.shown(session), "variables": variables, "total": len(variables)}
@@ -23,4 +22,9 @@ async def list_variables(
 
 @hookimpl
 def register_tools(register: Callable[..., Any]) -> None:
-    register(list_variables, title="List variables", annotations=hints(read_only=True))
+    register(
+        list_variables,
+        title="List variables",
+        annotations=hints(read_only=True),
+        toolset="introspection",
+    )

@@ -73,4 +73,5 @@ def register_tools(register: Callable[..., Any]) -> None:
         run_variants,
         title="Run variants side by side",
         annotations=hints(read_only=False, open_world=True),
+        toolset="state",
     )

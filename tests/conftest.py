@@ -33,6 +33,9 @@ async def server(workspace: Path) -> AsyncIterator[Any]:
             interrupt_grace=2.0,
             session_memory_limit=1 << 30,
             max_session_processes=20,
+            # The suite exercises every tool; what a default server offers is tested apart
+            # (tests/integration/test_toolsets.py).
+            toolsets=["all"],
             config=None,
         )
     )

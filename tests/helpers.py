@@ -71,10 +71,12 @@ def server_command(*args: str) -> list[str]:
 
 
 def subprocess_env(**extra: str | None) -> dict[str, str]:
-    """This process's environment without raykernel's and Ray's address settings; ``extra``
-    adds variables, and removes those given as None."""
+    """This process's environment without raykernel's and Ray's address settings, offering
+    every toolset (as the in-process server does); ``extra`` adds variables, and removes those
+    given as None (``RAYKERNEL_TOOLSETS=None``: the default toolsets)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAYKERNEL_")}
     env.pop("RAY_ADDRESS", None)
+    env["RAYKERNEL_TOOLSETS"] = "all"
     for name, value in extra.items():
         if value is None:
             env.pop(name, None)

@@ -28,6 +28,7 @@ from .active import ActiveSessions, caller_key
 from .identity import Caller, caller_identity
 from .runs import Runs
 from .sessions import Sessions
+from .toolsets import Toolsets
 
 
 @dataclass
@@ -43,6 +44,8 @@ class App:
     runs: Runs = field(init=False)
     sessions: Sessions = field(init=False)
     hooks: Any = None
+    # Which groups of tools are offered; set by build_server, which owns the MCP server.
+    toolsets: Toolsets = field(init=False)
 
     def __post_init__(self) -> None:
         self.runs = Runs(self.router)

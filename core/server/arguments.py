@@ -4,34 +4,40 @@ value that breaks one is refused with a typed error naming the argument (argumen
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from raykernel.sessions.session_ids import validate_session_id, validate_snapshot_name
 
 SESSION_ID_REGEX = r"^[A-Za-z0-9_.-]{1,64}$"
 # An admin may name another identity's session "<owner>/<id>".
 QUALIFIED_ID_REGEX = r"^(?:.{1,256}/)?[A-Za-z0-9_.-]{1,64}$"
-# The schema shows the pattern; the check itself is validate_session_id, so that every bad id
-# ("", "../x", ".") gets the same InvalidSessionId whichever rule it breaks.
-_ID_SCHEMA = {"pattern": QUALIFIED_ID_REGEX, "minLength": 1, "maxLength": 321}
+# The schema shows the pattern (it bounds the length too); the check itself is
+# validate_session_id, so that every bad id ("", "../x", ".") gets the same InvalidSessionId
+# whichever rule it breaks.
+_ID_SCHEMA = {"pattern": QUALIFIED_ID_REGEX}
 _NAME_SCHEMA = {"pattern": SESSION_ID_REGEX, "minLength": 1, "maxLength": 64}
 
 _Id = Annotated[str, AfterValidator(validate_session_id), Field(json_schema_extra=_ID_SCHEMA)]
 
-SessionId = Annotated[_Id, Field(description="Session id: 1-64 letters, digits, '_', '.', '-'.")]
-OptionalSessionId = Annotated[
-    _Id | None,
-    Field(description="Session to use; omit for your active session (see switch_session)."),
+
+def omittable(description: str, **schema: Any) -> WithJsonSchema:
+    """The schema of an optional argument (``X | None = None``) as its value's alone: leaving it
+    out is how a client asks for the default (a null is still understood), so the ``null`` every
+    such argument would repeat is not shown. ``schema`` defaults to a string's."""
+    shown = {"type": "string", **schema, "description": description}
+    return WithJsonSchema({key: value for key, value in shown.items() if value is not None})
+
+
+SessionId = Annotated[_Id, Field(description="A session's id.")]
+# Ids a call refers to come from list_sessions: the pattern is shown where an id is chosen.
+OptionalSessionId = Annotated[_Id | None, omittable("Omit for your active session.")]
+NewSessionId = Annotated[
+    _Id | None, omittable("Omit for a generated id.", pattern=QUALIFIED_ID_REGEX)
 ]
-ForSession = Annotated[
-    _Id | None,
-    Field(
-        description="Act on the workspace as this session sees it (on a cluster: on its node); "
-        "omit for your active session."
-    ),
-]
+# A file tool acts as the session sees the workspace (its owner's, on its node).
+ForSession = Annotated[_Id | None, omittable("Omit for your active session.")]
 SnapshotName = Annotated[
     str,
     AfterValidator(validate_snapshot_name),
@@ -43,7 +49,7 @@ SnapshotName = Annotated[
 WorkspacePath = Annotated[
     str,
     Field(
-        description="Path relative to the workspace root, e.g. 'outputs/data.csv'.",
+        description="Relative to the workspace, e.g. 'outputs/data.csv'.",
         min_length=1,
         max_length=1024,
     ),
@@ -61,6 +67,15 @@ def clean_text(text: str) -> str:
 CleanText = AfterValidator(clean_text)
 
 
+# What a client assumes for a hint a tool leaves out (MCP spec, ToolAnnotations).
+SPEC_DEFAULTS = {
+    "readOnlyHint": False,
+    "destructiveHint": True,
+    "idempotentHint": False,
+    "openWorldHint": True,
+}
+
+
 def hints(
     *,
     read_only: bool,
@@ -68,11 +83,15 @@ def hints(
     idempotent: bool = False,
     open_world: bool = False,
 ) -> dict[str, bool]:
-    """All four MCP tool annotations, stated: clients assume the worst for a missing one
-    (destructive, not idempotent, open world)."""
-    return {
+    """The MCP tool annotations that differ from what a client assumes when one is missing
+    (the spec's defaults: not read-only, destructive, not idempotent, open world); a read-only
+    tool's destructive and idempotent hints mean nothing (the spec), so they are left out."""
+    stated = {
         "readOnlyHint": read_only,
-        "destructiveHint": destructive and not read_only,
-        "idempotentHint": idempotent or read_only,
+        "destructiveHint": destructive,
+        "idempotentHint": idempotent,
         "openWorldHint": open_world,
     }
+    if read_only:
+        del stated["destructiveHint"], stated["idempotentHint"]
+    return {hint: value for hint, value in stated.items() if value != SPEC_DEFAULTS[hint]}

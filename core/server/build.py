@@ -7,11 +7,14 @@ import contextlib
 import functools
 import inspect
 import logging
+import typing
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.server.middleware import Middleware
+from fastmcp.tools import FunctionTool
+from fastmcp.utilities.types import NotSet
 
 from raykernel import __version__
 from raykernel.errors import PluginError, RaykernelError
@@ -35,13 +38,14 @@ from raykernel.sessions.session_ids import LOCAL
 from raykernel.sessions.state_moves import StateMoves
 from raykernel.sessions.variants import Variants
 from raykernel.sessions.warm_pool import WarmPool
-from raykernel.settings import Settings
+from raykernel.settings import TOOLSET_NAME, Settings
 from raykernel.workspace import Workspaces
 
 from .active import ActiveSessions, caller_key
 from .app import App, register_app
 from .http_security import auth_provider
 from .identity import caller_identity
+from .toolsets import ListenForToolChanges, Toolsets, toolset_of_plugin
 from .typed_errors import TypedErrors, protocol_error, tool_error
 
 log = logging.getLogger(__name__)
@@ -52,15 +56,47 @@ called "default" always exists. Run code with run_python_code (a trailing expres
 returned as `result`); pass session_id to pick a session, or switch_session to change the one
 used when session_id is omitted. Files live in the workspace: outputs/ is shared by every session
 of the same user, scripts saved with save_script are importable as modules from any of them.
+More tools (background runs, snapshots, forks, variants, notebooks): enable_toolsets.
 """
+
+
+class PluginTool(FunctionTool):
+    """A plugin's tool. Its listing leaves out fastmcp's own ``_meta`` (its tags, which hold
+    the tool's toolset): no client acts on it, and every conversation would pay for it."""
+
+    def get_meta(self) -> dict[str, Any] | None:  # type: ignore[override]
+        meta = super().get_meta()
+        meta.pop("fastmcp", None)
+        return meta or None
+
+
+def _drop_null_defaults(schema: dict[str, Any]) -> None:
+    """An optional argument is one that is not required: ``"default": null`` on each says it
+    again, in every tool's schema."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required and "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+def _returns_any_object(fn: Callable[..., Any]) -> bool:
+    """``fn`` says only that it returns a JSON object (``-> dict[str, Any]``): the output schema
+    fastmcp would derive from that tells a client nothing, and costs every tools/list."""
+    try:
+        returns = typing.get_type_hints(fn).get("return")
+    except Exception:  # a hint that does not resolve: leave the schema to fastmcp
+        return False
+    return returns is dict or returns == dict[str, Any]
 
 
 class Registry:
     """The ``register`` callbacks handed to the ``register_*`` hooks: each tool name, resource
-    URI and prompt name belongs to one plugin, and a second claim is a ``PluginError``."""
+    URI and prompt name belongs to one plugin, and a second claim is a ``PluginError``. A tool
+    belongs to a toolset: the one it declares, else one named after its plugin."""
 
-    def __init__(self, mcp: FastMCP) -> None:
+    def __init__(self, mcp: FastMCP, toolsets: Toolsets | None = None) -> None:
         self.mcp = mcp
+        self.toolsets = toolsets or Toolsets(mcp)
         self.owners: dict[tuple[str, str], str] = {}
 
     def _claim(self, kind: str, key: str, plugin_name: str) -> None:
@@ -80,17 +116,28 @@ class Registry:
             title: str | None = None,
             description: str | None = None,
             annotations: dict[str, Any] | None = None,
+            toolset: str | None = None,
         ) -> None:
             tool_name = name or fn.__name__
+            group = toolset or toolset_of_plugin(plugin_name)
+            if not TOOLSET_NAME.fullmatch(group):
+                raise PluginError(
+                    f"plugin {plugin_name!r} puts {tool_name!r} in toolset {group!r}: a toolset "
+                    "name is 1-100 letters, digits, '_', '.', ':', '-'"
+                )
             self._claim("tool", tool_name, plugin_name)
-            self.mcp.tool(
+            tool = PluginTool.from_function(
                 _typed_errors(fn),
                 name=tool_name,
                 title=title,
                 description=description,
                 annotations=annotations,
-                meta={"plugin": plugin_name},
+                tags={group},
+                output_schema=None if _returns_any_object(fn) else NotSet,
             )
+            _drop_null_defaults(tool.parameters)
+            self.mcp.add_tool(tool)
+            self.toolsets.add_tool(group, tool_name)
 
         return register
 
@@ -273,7 +320,9 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
         middleware=[TypedErrors(), StartRayAfterToolsList(router), SharedActiveSession(app)],
     )
     register_app(mcp, app)
-    components = Registry(mcp)
+    app.toolsets = Toolsets(mcp)
+    mcp.add_middleware(ListenForToolChanges(app.toolsets))
+    components = Registry(mcp, app.toolsets)
     for hook, register_for in (
         (pm.hook.register_tools, components.tools_for),
         (pm.hook.register_resources, components.resources_for),
@@ -281,6 +330,7 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
     ):
         for impl in hook.get_hookimpls():
             _call_hookimpl(impl, register=register_for(impl.plugin_name), app=app)
+    app.toolsets.start(settings.toolsets)
     return mcp, app
 
 

@@ -27,6 +27,9 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ray-address", dest="ray_address", help="join this Ray cluster")
     parser.add_argument("--log-level", dest="log_level", help="default INFO")
     parser.add_argument(
+        "--toolsets", help="groups of tools to offer: a comma list, or all (default: default)"
+    )
+    parser.add_argument(
         "--hash-token",
         action="store_true",
         help="read a bearer token from stdin, print the hash auth_tokens stores, and exit",
@@ -131,9 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         end_stdio = claim_stdio(settings.max_request_bytes)
 
+    from raykernel.errors import InvalidSetting
+
     from .build import build_server
 
-    mcp, _app = build_server(settings)
+    try:
+        mcp, _app = build_server(settings)
+    except InvalidSetting as exc:  # known once the plugins are loaded (a toolset's name)
+        print(f"raykernel: invalid settings: {exc}", file=sys.stderr)
+        return 2
     if settings.transport == "http":
         _say_how_to_connect(settings)
     _graceful_sigterm(end_stdio)

@@ -30,6 +30,7 @@ async def small(workspace: Path) -> AsyncIterator[tuple[Client, Any]]:
             max_resident_sessions=3,
             hibernate_after=2,
             warm_pool_size=1,
+            toolsets=["all"],
             config=None,
         )
     )
