@@ -302,11 +302,13 @@ def kernel_register(namespace: Mapping[str, Any], name: str, patterns: list[str]
         "paths": list(patterns),
         "files": [workspace.relative(Path(f)) for f in files],
     }
+    # Files whose columns differ are matched by name; it costs a pass over every file's
+    # header per query, so only when there are several.
+    merge = ", union_by_name = true" if len(files) > 1 else ""
     try:
         _run(
             con,
-            f"CREATE OR REPLACE VIEW {view} AS "
-            f"SELECT * FROM {READERS[form]}([{listing}], union_by_name = true)",
+            f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {READERS[form]}([{listing}]{merge})",
         )
         # Binding reads each file's header now, so a file DuckDB cannot read is said here.
         columns = _columns(con.sql(f"SELECT * FROM {view}"))
