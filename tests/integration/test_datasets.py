@@ -164,6 +164,8 @@ async def test_sql_stays_in_the_workspace_and_cannot_unlock(
         "SELECT * FROM read_csv('/etc/passwd')": "Permission Error",
         f"SELECT * FROM read_csv('{workspace}/../../../etc/passwd')": "Permission Error",
         "SELECT * FROM read_text('/etc/hostname')": "Permission Error",
+        # DuckDB 1.0 let sniff_csv past enable_external_access (fixed in 1.1, the lower bound).
+        "SELECT * FROM sniff_csv('/etc/passwd')": "Permission Error",
         "COPY (SELECT * FROM ok) TO '/tmp/raykernel-datasets-escape.csv'": "Permission Error",
         "INSTALL httpfs": "Permission Error",
         "LOAD httpfs": "Permission Error",
