@@ -118,6 +118,11 @@ class NotAllowed(RaykernelError):
     and admin identities only)."""
 
 
+class MissingDependency(RaykernelError):
+    """A tool needs an optional package that is not installed where it runs; the message says
+    how to install it (``pip install raykernel[<extra>]``)."""
+
+
 class PluginError(RaykernelError):
     """A plugin could not be loaded or registered (tool name clash, bad hook, blocked core)."""
 

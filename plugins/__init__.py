@@ -12,6 +12,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "raykernel.plugins.variants",
     "raykernel.plugins.introspection",
     "raykernel.plugins.notebooks",
+    "raykernel.plugins.datasets",
     "raykernel.plugins.resources",
     "raykernel.plugins.prompts",
     "raykernel.plugins.toolsets",

@@ -82,12 +82,16 @@ class Sessions:
 
 def _by_value(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle ``fn`` with its code, not as a reference to its module: a plugin's module need
-    not be importable (nor readable) inside a confined kernel."""
+    not be importable (nor readable) inside a confined kernel. Built-in plugins too: in an
+    editable install they live outside the package folder the kernel may read."""
     module = sys.modules.get(getattr(fn, "__module__", "") or "")
     scoped = (
         module is not None
         and module.__name__ not in ("__main__", "builtins")
-        and not module.__name__.startswith("raykernel.")
+        and (
+            not module.__name__.startswith("raykernel.")
+            or module.__name__.startswith("raykernel.plugins.")
+        )
         and module.__name__ not in cloudpickle.list_registry_pickle_by_value()
     )
     if scoped:

@@ -37,6 +37,7 @@ BUILTIN_TOOLSETS: dict[str, str] = {
     "runs": "background runs, interrupt",
     "state": "snapshots, fork, transfer, hibernate, rewind, variants, network lists",
     "notebooks": "history, export and run notebooks",
+    "datasets": "SQL (DuckDB) over workspace CSV, Parquet and JSON files",
 }
 # "default": every tool python-mcp-server 0.6.2's clients call (raykernel implements its API),
 # in at most 12 KB of tools/list, and every third-party plugin's group.
