@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # destinations ("pypi.org", "*.example.com:443", "10.1.0.0/16") lets it reach those only,
     # through a proxy outside its sandbox.
     session_network: Literal["on", "off"] | list[str] = "on"
+    # The user's own Python environments sessions may run in (create_session's environment):
+    # name -> an interpreter, a venv folder or a conda env folder. Env: RAYKERNEL_ENVIRONMENTS
+    # as JSON ({"project": "/home/me/project/.venv"}).
+    environments: dict[str, str] = Field(default_factory=dict)
     # Actors started ahead of time so create_session needs no cold start (0: off). Each idle
     # pooled actor costs two processes (an actor and its kernel, ~70 MiB PSS). None: 2 on a
     # cluster, 1 on an embedded Ray.
@@ -263,6 +267,16 @@ class Settings(BaseSettings):
             from raykernel.kernel.egress import parse_rules
 
             parse_rules(value)
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        from raykernel.errors import InvalidSetting
+
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+                raise InvalidSetting(f"environments: {name!r} is not a name (letters, digits, _.-)")
         return value
 
     @field_validator("toolsets", mode="before")

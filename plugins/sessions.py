@@ -74,6 +74,10 @@ NewNetwork = Annotated[
         max_length=256,
     ),
 ]
+EnvironmentName = Annotated[
+    str | None,
+    omittable("One of the server's Python environments (its packages; see list_sessions)."),
+]
 Checkpoint = Annotated[
     Literal["off", "after_run"] | None,
     omittable(
@@ -97,6 +101,7 @@ async def create_session(
     node_affinity: NodeAffinity = "hard",
     network: Network = None,
     checkpoint: Checkpoint = None,
+    environment: EnvironmentName = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """Create an isolated Python session (own process, own variables); an existing id gives
@@ -114,7 +119,7 @@ async def create_session(
         node_affinity=node_affinity,
     )
     record, created = await app.router.create(
-        app.resolve_session(session_id), description, placement, network, checkpoint
+        app.resolve_session(session_id), description, placement, network, checkpoint, environment
     )
     summary = record.summary(False)
     return {
@@ -126,6 +131,7 @@ async def create_session(
         "resources": summary["resources"],
         "network": record.network,
         "checkpoint": record.checkpoint,
+        **({"environment": summary["environment"]} if record.environment else {}),
         "isolation": record.isolation,
         "metadata": {"description": record.description},
         "timestamp": time.time(),
@@ -137,13 +143,19 @@ async def create_local_session(
     description: Description = "",
     network: Network = None,
     checkpoint: Checkpoint = None,
+    environment: EnvironmentName = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """Create an isolated Python session (own process, own variables); an existing id gives
     "exists". It does not become your active session."""
     # One machine: nothing to place, so the schema offers no placement.
     return await create_session(
-        session_id, description, network=network, checkpoint=checkpoint, app=app
+        session_id,
+        description,
+        network=network,
+        checkpoint=checkpoint,
+        environment=environment,
+        app=app,
     )
 
 
@@ -244,6 +256,8 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         title="Create a session",
         annotations=hints(read_only=False, idempotent=True),
         toolset="sessions",
+        # Offered where the server has environments to offer.
+        hide=() if app.settings.environments else ("environment",),
     )
     register(
         switch_session,

@@ -9,10 +9,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis.strategies  # noqa: F401 - see below
 import pytest
 from fastmcp import Client
 
 from tests.helpers import call
+
+# hypothesis.strategies is imported (and rewritten by pytest) at the start: imported late, at
+# the end of a run in which a stdio transport was collected after its event loop closed, its
+# ast.parse met CPython 3.11.7's "AST constructor recursion depth mismatch" SystemError and the
+# run exited 1 with every test passed.
 
 
 @pytest.fixture(scope="session")

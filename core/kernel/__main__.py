@@ -9,8 +9,14 @@ require it), then serves requests until its parent goes.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import sys
+
+# A kernel in another environment than the server's finds the kernel's dependencies last on
+# its path, after the environment's own (see environments).
+if os.environ.get("RAYKERNEL_KERNEL_FALLBACK"):
+    sys.path.append(os.environ.pop("RAYKERNEL_KERNEL_FALLBACK"))
 
 from . import wire
 from .confinement import ConfinementRefused, confine
@@ -42,7 +48,10 @@ def main(argv: list[str]) -> int:
         sys.path.insert(0, scripts)
     containment.limit_memory(spec.get("memory_limit", 0))
     service = KernelService(sock, spec)
-    wire.send(sock, {"event": "ready", "pid": os.getpid(), "isolation": isolation})
+    python = {"version": platform.python_version(), "executable": sys.executable}
+    wire.send(
+        sock, {"event": "ready", "pid": os.getpid(), "isolation": isolation, "python": python}
+    )
     service.serve()
     return 0
 

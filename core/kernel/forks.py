@@ -78,6 +78,7 @@ class Forks:
                 kernel.isolation,
                 str(self._stderr_file(set_id, index)),
                 kernel.max_message_bytes,
+                kernel.python_info,
             )
             if len(made) == count:
                 all_in.set()

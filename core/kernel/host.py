@@ -35,6 +35,7 @@ from raykernel.workspace import OPERATIONS, Workspace
 from .capture import truncate_text
 from .checkpoints import CheckpointStore
 from .egress import EgressProxy, Policy, parse_rules
+from .environments import FALLBACK_ENV, Environment, support_folders
 from .forks import Forks
 from .history import History
 from .packages import Installer, parse_requirements, run_installer
@@ -97,6 +98,8 @@ class Claim:
     workspace: str | None = None
     # The last execution count the front end saw: a new actor's timeline goes on from it.
     execution_count: int = 0
+    # The session's Python environment (environments.Environment.as_dict); None: the server's.
+    environment: dict[str, str] | None = None
 
 
 _swept = False
@@ -158,6 +161,10 @@ class SessionHost:
         self.book = self._new_book()
         # run_variants' copy-on-write forks of the kernel, while the call lasts.
         self.forks = Forks(self.tmp, config.interrupt_grace)
+        # The session's own Python environment, if it has one, and the links that bring the
+        # kernel's code to it (see environments).
+        self.environment: Environment | None = None
+        self._support: tuple[list[str], str, list[str]] | None = None
 
     def _new_book(self) -> RunBook:
         driver = Driver(
@@ -228,7 +235,7 @@ class SessionHost:
             await kernel.kill("replaced by a new kernel")
             kernel = None
         self.site_dir.mkdir(parents=True, exist_ok=True)
-        kernel = kernel or KernelProcess(self._env())
+        kernel = kernel or self._new_kernel()
         self.kernel = kernel
         try:
             report = await kernel.start(self._spec())
@@ -261,13 +268,25 @@ class SessionHost:
             "network": "allowlist" if isinstance(self.network, list) else self.network,
             "proxy": str(self._egress_path),
             "write": [str(self._workspace.root), str(self.site_dir), str(self.tmp)],
-            "read": config.read,
+            "read": [*config.read, *self._environment_reads()],
             "hide": config.hide,
             "shm_bytes": config.memory_limit or None,
         }
 
+    def _new_kernel(self) -> KernelProcess:
+        python = self.environment.python if self.environment is not None else None
+        return KernelProcess(self._env(), python=python)
+
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
+        if self._support is not None:
+            # Another interpreter: nothing of the server's environment, the kernel's own
+            # code first on its path and its dependencies last.
+            for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX"):
+                env.pop(name, None)
+            first, last, _targets = self._support
+            env["PYTHONPATH"] = os.pathsep.join(first)
+            env[FALLBACK_ENV] = last
         if self.config.python_path:
             env["PYTHONPATH"] = os.pathsep.join(
                 [*self.config.python_path, *filter(None, [env.get("PYTHONPATH")])]
@@ -280,6 +299,12 @@ class SessionHost:
             env["XDG_CACHE_HOME"] = str(self._folder("cache"))
             env["MPLCONFIGDIR"] = str(self._folder("mpl"))
         return env
+
+    def _environment_reads(self) -> list[str]:
+        """An environment's installation and the kernel code its links lead to."""
+        if self.environment is None or self._support is None:
+            return []
+        return [*self.environment.paths(), *self._support[2]]
 
     def _folder(self, name: str) -> Path:
         folder = self.tmp / name
@@ -314,6 +339,13 @@ class SessionHost:
             self._workspace = Workspace(Path(claim.workspace), config.max_file_bytes, config.store)
             await asyncio.to_thread(self._workspace.ensure)
         self.network = claim.network
+        if claim.environment is not None:
+            # The kernel spawned ahead runs the server's Python: this one needs its own.
+            self.environment = Environment.from_dict(claim.environment)
+            self._support = await asyncio.to_thread(support_folders, self.tmp / "environment")
+            if self.kernel is not None:
+                await self.kernel.kill("replaced by the session's environment")
+                self.kernel = None
         # The timeline goes on: from the front end's count (a new actor after the old one was
         # lost), or from the store's history when the session keeps checkpoints.
         self.execution_count = max(self.execution_count, claim.execution_count)
@@ -358,6 +390,8 @@ class SessionHost:
             "placement": self.placement,
             "execution_count": self.execution_count,
             "last_execution_time": self.last_execution_time,
+            "environment": self.environment.name if self.environment is not None else None,
+            "python_version": (kernel.python_info.get("version") if kernel is not None else None),
         }
 
     # -- runs -----------------------------------------------------------------------------------
@@ -495,7 +529,10 @@ class SessionHost:
             if (url := r.url or "").startswith("file://")
         ]
         command = self._confined(
-            installer.command(requirements, self.site_dir), installer, work, local
+            installer.command(requirements, self.site_dir, self._python()),
+            installer,
+            work,
+            local,
         )
         self._install_tails[token] = ""
 
@@ -545,7 +582,7 @@ class SessionHost:
             "isolation": config.isolation,
             "network": "on",
             "write": [str(self.site_dir), str(installer.cache), str(work), *sources],
-            "read": [*installer.reads(), *config.read],
+            "read": [*installer.reads(), *config.read, *self._environment_reads()],
             "hide": config.hide,
         }
         return [
@@ -557,6 +594,9 @@ class SessionHost:
             "--",
             *command,
         ]
+
+    def _python(self) -> str:
+        return self.environment.python if self.environment is not None else sys.executable
 
     def _install_env(self, work: Path) -> dict[str, str]:
         """The installer's environment: no Ray or raykernel variable (no token), and a home and
@@ -804,6 +844,7 @@ class SessionHost:
         self.closed = False
         self.book = self._new_book()
         self.network = self.config.network
+        self.environment, self._support = None, None
         self._stop_egress()
         await self.prepare()
 

@@ -76,9 +76,13 @@ class Installer:
         program = "uv" if _find_uv() is not None else "pip"
         return cls(program, cache or default_cache(program), allow_builds)
 
-    def command(self, requirements: list[Requirement], target: Path) -> list[str]:
-        """The argument list that installs ``requirements`` into ``target`` for this
-        interpreter: wheels only unless builds are allowed (a build runs the package's code)."""
+    def command(
+        self, requirements: list[Requirement], target: Path, python: str | None = None
+    ) -> list[str]:
+        """The argument list that installs ``requirements`` into ``target`` for ``python``
+        (this interpreter by default): wheels only unless builds are allowed (a build runs
+        the package's code)."""
+        python = python or sys.executable
         reqs = [str(r) for r in requirements]
         if self.program == "uv":
             uv = _find_uv()
@@ -89,7 +93,7 @@ class Installer:
                 "install",
                 "--no-progress",
                 "--python",
-                sys.executable,
+                python,
                 "--target",
                 str(target),
                 "--cache-dir",
@@ -98,7 +102,7 @@ class Installer:
                 *reqs,
             ]
         return [
-            sys.executable,
+            python,
             "-m",
             "pip",
             "install",

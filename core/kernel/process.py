@@ -47,8 +47,13 @@ class KernelProcess:
     pooled session spawns ahead of time and starts when it is claimed, so the confinement is
     drawn once, for the identity and workspace it serves."""
 
-    def __init__(self, env: dict[str, str], max_message_bytes: int = 1 << 34) -> None:
+    def __init__(
+        self, env: dict[str, str], max_message_bytes: int = 1 << 34, python: str | None = None
+    ) -> None:
         self.env = env
+        # The interpreter: the server's, or a session's environment's (see environments).
+        self.python = python or sys.executable
+        self.python_info: dict[str, Any] = {}
         self.max_message_bytes = max_message_bytes
         self.spec: dict[str, Any] = {}
         self.pid: int | None = None
@@ -81,6 +86,7 @@ class KernelProcess:
         isolation: dict[str, Any],
         stderr_file: str,
         max_message_bytes: int = 1 << 34,
+        source_python: dict[str, Any] | None = None,
     ) -> KernelProcess:
         """A kernel forked from another (copy-on-write), serving on ``reader``/``writer``.
         It is in the other kernel's namespaces and dies with them; killing it kills its
@@ -89,6 +95,7 @@ class KernelProcess:
         kernel._adopted, kernel._stderr_file = True, stderr_file
         kernel._reader, kernel._writer = reader, writer
         kernel.pid, kernel.spec, kernel.isolation = pid, spec, dict(isolation)
+        kernel.python_info = dict(source_python or {})
         with contextlib.suppress(psutil.Error):
             kernel._process = psutil.Process(pid)
         kernel._tasks.append(asyncio.ensure_future(kernel._read(reader)))
@@ -101,7 +108,7 @@ class KernelProcess:
         parent, child = socket.socketpair()
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
+                self.python,
                 # -P: no current folder on sys.path (every sys.path entry is readable by the
                 # confined kernel, so none may be there by accident).
                 "-P",
@@ -158,6 +165,7 @@ class KernelProcess:
             await self.kill()
             raise KernelRefused(str(first.get("message")))
         self.isolation = first.get("isolation", {})
+        self.python_info = first.get("python", {})
         if self.isolation.pop("pid_namespace", False):
             try:
                 self._init_pid, self.pid = _namespace_pids(self._proc.pid)

@@ -117,6 +117,7 @@ class Registry:
             description: str | None = None,
             annotations: dict[str, Any] | None = None,
             toolset: str | None = None,
+            hide: tuple[str, ...] = (),
         ) -> None:
             tool_name = name or fn.__name__
             group = toolset or toolset_of_plugin(plugin_name)
@@ -136,6 +137,7 @@ class Registry:
                 output_schema=None if _returns_any_object(fn) else NotSet,
             )
             _drop_null_defaults(tool.parameters)
+            _hide_arguments(tool.parameters, hide, tool_name)
             self.mcp.add_tool(tool)
             self.toolsets.add_tool(group, tool_name)
 
@@ -353,3 +355,13 @@ def _call_hookimpl(impl: Any, **kwargs: Any) -> None:
     """Call one plugin's implementation with the arguments it names (pluggy's rule), so that
     each registration is charged to the plugin that made it."""
     impl.function(**{name: kwargs[name] for name in impl.argnames})
+
+
+def _hide_arguments(schema: dict[str, Any], names: tuple[str, ...], tool: str) -> None:
+    """Arguments not offered where the server runs (``register(..., hide=...)``): out of the
+    schema a model reads; each must have a default, which a call then gets."""
+    properties = schema.get("properties", {})
+    for name in names:
+        if name not in properties or name in schema.get("required", []):
+            raise PluginError(f"tool {tool!r} cannot hide {name!r}: not an optional argument")
+        del properties[name]

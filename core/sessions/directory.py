@@ -268,6 +268,7 @@ def dead_record(qualified: str, entry: Entry, reason: str) -> SessionRecord:
         placement=Placement(**(meta.get("placement") or {})),
     )
     record.checkpoint = meta.get("checkpoint", "off")
+    record.environment = meta.get("environment")
     record.actor_name = entry["actor"]
     record.status = "dead"
     record.death_reason = reason

@@ -47,6 +47,10 @@ class SessionHealth:
             "node_ip": record.node_ip,
             "restart_count": record.restart_count,
             "resources": record.placement.describe(),
+            # The Python it runs: the server's (environment None) or one of `environments`.
+            "environment": record.environment["name"] if record.environment else None,
+            "python_version": record.python_version
+            or (record.environment["version"] if record.environment else None),
             # One run at a time per session: what runs now and how many wait behind it.
             "queue": {"running": record.run_token is not None, "waiting": record.waiting},
         }

@@ -306,6 +306,7 @@ def _identity(record: SessionRecord) -> dict[str, Any]:
         "network": record.network,
         "checkpoint": record.checkpoint,
         "restart_count": record.restart_count,
+        "environment": record.environment,
         "cold": record.cold or (record.execution_count == 0 and record.status == "hibernated"),
     }
 
@@ -330,6 +331,7 @@ def record_from_image(path: Path) -> SessionRecord | None:
         placement=Placement(**(session.get("placement") or {})),
     )
     record.checkpoint = session.get("checkpoint", "off")
+    record.environment = session.get("environment")
     record.restart_count = session.get("restart_count", 0)
     record.cold = bool(session.get("cold")) and not manifest.get("names")
     record.status = "hibernated"

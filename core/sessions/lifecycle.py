@@ -222,6 +222,7 @@ class Lifecycle:
                 str(self.install_cache(record)) if record.owner != LOCAL else None,
                 str(self.workspaces.root_of(record.owner)),
                 record.execution_count,
+                record.environment,
             )
             info = await handle.claim(claim, CREATE_TIMEOUT)
         except BaseException as exc:
@@ -268,6 +269,7 @@ class Lifecycle:
         record.pid = info["pid"]
         record.kernel_pid = info["kernel_pid"]
         record.isolation = info.get("isolation") or {}
+        record.python_version = info.get("python_version") or record.python_version
         record.network = info.get("network", record.network)
         record.node_id = info["node_id"]
         record.node_ip = info["node_ip"]

@@ -62,6 +62,10 @@ class SessionRecord:
     # Created and never started: it holds no process, only an empty image; its first call
     # starts it (from the warm pool), as it would resume a hibernated session.
     cold: bool = False
+    # Its own Python environment (environments.Environment.as_dict), None: the server's; the
+    # Python version its kernel reported.
+    environment: dict[str, str] | None = None
+    python_version: str | None = None
     placement: Placement = field(default_factory=Placement)
 
     @property
@@ -93,6 +97,9 @@ class SessionRecord:
             "resources": self.placement.describe(),
             "network": self.network,
             "owner": self.owner,
+            "environment": self.environment["name"] if self.environment else None,
+            "python_version": self.python_version
+            or (self.environment["version"] if self.environment else None),
         }
 
     @property
@@ -125,6 +132,7 @@ class SessionRecord:
             "placement": dataclasses.asdict(self.placement),
             "network": self.network,
             "checkpoint": self.checkpoint,
+            "environment": self.environment,
         }
 
     def last_used(self) -> float:

@@ -35,6 +35,7 @@ from .admission import Admission
 from .directory import Directory
 from .handle import ActorDied, SessionHandle
 from .hibernation import Hibernation
+from .interpreters import EnvironmentTable
 from .lifecycle import Lifecycle
 from .nodes import Nodes
 from .placement import Placement
@@ -75,6 +76,7 @@ class SessionRouter:
         self.runtime = runtime
         self.lifecycle = lifecycle
         self.pool = pool
+        self.environments = EnvironmentTable(settings)
         self.nodes = nodes
         self.sessions = sessions
         self.hooks = hooks
@@ -227,13 +229,17 @@ class SessionRouter:
         placement: Placement | None = None,
         network: str | list[str] | None = None,
         checkpoint: str | None = None,
+        environment: str | None = None,
     ) -> tuple[SessionRecord, bool]:
-        """Create a session; an existing id returns ``(record, False)`` unchanged."""
+        """Create a session; an existing id returns ``(record, False)`` unchanged.
+        ``environment``: one of the ``environments`` setting's names (refused, with the
+        reason, if its interpreter cannot run a kernel)."""
         validate_session_id(session_id)
+        found = await self.environments.find(environment) if environment else None
         # After start-up (rediscovery included): an actor being created must not be mistaken
         # for an abandoned one.
         await self.ready()
-        return await self._create(session_id, description, placement, network, checkpoint)
+        return await self._create(session_id, description, placement, network, checkpoint, found)
 
     async def _create(
         self,
@@ -242,6 +248,7 @@ class SessionRouter:
         placement: Placement | None,
         network: str | list[str] | None = None,
         checkpoint: str | None = None,
+        environment: dict[str, str] | None = None,
     ) -> tuple[SessionRecord, bool]:
         placement = placement or Placement()
         network = network if network is not None else self.settings.session_network
@@ -268,12 +275,18 @@ class SessionRouter:
                 placement=placement,
                 network=network,
                 checkpoint=checkpoint or self.settings.checkpoint,
+                environment=environment,
             )
             self.sessions[qualified] = record
         # Pooled actors have the default placement (any network: a kernel confines itself at
         # its claim); other requests get their own.
         usual = placement.is_default
-        local = usual and qualified == DEFAULT_SESSION and self.settings.local_default
+        local = (
+            usual
+            and qualified == DEFAULT_SESSION
+            and self.settings.local_default
+            and environment is None
+        )
         # A session with the usual placement and network starts cold: no process until its
         # first call (which takes a pooled actor). One that asks for resources, a node or
         # another network starts now: its placement or its confinement may be refused.

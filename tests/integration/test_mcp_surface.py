@@ -14,6 +14,10 @@ from tests.helpers import call
 # Tools that may destroy what a session holds (variables, files, runs), so say nothing more.
 DESTRUCTIVE = {
     "run_python_code",
+    # A view of the same name replaced, a query's output file written, a view dropped.
+    "register_dataset",
+    "query_datasets",
+    "drop_dataset",
     "delete_session",
     "restart_kernel",
     "write_file",

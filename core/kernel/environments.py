@@ -1,0 +1,141 @@
+"""The user's own Python environments for sessions (``environments`` setting): a session's
+kernel may run another interpreter than the server's (a project venv, a conda env, a uv
+project's ``.venv``), confined the same way.
+
+Nothing of raykernel is installed there. The kernel's own code and its few dependencies reach
+that interpreter from the server's installation, read-only: a folder of links (made per actor,
+in its temp folder) holds ``raykernel`` alone, first on the kernel's path; another holds the
+dependencies (cloudpickle, psutil's stable-ABI build, pluggy, jedi, parso), last on the path,
+so that the environment's own copies win. The environment's packages are what the session
+imports; ``install_dependencies`` adds to the session's own folder on top, for that
+interpreter, and never touches the environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# The kernel's code needs what the server needs (pyproject's requires-python).
+MIN_PYTHON = (3, 11)
+# What the kernel imports beyond the standard library (introspection imports jedi lazily).
+KERNEL_DEPENDENCIES = ("cloudpickle", "psutil", "pluggy", "jedi", "parso")
+PROBE_TIMEOUT = 30.0
+# The variable that names the dependencies' folder (see raykernel.kernel.__main__).
+FALLBACK_ENV = "RAYKERNEL_KERNEL_FALLBACK"
+
+
+class EnvironmentRefused(Exception):
+    """The interpreter cannot run a kernel; the message says why."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    python: str  # the interpreter
+    version: str
+    prefix: str
+    base_prefix: str
+
+    def paths(self) -> list[str]:
+        """What a confined process must read to run this interpreter."""
+        return sorted({self.prefix, self.base_prefix, str(Path(self.python).parent)})
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "python": self.python,
+            "version": self.version,
+            "prefix": self.prefix,
+            "base_prefix": self.base_prefix,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Environment:
+        return cls(**{k: data[k] for k in ("name", "python", "version", "prefix", "base_prefix")})
+
+
+def interpreter_of(place: str) -> Path:
+    """The interpreter a setting names: itself, or a venv's or conda env's ``bin/python``."""
+    path = Path(place).expanduser()
+    if path.is_dir():
+        for candidate in ("bin/python3", "bin/python", "python.exe"):
+            if (path / candidate).is_file():
+                return path / candidate
+        raise EnvironmentRefused(f"{place} is a folder with no bin/python: not a venv or conda env")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise EnvironmentRefused(f"{place} is not an interpreter, a venv or a conda env")
+    return path
+
+
+def probe(name: str, place: str, support: list[str], fallback: str) -> Environment:
+    """Run the interpreter once: its version and prefixes, and whether the kernel's code
+    imports there (with ``support`` first and ``fallback`` last on its path, as a kernel
+    has them). Blocking."""
+    python = interpreter_of(place)
+    script = (
+        "import json, sys\n"
+        f"sys.path.append({fallback!r})\n"
+        "ok = sys.version_info[:2] >= " + repr(MIN_PYTHON) + "\n"
+        "problem = None\n"
+        "if ok:\n"
+        "    try:\n"
+        "        import raykernel.kernel.service\n"
+        "    except Exception as exc:\n"
+        "        problem = f'{type(exc).__name__}: {exc}'\n"
+        "print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3], 'prefix': sys.prefix,"
+        " 'base_prefix': sys.base_prefix, 'problem': problem}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONPATH"] = os.pathsep.join(support)
+    try:
+        done = subprocess.run(
+            [str(python), "-P", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            env=env,
+            check=False,
+        )
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        raise EnvironmentRefused(f"{python} did not run: {exc}") from None
+    version = found["version"]
+    if tuple(int(p) for p in version.split(".")[:2]) < MIN_PYTHON:
+        needed = ".".join(map(str, MIN_PYTHON))
+        raise EnvironmentRefused(f"{python} is Python {version}; a kernel needs {needed} or newer")
+    if found.get("problem"):
+        raise EnvironmentRefused(
+            f"{python} (Python {version}) cannot run a kernel: {found['problem']}"
+        )
+    return Environment(name, str(python), version, found["prefix"], found["base_prefix"])
+
+
+def support_folders(root: Path) -> tuple[list[str], str, list[str]]:
+    """Make (once) the two folders of links under ``root``: the kernel's path entries first,
+    the dependencies' folder, and the real folders the links lead to (which a confined
+    kernel must be allowed to read: a rule on a link's folder does not reach its target)."""
+    import raykernel
+
+    first, last = root / "kernel-path", root / "kernel-deps"
+    targets = [str(Path(p).resolve()) for p in raykernel.__path__]
+    _link(first / "raykernel", Path(raykernel.__path__[0]))
+    for name in KERNEL_DEPENDENCIES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        where = Path(spec.origin)
+        source = where.parent if where.name == "__init__.py" else where
+        _link(last / source.name, source)
+        targets.append(str(source.resolve()))
+    return [str(first)], str(last), sorted(set(targets))
+
+
+def _link(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(target.resolve(), target_is_directory=target.is_dir())
