@@ -16,5 +16,6 @@ async def test_dataframe_summary_runs_in_the_callers_session(raykernel_client, t
     summary = (await call("dataframe_summary", {"path": "t.csv"})).data
     assert summary["shape"] == [2, 2] and summary["dtypes"]["a"] == "int64"
     assert summary["frames_in_session"] == ["df"]
-    history = (await call("get_history", {})).structured_content
-    assert history["total"] == 1  # the summary left no trace in the user's history
+    # The summary left no trace in the user's timeline: the next run is the second.
+    after = (await call("run_python_code", {"code": "len(df)"})).structured_content
+    assert after["execution_count"] == 2

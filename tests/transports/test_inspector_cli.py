@@ -44,8 +44,11 @@ def _stdio_server(workspace: Path) -> list[str]:
 def test_inspector_cli_lists_tools_and_runs_code_over_stdio(tmp_path: Path) -> None:
     listed = _inspector(tmp_path, *_stdio_server(tmp_path), "--method", "tools/list")
     tools = {tool["name"]: tool for tool in listed["tools"]}
-    assert {"run_python_code", "create_session", "get_run", "inspect_object"} <= set(tools)
-    assert tools["run_python_code"]["annotations"]["destructiveHint"] is True
+    # A new user's server: the default toolsets (background runs are in "runs", off).
+    assert {"run_python_code", "create_session", "inspect_object"} <= set(tools)
+    assert "get_run" not in tools and "enable_toolsets" in tools
+    # No destructiveHint stated: the spec's default, destructive, holds.
+    assert "destructiveHint" not in tools["run_python_code"].get("annotations", {})
 
     called = _inspector(
         tmp_path,
