@@ -38,6 +38,7 @@ BUILTIN_TOOLSETS: dict[str, str] = {
     "state": "snapshots, fork, transfer, hibernate, rewind, variants, network lists",
     "notebooks": "history, export and run notebooks",
     "datasets": "SQL (DuckDB) over workspace CSV, Parquet and JSON files",
+    "codemode": "session functions as tools",
 }
 # "default": every tool python-mcp-server 0.6.2's clients call (raykernel implements its API),
 # in at most 12 KB of tools/list, and every third-party plugin's group.
@@ -178,6 +179,10 @@ class Toolsets:
                 self._listeners.pop(session_id, None)
         if context is not None:
             await context.send_notification(mcp_types.ToolListChangedNotification())
+
+    def announce(self) -> None:
+        """``notify`` soon, from code that cannot await it (a callback)."""
+        self._schedule_notice()
 
     def _schedule_notice(self) -> None:
         try:
