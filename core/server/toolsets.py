@@ -12,6 +12,7 @@ and on the stream of the request that made it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 from collections import OrderedDict
@@ -181,8 +182,15 @@ class Toolsets:
             await context.send_notification(mcp_types.ToolListChangedNotification())
 
     def announce(self) -> None:
-        """``notify`` soon, from code that cannot await it (a callback)."""
-        self._schedule_notice()
+        """``notify`` every connection soon, from code that cannot await it (a callback):
+        outside the current request, whose own stream may be closed by then."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.notify(), context=contextvars.Context())
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
 
     def _schedule_notice(self) -> None:
         try:
