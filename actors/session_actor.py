@@ -225,6 +225,14 @@ class SessionActor:
     async def cancel_run(self, run_id: str) -> dict[str, Any]:
         return await self.host.book.cancel(run_id)
 
+    async def upstream_calls(self, token: str, wait: float) -> dict[str, Any]:
+        return await self.host.upstream.take(token, wait)
+
+    async def answer_upstream(
+        self, call_id: int, answer: dict[str, Any], log: dict[str, Any] | None = None
+    ) -> bool:
+        return await self.host.upstream.answer(call_id, answer, log)
+
     async def runs(self) -> list[dict[str, Any]]:
         return self.host.book.listing()
 

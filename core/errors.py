@@ -153,3 +153,28 @@ class FunctionFailed(RaykernelError):
 class SessionMoved(SessionUnavailable):
     """The session's actor has handed the session on (it hibernated, or another front end gave
     it a new actor): the call was not taken, and the session is found again where it is now."""
+
+
+class UpstreamNotFound(NotFound):
+    """Session code named an upstream MCP server (or a tool of one) that its owner may not use
+    or that does not exist (``raykernel_tools.servers()`` lists those it may)."""
+
+
+class UpstreamUnavailable(RaykernelError):
+    """An upstream MCP server could not be reached (it did not start, or its connection
+    failed); nothing was called."""
+
+
+class UpstreamToolError(RaykernelError):
+    """An upstream MCP server's tool answered with an error (``isError``); the message is its
+    text."""
+
+
+class ApprovalRequired(RaykernelError):
+    """An upstream tool that can do harm needs the client's consent, and the client cannot be
+    asked (no elicitation: a 2026-07-28 connection, a client without the capability, a
+    background run); nothing was called."""
+
+
+class ApprovalDenied(RaykernelError):
+    """The client declined (or cancelled) the call of an upstream tool; nothing was called."""

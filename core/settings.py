@@ -25,6 +25,11 @@ DEFAULT_CONFIG_FILE = Path("configs") / "raykernel.toml"
 TOOLSET_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
+# An upstream MCP server's name: an attribute of raykernel_tools in session code.
+UPSTREAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+UPSTREAM_RESERVED = frozenset({"servers", "call"})
+
+
 def default_ray_temp() -> Path:
     """Where Ray keeps its temp folder unless told otherwise (``ray start --temp-dir``)."""
     return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
@@ -168,6 +173,18 @@ class Settings(BaseSettings):
     # plugin registers are refused at start.
     toolsets: Annotated[tuple[str, ...], NoDecode] = ("default",)
 
+    # Code mode (README: Code mode). Upstream MCP servers session code may call through
+    # raykernel_tools, in a client's config shape: {name: {command, args, env, cwd}} (stdio) or
+    # {name: {url, headers}} (streamable HTTP); RAYKERNEL_MCP_SERVERS as JSON. The front end
+    # holds the connections: a kernel's network setting does not matter to them.
+    mcp_servers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Which of them each identity's sessions may call: {identity: [server, ...]} ("*": all).
+    # An identity not listed: "local" may call every one, any other none.
+    mcp_server_access: dict[str, list[str]] = Field(default_factory=dict)
+    # Upstream tools ("server.tool", "server.*") asked for the client's consent before code
+    # runs them, besides those whose annotations say destructiveHint.
+    mcp_approval: list[str] = Field(default_factory=list)
+
     log_level: str = "INFO"
 
     @field_validator("workspace")
@@ -294,6 +311,24 @@ class Settings(BaseSettings):
         if bad:
             raise InvalidSetting(f"toolsets: {bad[0]!r} is not a toolset name")
         return names
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _upstreams(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from raykernel.errors import InvalidSetting
+
+        for name, config in value.items():
+            # A Python name: session code reaches it as raykernel_tools.<name>.
+            if not UPSTREAM_NAME.fullmatch(name) or name in UPSTREAM_RESERVED:
+                raise InvalidSetting(
+                    f"mcp_servers: {name!r} is not a usable server name (a Python identifier, "
+                    f"not one of {', '.join(sorted(UPSTREAM_RESERVED))})"
+                )
+            if not isinstance(config, dict) or ("command" in config) == ("url" in config):
+                raise InvalidSetting(
+                    f"mcp_servers[{name!r}]: give either command (stdio) or url (HTTP)"
+                )
+        return value
 
     @field_validator("identity_workspace")
     @classmethod

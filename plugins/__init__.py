@@ -13,6 +13,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "raykernel.plugins.introspection",
     "raykernel.plugins.notebooks",
     "raykernel.plugins.datasets",
+    "raykernel.plugins.codemode",
     "raykernel.plugins.resources",
     "raykernel.plugins.prompts",
     "raykernel.plugins.toolsets",

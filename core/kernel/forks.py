@@ -47,6 +47,7 @@ class Forks:
         self.folder = folder
         self.grace = grace
         self._sets: dict[str, ForkSet] = {}
+        self._refusals: set[asyncio.Future[Any]] = set()
 
     async def make(self, kernel: KernelProcess, count: int) -> str:
         """``count`` forks of ``kernel`` (which must be idle: the caller holds the session's
@@ -70,7 +71,7 @@ class Forks:
             except (EOFError, OSError, TimeoutError, wire.ProtocolError):
                 writer.close()
                 return
-            made[index] = KernelProcess.adopt(
+            made[index] = adopted = KernelProcess.adopt(
                 reader,
                 writer,
                 pid,
@@ -80,6 +81,7 @@ class Forks:
                 kernel.max_message_bytes,
                 kernel.python_info,
             )
+            adopted.on_event = lambda message, k=adopted: self._refuse_upstream(k, message)
             if len(made) == count:
                 all_in.set()
 
@@ -97,6 +99,21 @@ class Forks:
             path.unlink(missing_ok=True)
         self._sets[set_id] = ForkSet([made[i] for i in range(count)])
         return set_id
+
+    def _refuse_upstream(self, kernel: KernelProcess, message: dict[str, Any]) -> None:
+        """A variant's code mode call is refused at once (no front end follows a fork's run:
+        waiting would cost the variant its whole timeout)."""
+        call_id = message.get("id")
+        if message.get("event") != "upstream" or not isinstance(call_id, int):
+            return
+        refusal = {
+            "ok": False,
+            "kind": "UpstreamUnavailable",
+            "message": "raykernel_tools is not available in a run_variants fork",
+        }
+        task = asyncio.ensure_future(_quietly(kernel.request("upstream_reply", call_id, refusal)))
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
 
     def _stderr_file(self, set_id: str, index: int) -> Path:
         return self.folder / f"fork-{set_id}-{index}.stderr"
@@ -196,3 +213,8 @@ class Forks:
         if found is None:
             raise KernelGone("those forks are gone")
         return found
+
+
+async def _quietly(request: Any) -> None:
+    with contextlib.suppress(KernelGone, RuntimeError):
+        await request

@@ -70,3 +70,66 @@ def _failed(ename: str, evalue: str, detail: str, interrupted: bool = False) -> 
         "interrupted": interrupted,
         "value_json": None,
     }
+
+
+# -- session tools (raykernel.server.session_tools): called through call_function -------
+
+
+def describe_function(namespace: Any, function: str) -> dict[str, Any]:
+    """In the session's kernel: ``function``'s input schema and docstring."""
+    import inspect
+    import json as json_
+
+    fn = namespace.get(function)
+    if fn is None or not callable(fn):
+        raise NameError(f"the session has no function named {function!r}")
+    try:
+        signature = inspect.signature(fn, eval_str=True)
+    except Exception:
+        signature = inspect.signature(fn)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    defs: dict[str, Any] = {}
+    extra = False
+    for param in signature.parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            continue
+        if param.kind is param.VAR_KEYWORD:
+            extra = True
+            continue
+        if param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(f"{function}: argument {param.name!r} is positional-only (JSON names)")
+        schema: dict[str, Any] = {}
+        if param.annotation is not param.empty:
+            try:
+                import pydantic
+
+                schema = pydantic.TypeAdapter(param.annotation).json_schema()
+            except Exception:  # an annotation pydantic cannot describe: any JSON value
+                schema = {}
+            defs.update(schema.pop("$defs", {}))
+        if param.default is param.empty:
+            required.append(param.name)
+        else:
+            try:
+                json_.dumps(param.default)
+                schema["default"] = param.default
+            except (TypeError, ValueError):
+                pass
+        properties[param.name] = schema
+    parameters: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        parameters["required"] = required
+    if extra:
+        parameters["additionalProperties"] = True
+    if defs:
+        parameters["$defs"] = defs
+    return {"parameters": parameters, "description": inspect.getdoc(fn) or ""}
+
+
+def call_named(namespace: Any, function: str, arguments: dict[str, Any]) -> Any:
+    """In the session's kernel: ``function(**arguments)``."""
+    fn = namespace.get(function)
+    if fn is None or not callable(fn):
+        raise NameError(f"the session has no function named {function!r} any more")
+    return fn(**arguments)

@@ -27,10 +27,15 @@ class History:
         self._entries: deque[dict[str, Any]] = deque(maxlen=max_entries)
 
     def record(
-        self, code: str, reply: dict[str, Any], started_at: float, status: str | None = None
+        self,
+        code: str,
+        reply: dict[str, Any],
+        started_at: float,
+        status: str | None = None,
+        upstream: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Add the run ``reply`` answered (``status``: ``crashed`` for one that killed its
-        kernel); the entry as kept."""
+        kernel; ``upstream``: the upstream MCP tools its code called); the entry as kept."""
         error = reply.get("error")
         if status is None:
             if reply.get("interrupted"):
@@ -60,6 +65,8 @@ class History:
                 "cell_outputs": cell_outputs(reply),
             }
         )
+        if upstream:
+            self._entries[-1]["upstream_calls"] = upstream
         return self._entries[-1]
 
     def crashed_then(self, restored: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -42,6 +42,7 @@ from .packages import Installer, parse_requirements, run_installer
 from .process import KernelGone, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
 from .snapshots import read_snapshot, write_snapshot
+from .upstream_calls import UpstreamCalls
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class SessionHost:
         # kernel's code to it (see environments).
         self.environment: Environment | None = None
         self._support: tuple[list[str], str, list[str]] | None = None
+        # Code mode's requests from session code, until the front end answers them.
+        self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
 
     def _new_book(self) -> RunBook:
         driver = Driver(
@@ -236,6 +239,7 @@ class SessionHost:
             kernel = None
         self.site_dir.mkdir(parents=True, exist_ok=True)
         kernel = kernel or self._new_kernel()
+        kernel.on_event = self._kernel_event
         self.kernel = kernel
         try:
             report = await kernel.start(self._spec())
@@ -486,12 +490,30 @@ class SessionHost:
             status = "crashed"
         finally:
             kernel.forget_tail(token)
+            upstream = self.upstream.run_ended(token)
         if counted and count is not None:
             self.execution_count = max(self.execution_count, count)
             self.last_execution_time = time.time()
             assert code is not None
-            self._keep(self.history.record(code, reply, started, status))
+            self._keep(self.history.record(code, reply, started, status, upstream))
         return reply
+
+    # -- code mode: session code calling upstream MCP tools through the front end ----------
+
+    def _kernel_event(self, message: dict[str, Any]) -> None:
+        if message.get("event") == "upstream":
+            self.upstream.asked(message)
+
+    def _current_token(self) -> str | None:
+        run = self.book.current
+        return run.token if run is not None else None
+
+    async def _answer_kernel(self, call_id: int, answer: dict[str, Any]) -> None:
+        kernel = self.kernel
+        if kernel is None or not kernel.alive:
+            return  # the run died with its kernel: nothing waits for the answer
+        with contextlib.suppress(KernelGone, RuntimeError):
+            await kernel.request("upstream_reply", call_id, answer)
 
     def _keep(self, entry: dict[str, Any] | None) -> None:
         """A history entry made or changed: for a session that keeps checkpoints, into the

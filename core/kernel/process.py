@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -75,6 +76,9 @@ class KernelProcess:
         # notes are in a file.
         self._adopted = False
         self._stderr_file: str | None = None
+        # Told every other event the kernel sends unasked (session code calling an upstream
+        # MCP tool); None: such events are dropped.
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def adopt(
@@ -302,6 +306,10 @@ class KernelProcess:
                     raise wire.ProtocolError("not a message object")
                 if message.get("event") == "tail":
                     self._tails = {str(message.get("token")): str(message.get("text"))}
+                    continue
+                if "event" in message:
+                    if self.on_event is not None:
+                        self.on_event(message)
                     continue
                 future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
                 if future is not None and not future.done():

@@ -23,7 +23,7 @@ import psutil
 
 from raykernel.errors import RaykernelError
 
-from . import containment, display, wire
+from . import codemode, containment, display, wire
 from .checkpoints import ChangeTracker
 from .interpreter import Interpreter
 from .interrupts import Interrupts
@@ -54,6 +54,8 @@ class KernelService:
             max_image_bytes=spec.get("max_image_bytes", 1_000_000),
         )
         display.install(self.interpreter.display)
+        self.upstream = codemode.Channel(self._send, self.interpreter.current_token)
+        codemode.install(self.upstream)
         self.interrupts = Interrupts(self.interpreter.current_token)
         self.interrupts.install()
         self.process = psutil.Process()
@@ -88,6 +90,10 @@ class KernelService:
                 self.interrupts.request(request["token"])
             elif op == "ping":
                 self._send({"id": request.get("id"), "ok": True, "value": time.time()})
+            elif op == "upstream_reply":  # the run that asked is waiting: not behind it
+                call_id, answer = request.get("args", [None, {}])
+                self.upstream.answer(call_id, answer)
+                self._send({"id": request.get("id"), "ok": True, "value": None})
             else:
                 self._work.put(request)
 

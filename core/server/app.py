@@ -27,8 +27,10 @@ from raykernel.workspace import Workspace, Workspaces
 from .active import ActiveSessions, caller_key
 from .identity import Caller, caller_identity
 from .runs import Runs
+from .session_tools import SessionTools
 from .sessions import Sessions
 from .toolsets import Toolsets
+from .upstream import Upstreams
 
 
 @dataclass
@@ -46,10 +48,14 @@ class App:
     hooks: Any = None
     # Which groups of tools are offered; set by build_server, which owns the MCP server.
     toolsets: Toolsets = field(init=False)
+    # Code mode: the upstream MCP servers session code calls, and the session tools.
+    upstreams: Upstreams = field(init=False)
+    session_tools: SessionTools = field(init=False)
 
     def __post_init__(self) -> None:
         self.runs = Runs(self.router)
         self.sessions = Sessions(self.settings, self.router, self.resolve_session)
+        self.upstreams = Upstreams(self.settings)
 
     # -- whose sessions and files ---------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from .active import ActiveSessions, caller_key
 from .app import App, register_app
 from .http_security import auth_provider
 from .identity import caller_identity
+from .session_tools import SessionTools, SessionToolVisibility
 from .toolsets import ListenForToolChanges, Toolsets, toolset_of_plugin
 from .typed_errors import TypedErrors, protocol_error, tool_error
 
@@ -288,6 +289,8 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
         hooks=pm.hook,
     )
     router.on_delete.append(app.active.forget_session)
+    router.turns.upstream = app.upstreams
+    router.on_delete.append(app.upstreams.forget_session)
     idle = IdleWatch(router)
     memory = MemoryWatch(settings, sessions)
 
@@ -309,6 +312,7 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
             if guarding is not None:
                 guarding.cancel()
             await router.shutdown()
+            await app.upstreams.close()
             runtime.shutdown()
 
     mcp = FastMCP(
@@ -324,6 +328,9 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
     register_app(mcp, app)
     app.toolsets = Toolsets(mcp)
     mcp.add_middleware(ListenForToolChanges(app.toolsets))
+    app.session_tools = SessionTools(app, mcp)
+    router.on_delete.append(app.session_tools.session_deleted)
+    mcp.add_middleware(SessionToolVisibility(app.session_tools))
     components = Registry(mcp, app.toolsets)
     for hook, register_for in (
         (pm.hook.register_tools, components.tools_for),

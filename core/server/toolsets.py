@@ -12,6 +12,7 @@ and on the stream of the request that made it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 from collections import OrderedDict
@@ -38,6 +39,7 @@ BUILTIN_TOOLSETS: dict[str, str] = {
     "state": "snapshots, fork, transfer, hibernate, rewind, variants, network lists",
     "notebooks": "history, export and run notebooks",
     "datasets": "SQL (DuckDB) over workspace CSV, Parquet and JSON files",
+    "codemode": "session functions as tools",
 }
 # "default": every tool python-mcp-server 0.6.2's clients call (raykernel implements its API),
 # in at most 12 KB of tools/list, and every third-party plugin's group.
@@ -178,6 +180,17 @@ class Toolsets:
                 self._listeners.pop(session_id, None)
         if context is not None:
             await context.send_notification(mcp_types.ToolListChangedNotification())
+
+    def announce(self) -> None:
+        """``notify`` every connection soon, from code that cannot await it (a callback):
+        outside the current request, whose own stream may be closed by then."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.notify(), context=contextvars.Context())
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
 
     def _schedule_notice(self) -> None:
         try:

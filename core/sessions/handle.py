@@ -132,6 +132,19 @@ class SessionHandle:
         """Drop a queued run or stop a running one; its view, ``cancelled`` and ``was``."""
         return await self._await(self._actor.cancel_run.remote(run_id), grace + CREATE_BUDGET)
 
+    async def upstream_calls(self, token: str, wait: float) -> dict[str, Any]:
+        """Run ``token``'s requests of upstream MCP tools not yet taken (code mode), once
+        there is one or after ``wait`` s: ``{calls, ended}``."""
+        ref = self._actor.upstream_calls.remote(token, wait)
+        return await self._await(ref, wait + CONTROL_TIMEOUT)
+
+    async def answer_upstream(
+        self, call_id: int, answer: dict[str, Any], log: dict[str, Any] | None = None
+    ) -> bool:
+        """The answer to one of those requests, for the kernel (False: its run is over)."""
+        ref = self._actor.answer_upstream.remote(call_id, answer, log)
+        return await self._await(ref, CONTROL_TIMEOUT)
+
     async def runs(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
         """The session's runs (queued, running, and the last finished ones), without replies."""
         return await self._await(self._actor.runs.remote(), timeout)

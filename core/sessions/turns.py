@@ -14,10 +14,16 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from raykernel import telemetry
-from raykernel.errors import KernelDied, SessionMoved, SessionNotFound, SessionUnavailable
+from raykernel.errors import (
+    KernelDied,
+    RaykernelError,
+    SessionMoved,
+    SessionNotFound,
+    SessionUnavailable,
+)
 from raykernel.replies import RunReply, failed_reply
 
 from .admission import Admission
@@ -31,6 +37,16 @@ from .run_index import RunIndex
 OnStart = Callable[[SessionRecord, str], None]
 # How long one ``wait_run`` call waits for a run's end before it is asked again.
 FOLLOW_POLL = 20.0
+
+
+class UpstreamBroker(Protocol):
+    """Who answers session code's requests of upstream MCP tools (code mode): the front end."""
+
+    async def answer(
+        self, record: SessionRecord, call: dict[str, Any], interactive: bool
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``(answer, what the run's history keeps of it)``; never raises."""
+        ...
 
 
 def new_run_id() -> str:
@@ -64,6 +80,8 @@ class Turns:
         self.admission = admission
         self.metrics = metrics
         self._keep = keep  # background work the router waits for at shutdown
+        # Answers the upstream requests of the runs this front end follows (None: no code mode).
+        self.upstream: UpstreamBroker | None = None
 
     async def run(
         self,
@@ -128,16 +146,23 @@ class Turns:
         if self.index is not None:  # before the caller has the id: any front end finds it
             self.index.add(record, run_id)
             await self.index.flush()
-        self._keep(asyncio.ensure_future(self._count_until_done(record, run_id, counted)))
+        token = view["token"]
+        self._keep(asyncio.ensure_future(self._count_until_done(record, run_id, token, counted)))
         return view
 
     async def _count_until_done(
-        self, record: SessionRecord, run_id: str, counted: contextlib.AbstractContextManager[None]
+        self,
+        record: SessionRecord,
+        run_id: str,
+        token: str,
+        counted: contextlib.AbstractContextManager[None],
     ) -> None:
         """Hold a background run's place in the quota while it runs (the run itself belongs
-        to its session: it goes on whatever happens here)."""
+        to its session: it goes on whatever happens here), and answer its code's upstream
+        requests (nobody waits on the client's side: none can be approved there)."""
+        handle = record.handle
+        serving = self._serving(record, handle, token, interactive=False)
         try:
-            handle = record.handle
             while handle is not None:
                 view = await handle.wait_run(run_id, FOLLOW_POLL)
                 if view["status"] in ("done", "cancelled"):
@@ -145,7 +170,48 @@ class Turns:
         except Exception:
             pass
         finally:
+            if serving is not None:
+                serving.cancel()
             counted.__exit__(None, None, None)
+
+    def _serving(
+        self, record: SessionRecord, handle: SessionHandle | None, token: str, interactive: bool
+    ) -> asyncio.Future[None] | None:
+        if self.upstream is None or handle is None:
+            return None
+        return asyncio.ensure_future(self._serve_upstream(record, handle, token, interactive))
+
+    async def _serve_upstream(
+        self, record: SessionRecord, handle: SessionHandle, token: str, interactive: bool
+    ) -> None:
+        """While a run goes on, take its code's upstream requests from its actor (long polls)
+        and answer each, several at once (its threads may ask together)."""
+        answering: set[asyncio.Future[None]] = set()
+        try:
+            while True:
+                try:
+                    batch = await handle.upstream_calls(token, FOLLOW_POLL)
+                except (ActorDied, RaykernelError):
+                    return  # the run's follower meets the death and says so
+                for call in batch["calls"]:
+                    task = asyncio.ensure_future(
+                        self._answer_upstream(record, handle, call, interactive)
+                    )
+                    answering.add(task)
+                    task.add_done_callback(answering.discard)
+                if batch["ended"]:
+                    return
+        finally:
+            for task in answering:
+                task.cancel()
+
+    async def _answer_upstream(
+        self, record: SessionRecord, handle: SessionHandle, call: dict[str, Any], interactive: bool
+    ) -> None:
+        assert self.upstream is not None
+        answer, log = await self.upstream.answer(record, call, interactive)
+        with contextlib.suppress(ActorDied, RaykernelError):
+            await handle.answer_upstream(call["id"], answer, log)
 
     async def _book(
         self,
@@ -228,6 +294,7 @@ class Turns:
             on_start(record, token)
         call = telemetry.start_span("raykernel.actor_call", session_id=record.qualified)
         called = time.time()
+        serving = self._serving(record, handle, token, interactive=True)
         try:
             try:
                 reply = await self._follow(record, handle, run_id)
@@ -243,6 +310,8 @@ class Turns:
                 start_at = max(called, answered - kernel_time)
                 telemetry.record_span("raykernel.kernel", start_at, answered, parent=call)
         finally:
+            if serving is not None:
+                serving.cancel()
             call.end()
             record.following -= 1
             if record.run_token == token:

@@ -194,3 +194,20 @@ async def test_forks_end_with_their_session(client: Client, scratch: str) -> Non
     assert not alive
     revived = await run(client, "1 + 1", session_id=scratch)
     assert revived["result"] == "2" and revived["restarted"]
+
+
+async def test_code_mode_is_refused_at_once_in_a_variant(client: Client, scratch: str) -> None:
+    await run(client, "x = 1", session_id=scratch)
+    compared = await call(
+        client,
+        "run_variants",
+        session_id=scratch,
+        variants=[
+            "import raykernel_tools\ntry:\n    raykernel_tools.servers()\n"
+            "except Exception as exc:\n    y = type(exc).__name__"
+        ],
+        compare=["y"],
+        timeout=60,
+    )
+    assert compared["compare"]["y"] == ["'UpstreamUnavailable'"]
+    assert compared["variants"][0]["reply"]["execution_time"] < 30
