@@ -33,6 +33,7 @@ from raykernel.server.arguments import (
     SessionId,
     WorkspacePath,
     hints,
+    omittable,
 )
 from raykernel.server.sessions import Sessions
 from raykernel.settings import Settings
@@ -66,4 +67,5 @@ __all__ = [
     "current_app",
     "hints",
     "hookimpl",
+    "omittable",
 ]

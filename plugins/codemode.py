@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.api import App, OptionalSessionId, current_app, hints, hookimpl
+from raykernel.api import App, OptionalSessionId, current_app, hints, hookimpl, omittable
 
 ToolName = Annotated[str, Field(description="The new tool's name.", max_length=64)]
 Function = Annotated[str, Field(description="A function of the session.", max_length=100)]
@@ -21,7 +21,9 @@ async def register_session_tool(
     name: ToolName,
     function: Function,
     session_id: OptionalSessionId = None,
-    description: Annotated[str | None, Field(max_length=4000)] = None,
+    description: Annotated[
+        str | None, Field(max_length=4000), omittable("Instead of the function's docstring.")
+    ] = None,
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """Offer a session's function as a tool (schema from its signature, description from its

@@ -18,6 +18,7 @@ DESTRUCTIVE = {
     "register_dataset",
     "query_datasets",
     "drop_dataset",
+    "unregister_session_tool",  # a tool others' calls may rely on, gone
     "delete_session",
     "restart_kernel",
     "write_file",
