@@ -52,13 +52,12 @@ class SessionTool(Tool):
     owner: str = Field(exclude=True)
     session: str = Field(exclude=True)
     function: str = Field(exclude=True)
+    # The App's session service (given, not imported: the App holds these tools).
+    sessions: Any = Field(exclude=True)
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
-        from .app import current_app
-
-        app = current_app()
         try:
-            value = await app.sessions.call_function(
+            value = await self.sessions.call_function(
                 self.session, call_named, self.function, arguments
             )
         except RaykernelError as exc:
@@ -110,6 +109,7 @@ class SessionTools:
             owner=identity,
             session=qualified,
             function=function,
+            sessions=app.sessions,
         )
         if existing is not None:  # the owner's own: replaced
             self.server.local_provider.remove_tool(name)
