@@ -14,13 +14,16 @@ import socket
 import sys
 
 # A kernel in another environment than the server's finds the kernel's dependencies last on
-# its path, after the environment's own (see environments).
-if os.environ.get("RAYKERNEL_KERNEL_FALLBACK"):
-    sys.path.append(os.environ.pop("RAYKERNEL_KERNEL_FALLBACK"))
+# its path (see environments); it starts without the environment's site-packages (-S), which
+# it adds once confined: their .pth files are code a package index supplied.
+FALLBACK = os.environ.pop("RAYKERNEL_KERNEL_FALLBACK", "")
+SITE_AFTER_CONFINE = os.environ.pop("RAYKERNEL_KERNEL_SITE", "") == "1"
+if FALLBACK:
+    sys.path.append(FALLBACK)
 
-from . import wire
-from .confinement import ConfinementRefused, confine
-from .jail import die_with_parent, oom_first
+from . import wire  # noqa: E402 - after the path is set
+from .confinement import ConfinementRefused, confine  # noqa: E402
+from .jail import die_with_parent, oom_first  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -41,6 +44,8 @@ def main(argv: list[str]) -> int:
     except ConfinementRefused as exc:
         wire.send(sock, {"event": "refused", "message": str(exc)})
         return 3
+    if SITE_AFTER_CONFINE:
+        _add_site()
     prepare_process()
     os.chdir(spec["workspace"])
     scripts = os.path.join(spec["workspace"], "scripts")
@@ -54,6 +59,17 @@ def main(argv: list[str]) -> int:
     )
     service.serve()
     return 0
+
+
+def _add_site() -> None:
+    """The environment's site-packages (and what its .pth files do), now that this process
+    is confined; the kernel's dependencies stay last."""
+    import site
+
+    site.main()
+    if FALLBACK in sys.path:
+        sys.path.remove(FALLBACK)
+        sys.path.append(FALLBACK)
 
 
 if __name__ == "__main__":

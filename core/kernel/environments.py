@@ -17,8 +17,10 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # The kernel's code needs what the server needs (pyproject's requires-python).
 MIN_PYTHON = (3, 11)
@@ -72,11 +74,17 @@ def interpreter_of(place: str) -> Path:
     return path
 
 
-def probe(name: str, place: str, support: list[str], fallback: str) -> Environment:
+def probe(
+    name: str, place: str, support: list[str], fallback: str, sandbox: dict[str, Any]
+) -> Environment:
     """Run the interpreter once: its version and prefixes, and whether the kernel's code
     imports there (with ``support`` first and ``fallback`` last on its path, as a kernel
-    has them). Blocking."""
+    has them). It runs in the kernel's sandbox (``sandbox``: the policy, see
+    raykernel.kernel.sandbox, to which the environment's folders are added): starting an
+    interpreter runs its site-packages' ``.pth`` files, code a package index supplied.
+    Blocking."""
     python = interpreter_of(place)
+    policy = {**sandbox, "read": [*sandbox.get("read", []), *_installation_of(place, python)]}
     script = (
         "import json, sys\n"
         f"sys.path.append({fallback!r})\n"
@@ -92,9 +100,10 @@ def probe(name: str, place: str, support: list[str], fallback: str) -> Environme
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["PYTHONPATH"] = os.pathsep.join(support)
+    confined = [sys.executable, "-P", "-m", "raykernel.kernel.sandbox", json.dumps(policy), "--"]
     try:
         done = subprocess.run(
-            [str(python), "-P", "-c", script],
+            [*confined, str(python), "-P", "-c", script],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT,
@@ -103,7 +112,8 @@ def probe(name: str, place: str, support: list[str], fallback: str) -> Environme
         )
         found = json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        raise EnvironmentRefused(f"{python} did not run: {exc}") from None
+        said = " | ".join(done.stderr.strip().splitlines()[-3:]) if "done" in locals() else ""
+        raise EnvironmentRefused(f"{python} did not run: {exc} {said}".strip()) from None
     version = found["version"]
     if tuple(int(p) for p in version.split(".")[:2]) < MIN_PYTHON:
         needed = ".".join(map(str, MIN_PYTHON))
@@ -113,6 +123,21 @@ def probe(name: str, place: str, support: list[str], fallback: str) -> Environme
             f"{python} (Python {version}) cannot run a kernel: {found['problem']}"
         )
     return Environment(name, str(python), version, found["prefix"], found["base_prefix"])
+
+
+def _installation_of(place: str, python: Path) -> list[str]:
+    """The folders an environment's interpreter reads to start: its own folder and, for a
+    venv, the installation it was made from (pyvenv.cfg's ``home``)."""
+    folders = {str(Path(place).expanduser()), str(python.parent.parent)}
+    real = python.resolve()
+    folders.add(str(real.parent.parent))
+    config = python.parent.parent / "pyvenv.cfg"
+    if config.is_file():
+        for line in config.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                folders.add(str(Path(value.strip()).parent))
+    return sorted(f for f in folders if Path(f).resolve() != Path("/"))
 
 
 def support_folders(root: Path) -> tuple[list[str], str, list[str]]:

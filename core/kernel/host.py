@@ -291,6 +291,7 @@ class SessionHost:
             first, last, _targets = self._support
             env["PYTHONPATH"] = os.pathsep.join(first)
             env[FALLBACK_ENV] = last
+            env["RAYKERNEL_KERNEL_SITE"] = "1"
         if self.config.python_path:
             env["PYTHONPATH"] = os.pathsep.join(
                 [*self.config.python_path, *filter(None, [env.get("PYTHONPATH")])]

@@ -54,6 +54,9 @@ class KernelProcess:
         self.env = env
         # The interpreter: the server's, or a session's environment's (see environments).
         self.python = python or sys.executable
+        # Another environment's interpreter starts without its site-packages (-S) and adds
+        # them once confined (see raykernel.kernel.__main__).
+        self.site_after_confine = python is not None
         self.python_info: dict[str, Any] = {}
         self.max_message_bytes = max_message_bytes
         self.spec: dict[str, Any] = {}
@@ -116,6 +119,7 @@ class KernelProcess:
                 # -P: no current folder on sys.path (every sys.path entry is readable by the
                 # confined kernel, so none may be there by accident).
                 "-P",
+                *(["-S"] if self.site_after_confine else []),
                 "-m",
                 "raykernel.kernel",
                 str(child.fileno()),

@@ -5,11 +5,14 @@ session is created in it, so that a bad one is refused at create_session with th
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from raykernel.errors import InvalidArgument
 from raykernel.kernel.environments import EnvironmentRefused, probe, support_folders
-from raykernel.settings import Settings
+from raykernel.settings import Settings, default_ray_temp
 
 
 class EnvironmentTable:
@@ -31,8 +34,20 @@ class EnvironmentTable:
         return self._found[name]
 
     def _probe(self, name: str, place: str) -> dict[str, Any]:
-        first, last, _ = support_folders(self.settings.store / "environment-links")
+        first, last, targets = support_folders(self.settings.store / "environment-links")
+        scratch = Path(tempfile.mkdtemp(prefix="raykernel-probe-"))
+        network = self.settings.session_network
+        sandbox = {
+            "isolation": self.settings.isolation,
+            "network": network if isinstance(network, str) else "off",
+            "write": [str(scratch)],
+            "read": [*targets, str(Path(first[0]).parent)],
+            # Ray's folder on this node, with its sockets, as a kernel has it hidden.
+            "hide": [str(p) for p in [default_ray_temp()] if p.exists()],
+        }
         try:
-            return probe(name, place, first, last).as_dict()
+            return probe(name, place, first, last, sandbox).as_dict()
         except EnvironmentRefused as exc:
             raise InvalidArgument(f"environment {name!r}: {exc}") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

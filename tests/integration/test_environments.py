@@ -6,6 +6,7 @@ interpreter that cannot run a kernel is refused at create_session with the reaso
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from fastmcp import Client
 from tests.helpers import call, call_error, run
 
 PURELIB = "import sysconfig; print(sysconfig.get_path('purelib'))"
+# Where the venv's .pth tries to write: the server user's home, out of every sandbox's reach.
+ESCAPE = Path.home() / f"raykernel-escape-{os.getpid()}"
 
 
 def _files(root: Path) -> list[str]:
@@ -40,7 +43,13 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
         check=True,
     )
-    (Path(found.stdout.strip()) / "only_here.py").write_text("ANSWER = 42\n")
+    site = Path(found.stdout.strip())
+    (site / "only_here.py").write_text("ANSWER = 42\n")
+    # A package's .pth runs whenever the interpreter starts, the server's probe included: it
+    # must meet the kernel's sandbox there too.
+    (site / "hostile.pth").write_text(
+        f"import pathlib; pathlib.Path({str(ESCAPE)!r}).write_text('escaped')\n"
+    )
     return root
 
 
@@ -78,6 +87,7 @@ async def test_a_session_runs_in_an_environment_the_test_made(
     client, _app = envs
     created = await call(client, "create_session", session_id="in-venv", environment="project")
     assert created["environment"] == "project"
+    assert not ESCAPE.exists()  # the probe ran the venv's .pth in the sandbox
     await call(client, "create_session", session_id="plain-one")
     try:
         inside = await run(
@@ -87,6 +97,7 @@ async def test_a_session_runs_in_an_environment_the_test_made(
         )
         assert inside["success"], inside
         assert inside["result"] == repr((str(venv), 42))
+        assert not ESCAPE.exists()  # and so did the kernel
         # The package is the environment's: another session does not have it.
         other = await run(client, "import only_here", session_id="plain-one")
         assert other["error"]["ename"] == "ModuleNotFoundError"
