@@ -9,9 +9,16 @@ This module imports nothing heavy: session actors import it too.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RaykernelError(Exception):
-    """Base of every error raykernel reports to a client on purpose."""
+    """Base of every error raykernel reports to a client on purpose.
+
+    Errors cross process walls (kernel -> actor as data, actor -> front end through Ray's
+    pickling) and come out as the same class with the same fields: ``to_wire`` and
+    ``from_wire`` for data, ``__reduce__`` for pickles. A subclass whose constructor takes
+    more than the message says so in ``fields`` and ``rebuild``."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -23,6 +30,43 @@ class RaykernelError(Exception):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
+
+    def fields(self) -> dict[str, Any]:
+        """What this error carries beyond its message (JSON data)."""
+        return {}
+
+    @classmethod
+    def rebuild(cls, message: str, fields: dict[str, Any]) -> RaykernelError:
+        return cls(message)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "fields": self.fields()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (from_wire, (self.to_wire(),))
+
+
+def kinds() -> dict[str, type[RaykernelError]]:
+    """Every error class of the hierarchy by name (subclasses defined elsewhere too)."""
+    found: dict[str, type[RaykernelError]] = {}
+    stack: list[type[RaykernelError]] = [RaykernelError]
+    while stack:
+        cls = stack.pop()
+        found.setdefault(cls.__name__, cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def from_wire(data: dict[str, Any]) -> RaykernelError:
+    """The error ``to_wire`` described; an unknown kind is a plain ``RaykernelError`` that
+    keeps the message (never anything but an error of this hierarchy)."""
+    cls = kinds().get(str(data.get("kind")), RaykernelError)
+    fields = data.get("fields")
+    message = str(data.get("message", ""))
+    try:
+        return cls.rebuild(message, fields if isinstance(fields, dict) else {})
+    except (TypeError, KeyError, ValueError):
+        return RaykernelError(f"{data.get('kind')}: {message}")
 
 
 class InvalidArgument(RaykernelError, ValueError):
@@ -57,6 +101,13 @@ class NodeFull(RaykernelError):
     def __init__(self, message: str, node_id: str | None = None) -> None:
         super().__init__(message)
         self.node_id = node_id
+
+    def fields(self) -> dict[str, Any]:
+        return {"node_id": self.node_id}
+
+    @classmethod
+    def rebuild(cls, message: str, fields: dict[str, Any]) -> RaykernelError:
+        return cls(message, fields.get("node_id"))
 
 
 class ProtectedSession(RaykernelError):
@@ -148,6 +199,13 @@ class FunctionFailed(RaykernelError):
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback
+
+    def fields(self) -> dict[str, Any]:
+        return {"ename": self.ename, "evalue": self.evalue, "traceback": self.traceback}
+
+    @classmethod
+    def rebuild(cls, message: str, fields: dict[str, Any]) -> RaykernelError:
+        return cls(str(fields["ename"]), str(fields["evalue"]), str(fields.get("traceback", "")))
 
 
 class SessionMoved(SessionUnavailable):

@@ -92,14 +92,9 @@ class Channel:
 
 
 def _typed(kind: str, message: str) -> errors.RaykernelError:
-    cls = getattr(errors, kind, None)
-    if (
-        isinstance(cls, type)
-        and issubclass(cls, errors.RaykernelError)
-        and cls not in (errors.FunctionFailed, errors.NodeFull)
-    ):
-        return cls(message)
-    return errors.UpstreamToolError(message)
+    if kind not in errors.kinds() or kind in ("RaykernelError", "FunctionFailed", "NodeFull"):
+        return errors.UpstreamToolError(message)
+    return errors.from_wire({"kind": kind, "message": message})
 
 
 class ToolsModule(types.ModuleType):

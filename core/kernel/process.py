@@ -258,10 +258,8 @@ class KernelProcess:
             self._pending.pop(request_id, None)
         if reply.get("ok"):
             return reply.get("value")
-        kind = str(reply.get("kind"))
-        error = getattr(errors, kind, None)
-        if isinstance(error, type) and issubclass(error, errors.RaykernelError):
-            raise error(str(reply.get("message")))
+        if isinstance(reply.get("error"), dict):  # one of the hierarchy, whole
+            raise errors.from_wire(reply["error"])
         raise RuntimeError(f"the kernel failed: {reply.get('message')}")
 
     def interrupt(self, token: str) -> None:

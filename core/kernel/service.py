@@ -108,7 +108,7 @@ class KernelService:
                 raise RuntimeError(f"unknown operation {request.get('op')!r}")
             reply.update(ok=True, value=method(*request.get("args", [])))
         except RaykernelError as exc:
-            reply.update(ok=False, kind=exc.kind, message=exc.message)
+            reply.update(ok=False, kind=exc.kind, message=exc.message, error=exc.to_wire())
         except BaseException as exc:  # the kernel must outlive its operations' failures
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             reply.update(ok=False, kind="internal", message=detail[:2000])
