@@ -21,6 +21,7 @@ import psutil
 from raykernel import telemetry
 from raykernel.errors import NodeFull, SessionUnavailable
 from raykernel.kernel.host import Claim, HostConfig, SessionHost
+from raykernel.protocol import KernelOp, RunKind
 from raykernel.settings import default_ray_temp
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class SessionActor:
     async def submit(
         self,
         run_id: str,
-        kind: str,
+        kind: RunKind,
         args: list[Any],
         timeout: float,
         background: bool = False,
@@ -279,12 +280,12 @@ class SessionActor:
         if self.host.kernel is not None:
             await self.host.kernel.kill(reason)
 
-    async def call(self, op: str, *args: Any) -> Any:
+    async def call(self, op: KernelOp, *args: Any) -> Any:
         return await self.host.call(op, *args)
 
     async def restore(self, snapshot: dict[str, Any]) -> dict[str, Any]:
         """Load a ``call("snapshot")`` (passed by reference through the object store)."""
-        report = await self.host.call("restore", snapshot["blobs"])
+        report = await self.host.call(KernelOp.RESTORE, snapshot["blobs"])
         report["not_preserved"].update(snapshot["not_preserved"])
         return report
 

@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from raykernel.protocol import KernelOp
 from raykernel.replies import failed_reply
 
 from . import wire
@@ -89,7 +90,7 @@ class Forks:
         try:
             for index, secret in enumerate(list(expected)):
                 stderr = str(self._stderr_file(set_id, index))
-                await kernel.request("fork", str(path), secret, stderr)
+                await kernel.request(KernelOp.FORK, str(path), secret, stderr)
             await asyncio.wait_for(all_in.wait(), CONNECT_TIMEOUT)
         except BaseException:
             await ForkSet(list(made.values())).close()
@@ -111,7 +112,9 @@ class Forks:
             "kind": "UpstreamUnavailable",
             "message": "raykernel_tools is not available in a run_variants fork",
         }
-        task = asyncio.ensure_future(_quietly(kernel.request("upstream_reply", call_id, refusal)))
+        task = asyncio.ensure_future(
+            _quietly(kernel.request(KernelOp.UPSTREAM_REPLY, call_id, refusal))
+        )
         self._refusals.add(task)
         task.add_done_callback(self._refusals.discard)
 
@@ -149,7 +152,7 @@ class Forks:
         compare: list[str],
     ) -> dict[str, Any]:
         token = uuid.uuid4().hex
-        running = asyncio.ensure_future(kernel.request("execute", code, token, count))
+        running = asyncio.ensure_future(kernel.request(KernelOp.EXECUTE, code, token, count))
         try:
             done, _ = await asyncio.wait({running}, timeout=timeout)
             if not done:
@@ -186,7 +189,7 @@ class Forks:
         values: dict[str, Any] = {}
         if compare:
             try:
-                values = await kernel.request("values", compare)
+                values = await kernel.request(KernelOp.VALUES, compare)
             except KernelGone:
                 values = {name: "<the variant's process died>" for name in compare}
         return {"reply": dict(reply), "values": values}
@@ -194,7 +197,7 @@ class Forks:
     async def snapshot(self, set_id: str, index: int) -> dict[str, Any]:
         """Fork ``index``'s picklable state (to become a session of its own)."""
         kernel = self._find(set_id).kernels[index]
-        return await kernel.request("snapshot")
+        return await kernel.request(KernelOp.SNAPSHOT)
 
     async def drop(self, set_id: str) -> None:
         found = self._sets.pop(set_id, None)

@@ -29,6 +29,7 @@ import psutil
 
 from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUnavailable
 from raykernel.memory import critical_mark, node_memory
+from raykernel.protocol import KernelOp, RunKind
 from raykernel.replies import failed_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
@@ -402,39 +403,39 @@ class SessionHost:
     # -- runs -----------------------------------------------------------------------------------
 
     async def execute(self, code: str, token: str) -> dict[str, Any]:
-        return await self._run("execute", (code, token), token, code=code)
+        return await self._run(KernelOp.EXECUTE, (code, token), token, code=code)
 
     async def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
         try:  # for the history: what ran (the script may change later)
             source = await asyncio.to_thread(Path(path).read_text, "utf-8", "replace")
         except OSError:
             source = f"# run_script {path}"
-        return await self._run("run_script", (path, args, token), token, code=source)
+        return await self._run(KernelOp.RUN_SCRIPT, (path, args, token), token, code=source)
 
     async def call_function(
         self, payload: bytes, max_result_bytes: int, token: str
     ) -> dict[str, Any]:
         """A plugin's function in the kernel (no history, no count, no checkpoint)."""
-        return await self._run("call_function", (payload, max_result_bytes, token), token)
+        return await self._run(KernelOp.CALL_FUNCTION, (payload, max_result_bytes, token), token)
 
     # -- the run book: runs in order, from any front end ---------------------------------------
 
     def submit(
-        self, run_id: str, kind: str, args: list[Any], timeout: float, background: bool
+        self, run_id: str, kind: RunKind, args: list[Any], timeout: float, background: bool
     ) -> dict[str, Any]:
-        """Queue a run (``kind``: execute, run_script, call_function, install); its view."""
+        """Queue a run; its view."""
         if self.closed:
             raise SessionMoved(f"session {self.session_id!r} has been handed on")
         return self.book.submit(BookedRun(run_id, kind, tuple(args), timeout, background))
 
     def _start_run(self, run: BookedRun) -> Any:
-        if run.kind == "install":
-            return self.install(*run.args, run.token)
-        if run.kind == "call_function":
-            return self.call_function(*run.args, run.token)
-        if run.kind == "run_script":
-            return self.run_script(*run.args, run.token)
-        return self.execute(*run.args, run.token)
+        starts = {
+            RunKind.EXECUTE: self.execute,
+            RunKind.RUN_SCRIPT: self.run_script,
+            RunKind.CALL_FUNCTION: self.call_function,
+            RunKind.INSTALL: self.install,
+        }
+        return starts[RunKind(run.kind)](*run.args, run.token)
 
     async def _replace_kernel(self, reason: str) -> dict[str, Any] | None:
         await self.restart_kernel(reason)
@@ -454,7 +455,7 @@ class SessionHost:
         return revival_notice(self.session_id, reason, restored)
 
     async def _run(
-        self, op: str, args: tuple[Any, ...], token: str, code: str | None = None
+        self, op: KernelOp, args: tuple[Any, ...], token: str, code: str | None = None
     ) -> dict[str, Any]:
         """Run ``op`` in the kernel. A run with ``code`` (execute, run_script) is one of the
         session's timeline: it gets the next execution count (kept here, so a new kernel goes
@@ -514,7 +515,7 @@ class SessionHost:
         if kernel is None or not kernel.alive:
             return  # the run died with its kernel: nothing waits for the answer
         with contextlib.suppress(KernelGone, RuntimeError):
-            await kernel.request("upstream_reply", call_id, answer)
+            await kernel.request(KernelOp.UPSTREAM_REPLY, call_id, answer)
 
     def _keep(self, entry: dict[str, Any] | None) -> None:
         """A history entry made or changed: for a session that keeps checkpoints, into the
@@ -574,7 +575,7 @@ class SessionHost:
             self._install_tails.pop(token, None)
             shutil.rmtree(work, ignore_errors=True)
         if ok and self.kernel is not None and self.kernel.alive:
-            await self.kernel.request("activate_site")
+            await self.kernel.request(KernelOp.ACTIVATE_SITE)
         limit = self.config.max_output_bytes
         reply: dict[str, Any] = {
             "success": ok,
@@ -669,7 +670,7 @@ class SessionHost:
             return self._install_tails[token]
         return self.kernel.tail(token) if self.kernel is not None else None
 
-    async def call(self, op: str, *args: Any) -> Any:
+    async def call(self, op: KernelOp, *args: Any) -> Any:
         """A control operation in the kernel (variables, history, snapshots, transfers...)."""
         try:
             return await self._running().request(op, *args)
@@ -712,7 +713,7 @@ class SessionHost:
     async def save_snapshot(self, path: str) -> dict[str, Any]:
         """Write the kernel's picklable state to ``path`` (the kernel cannot reach the store;
         its pickles are written here as the bytes they are, never loaded)."""
-        snap = await self.call("snapshot")
+        snap = await self.call(KernelOp.SNAPSHOT)
         size = await asyncio.to_thread(
             write_snapshot, Path(path), self.session_id, snap["blobs"], snap["not_preserved"]
         )
@@ -725,7 +726,7 @@ class SessionHost:
     async def load_snapshot(self, path: str) -> dict[str, Any]:
         """Read a snapshot file here and hand its pickles to the kernel to load."""
         blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
-        report = await self.call("restore", blobs)
+        report = await self.call(KernelOp.RESTORE, blobs)
         report["not_preserved"].update(manifest.get("not_preserved", {}))
         report["snapshot_of"] = manifest.get("session_id")
         return report
@@ -737,7 +738,7 @@ class SessionHost:
         asked now, before the reply leaves: it then takes the checkpoint before any later
         request, so a next run that crashes the kernel cannot overtake it (waiting for the
         previous checkpoint's store first could let it)."""
-        asked = asyncio.ensure_future(kernel.request("checkpoint", store.max_bytes))
+        asked = asyncio.ensure_future(kernel.request(KernelOp.CHECKPOINT, store.max_bytes))
         task = asyncio.ensure_future(self._store_checkpoint(kernel, store, asked))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -751,7 +752,7 @@ class SessionHost:
                 changes = await asked
                 return await asyncio.to_thread(store.save, changes["execution_count"], changes)
             except FileNotFoundError:  # the store lost pickles: hand everything over again
-                await kernel.request("forget_checkpoints")
+                await kernel.request(KernelOp.FORGET_CHECKPOINTS)
                 return None
             except (KernelGone, OSError) as exc:
                 log.warning("checkpoint of %s failed: %s", self.session_id, exc)
@@ -769,7 +770,7 @@ class SessionHost:
         if point is None:
             return None
         blobs = await asyncio.to_thread(store.blobs_of, point)
-        report = await self.call("rewind", blobs, point["execution_count"])
+        report = await self.call(KernelOp.REWIND, blobs, point["execution_count"])
         report["not_preserved"].update(point.get("not_preserved", {}))
         if count is not None:  # asked for (rewind_session), not a revival
             self._keep(self.history.note(f"rewound to the state after run {count}"))
@@ -794,7 +795,7 @@ class SessionHost:
                 raise SessionUnavailable("the session has runs in progress or queued")
             if (await self.measure()).get("num_children"):
                 raise SessionUnavailable("the session has child processes running")
-            snap = await self.call("snapshot")
+            snap = await self.call(KernelOp.SNAPSHOT)
             history = {
                 "entries": self.history.last(None, full=True),
                 "execution_count": self.execution_count,
@@ -823,7 +824,7 @@ class SessionHost:
         """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
         history; the report names what could not be carried."""
         blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
-        report = await self.call("restore", blobs)
+        report = await self.call(KernelOp.RESTORE, blobs)
         saved = manifest.get("history") or {}
         self.history.load(saved.get("entries") or [])
         self.execution_count = max(self.execution_count, int(saved.get("execution_count") or 0))

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from raykernel import errors
+from raykernel.protocol import KernelOp
 
 from . import wire
 from .containment import death_reason
@@ -242,7 +243,7 @@ class KernelProcess:
 
     # -- requests -----------------------------------------------------------------------------
 
-    async def request(self, op: str, *args: Any) -> Any:
+    async def request(self, op: KernelOp, *args: Any) -> Any:
         """Run ``op`` in the kernel, in its turn; its value, or the raykernel error it raised
         (``RuntimeError`` for anything else); ``KernelGone`` if the kernel dies meanwhile."""
         if not self.alive or self._writer is None:
@@ -251,7 +252,8 @@ class KernelProcess:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            self._writer.write(wire.encode({"id": request_id, "op": op, "args": list(args)}))
+            message = {"id": request_id, "op": KernelOp(op).value, "args": list(args)}
+            self._writer.write(wire.encode(message))
             await self._writer.drain()
             reply = await future
         finally:
@@ -265,7 +267,7 @@ class KernelProcess:
     def interrupt(self, token: str) -> None:
         """Ask the kernel to interrupt run ``token`` (no answer: the run's reply tells)."""
         if self.alive and self._writer is not None:
-            self._writer.write(wire.encode({"op": "interrupt", "token": token}))
+            self._writer.write(wire.encode({"op": KernelOp.INTERRUPT.value, "token": token}))
 
     def tail(self, token: str) -> str | None:
         """The last output run ``token`` published, if it is running."""

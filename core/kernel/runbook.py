@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raykernel.errors import InvalidArgument, RunNotFound
+from raykernel.protocol import RunKind
 from raykernel.replies import failed_reply
 
 log = logging.getLogger(__name__)
 
 KEPT = 200  # finished runs remembered; the oldest are forgotten first
-KINDS = ("execute", "run_script", "call_function", "install")
+KINDS = tuple(RunKind)
 
 
 @dataclass
 class BookedRun:
     run_id: str
-    kind: str
+    kind: RunKind
     args: tuple[Any, ...]
     timeout: float
     background: bool = False

@@ -16,12 +16,14 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from raykernel.errors import RaykernelError
+from raykernel.protocol import KernelOp
 
 from . import codemode, containment, display, wire
 from .checkpoints import ChangeTracker
@@ -62,6 +64,24 @@ class KernelService:
         self.tracker: ChangeTracker | None = None
         # A copy (see _fork) is no child of its actor: no parent-death signal ends it.
         self.is_copy = False
+        # What the main thread answers, one request at a time (as ipykernel's msg_types).
+        self.operations: dict[str, Callable[..., Any]] = {
+            KernelOp.EXECUTE: self.op_execute,
+            KernelOp.RUN_SCRIPT: self.op_run_script,
+            KernelOp.CALL_FUNCTION: self.op_call_function,
+            KernelOp.ACTIVATE_SITE: self.op_activate_site,
+            KernelOp.VARIABLES: self.op_variables,
+            KernelOp.COMPLETE: self.op_complete,
+            KernelOp.INSPECT: self.op_inspect,
+            KernelOp.SNAPSHOT: self.op_snapshot,
+            KernelOp.RESTORE: self.op_restore,
+            KernelOp.GET_BLOB: self.op_get_blob,
+            KernelOp.SET_BLOB: self.op_set_blob,
+            KernelOp.CHECKPOINT: self.op_checkpoint,
+            KernelOp.FORGET_CHECKPOINTS: self.op_forget_checkpoints,
+            KernelOp.REWIND: self.op_rewind,
+            KernelOp.VALUES: self.op_values,
+        }
         self.children = containment.ChildWatch(
             self.process, spec.get("max_processes", 0), self.interpreter.current_token
         )
@@ -86,11 +106,11 @@ class KernelService:
                 self._work.put(None)  # the parent is gone: so is the kernel
                 return
             op = request.get("op")
-            if op == "interrupt":
+            if op == KernelOp.INTERRUPT:
                 self.interrupts.request(request["token"])
-            elif op == "ping":
+            elif op == KernelOp.PING:
                 self._send({"id": request.get("id"), "ok": True, "value": time.time()})
-            elif op == "upstream_reply":  # the run that asked is waiting: not behind it
+            elif op == KernelOp.UPSTREAM_REPLY:  # the run that asked is waiting: not behind it
                 call_id, answer = request.get("args", [None, {}])
                 self.upstream.answer(call_id, answer)
                 self._send({"id": request.get("id"), "ok": True, "value": None})
@@ -98,10 +118,10 @@ class KernelService:
                 self._work.put(request)
 
     def _answer(self, request: dict[str, Any]) -> None:
-        if request.get("op") == "fork":  # not an operation: one of two processes returns here
+        if request.get("op") == KernelOp.FORK:  # one of two processes returns from here
             self._fork(request)
             return
-        method = getattr(self, "op_" + str(request.get("op")), None)
+        method = self.operations.get(str(request.get("op")))
         reply: dict[str, Any] = {"id": request.get("id")}
         try:
             if method is None:

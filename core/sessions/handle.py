@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from raykernel import telemetry
 from raykernel.errors import RaykernelError, SessionUnavailable
 from raykernel.kernel.host import Claim
+from raykernel.protocol import KernelOp, RunKind
 
 from .formatting import first_line
 from .local_actor import LocalActor, LocalRef, resolve
@@ -111,7 +112,7 @@ class SessionHandle:
     async def submit(
         self,
         run_id: str,
-        kind: str,
+        kind: RunKind,
         args: list[Any],
         timeout: float,
         background: bool = False,
@@ -211,7 +212,7 @@ class SessionHandle:
 
     async def variables(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
         """User-defined names with type and a short repr."""
-        return await self._await(self._actor.call.remote("variables"), timeout)
+        return await self._await(self._actor.call.remote(KernelOp.VARIABLES), timeout)
 
     async def history(
         self, last: int | None, timeout: float = CONTROL_TIMEOUT
@@ -227,17 +228,21 @@ class SessionHandle:
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> dict[str, Any]:
         """Completions at the cursor from the live namespace."""
-        return await self._await(self._actor.call.remote("complete", code, cursor_pos), timeout)
+        return await self._await(
+            self._actor.call.remote(KernelOp.COMPLETE, code, cursor_pos), timeout
+        )
 
     async def inspect(
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> dict[str, Any]:
         """What the name at the cursor is (nothing is called)."""
-        return await self._await(self._actor.call.remote("inspect", code, cursor_pos), timeout)
+        return await self._await(
+            self._actor.call.remote(KernelOp.INSPECT, code, cursor_pos), timeout
+        )
 
     def snapshot(self) -> Any:
         """A ref to the session's picklable state (it stays in the object store)."""
-        return self._actor.call.remote("snapshot")
+        return self._actor.call.remote(KernelOp.SNAPSHOT)
 
     async def restore(self, snapshot: Any, timeout: float) -> dict[str, Any]:
         """Load a ``snapshot()`` ref into this session."""
@@ -272,12 +277,12 @@ class SessionHandle:
 
     def blob(self, name: str) -> Any:
         """A ref to one variable, pickled (for ``set_blob`` of another session)."""
-        return self._actor.call.remote("get_blob", name)
+        return self._actor.call.remote(KernelOp.GET_BLOB, name)
 
     async def set_blob(self, name: str, blob: Any, timeout: float) -> str:
         """Set ``name`` from a ``blob()`` ref; returns the value's type name."""
         blob = await _argument(blob)
-        return await self._await(self._actor.call.remote("set_blob", name, blob), timeout)
+        return await self._await(self._actor.call.remote(KernelOp.SET_BLOB, name, blob), timeout)
 
     async def hibernate(
         self, path: str, session: dict[str, Any], timeout: float, wait: bool = False
@@ -300,7 +305,7 @@ class SessionHandle:
 
     async def values(self, names: list[str], timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
         """Short reprs of ``names`` in the session."""
-        return await self._await(self._actor.call.remote("values", names), timeout)
+        return await self._await(self._actor.call.remote(KernelOp.VALUES, names), timeout)
 
     async def ping(self, timeout: float = CONTROL_TIMEOUT) -> float:
         """The actor's clock (it answers even while the kernel is busy)."""

@@ -28,6 +28,7 @@ from raykernel.errors import (
     SessionUnavailable,
 )
 from raykernel.kernel.snapshots import read_manifest
+from raykernel.protocol import RunKind
 from raykernel.replies import RunReply
 from raykernel.settings import Settings
 
@@ -342,12 +343,12 @@ class SessionRouter:
     ) -> RunReply:
         """Run ``code`` in the session, in its turn; interrupted past ``timeout``."""
         record = await self.lookup(session_id)
-        return await self.turns.run(record, "execute", [code], timeout, on_start, run_id)
+        return await self.turns.run(record, RunKind.EXECUTE, [code], timeout, on_start, run_id)
 
     async def submit(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
         """Queue ``code`` in the session as a background run; its view (``run_id``)."""
         record = await self.lookup(session_id)
-        return await self.turns.submit(record, "execute", [code], timeout, new_run_id())
+        return await self.turns.submit(record, RunKind.EXECUTE, [code], timeout, new_run_id())
 
     async def run_view(self, qualified: str, run_id: str, wait: float) -> dict[str, Any]:
         """Run ``run_id`` of the session, once finished or after ``wait`` seconds."""
@@ -402,7 +403,9 @@ class SessionRouter:
     ) -> RunReply:
         """Run a saved script in the session, like ``%run``."""
         record = await self.lookup(session_id)
-        return await self.turns.run(record, "run_script", [str(path), args], timeout, on_start)
+        return await self.turns.run(
+            record, RunKind.RUN_SCRIPT, [str(path), args], timeout, on_start
+        )
 
     async def call_function(
         self, session_id: str, payload: bytes, max_result_bytes: int, timeout: float
@@ -411,7 +414,7 @@ class SessionRouter:
         ``timeout``) but outside its history."""
         record = await self.lookup(session_id)
         args: list[Any] = [payload, max_result_bytes]
-        reply: Any = await self.turns.run(record, "call_function", args, timeout)
+        reply: Any = await self.turns.run(record, RunKind.CALL_FUNCTION, args, timeout)
         return reply
 
     async def install(
@@ -428,7 +431,7 @@ class SessionRouter:
         ]
         # The actor enforces the install timeout on its subprocess; the run's is a backstop.
         reply: Any = await self.turns.run(
-            record, "install", args, settings.install_timeout + 30, on_start
+            record, RunKind.INSTALL, args, settings.install_timeout + 30, on_start
         )
         return reply
 

@@ -24,6 +24,7 @@ from raykernel.errors import (
     SessionNotFound,
     SessionUnavailable,
 )
+from raykernel.protocol import RunKind
 from raykernel.replies import RunReply, failed_reply
 
 from .admission import Admission
@@ -86,7 +87,7 @@ class Turns:
     async def run(
         self,
         record: SessionRecord,
-        kind: str,
+        kind: RunKind,
         args: list[Any],
         timeout: float,
         on_start: OnStart | None = None,
@@ -126,7 +127,7 @@ class Turns:
             return reply
 
     async def submit(
-        self, record: SessionRecord, kind: str, args: list[Any], timeout: float, run_id: str
+        self, record: SessionRecord, kind: RunKind, args: list[Any], timeout: float, run_id: str
     ) -> dict[str, Any]:
         """Book a background run: the session is brought back first if it needs to be, then
         the run is queued in the session and this returns at once."""
@@ -216,7 +217,7 @@ class Turns:
     async def _book(
         self,
         record: SessionRecord,
-        kind: str,
+        kind: RunKind,
         args: list[Any],
         timeout: float,
         run_id: str,
@@ -264,7 +265,7 @@ class Turns:
         return True
 
     async def _revive_and_book(
-        self, record: SessionRecord, kind: str, args: list[Any], timeout: float, run_id: str
+        self, record: SessionRecord, kind: RunKind, args: list[Any], timeout: float, run_id: str
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """(the notice the reply must carry, the booked run's view)."""
         notice = await self.recovery.revive_if_dead(record)
