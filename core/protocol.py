@@ -48,3 +48,17 @@ class RunKind(StrEnum):
     RUN_SCRIPT = "run_script"
     CALL_FUNCTION = "call_function"
     INSTALL = "install"
+
+
+class SessionStatus(StrEnum):
+    """A session as the front end knows it. ``COLD`` and ``UNRESPONSIVE`` are only shown
+    (listings, health): a cold session is HIBERNATED with nothing to load, an unresponsive one
+    HEALTHY or BUSY whose actor did not answer its last probe."""
+
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    BUSY = "busy"
+    DEAD = "dead"
+    HIBERNATED = "hibernated"
+    COLD = "cold"
+    UNRESPONSIVE = "unresponsive"

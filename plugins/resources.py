@@ -57,12 +57,9 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         }
 
     async def sessions() -> dict[str, Any]:
-        await app.router.lookup(app.own_default())
-        active = app.active_session()
-        return {
-            app.shown(q): {**r.summary(q == active), "uri": f"raykernel://sessions/{app.shown(q)}"}
-            for q, r in (await app.router.listing()).items()
-            if app.visible(q)
+        return {  # list_sessions' own listing
+            name: {**summary, "uri": f"raykernel://sessions/{name}"}
+            for name, summary in (await app.session_listing()).items()
         }
 
     async def outputs() -> dict[str, Any]:

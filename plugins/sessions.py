@@ -174,16 +174,9 @@ async def switch_session(session_id: SessionId, app: App = Depends(current_app))
 async def list_sessions(app: App = Depends(current_app)) -> dict[str, Any]:
     """Your sessions: description, status, execution count (an admin: everyone's, as
     <owner>/<id>)."""
-    router = app.router
-    await router.lookup(app.own_default())  # your "default" always exists
-    active = app.active_session()
-    sessions = {
-        app.shown(qualified): record.summary(qualified == active)
-        for qualified, record in (await router.listing()).items()
-        if app.visible(qualified)
-    }
+    sessions = await app.session_listing()
     return {
-        "active_session": app.shown(active),
+        "active_session": app.shown(app.active_session()),
         "total_sessions": len(sessions),
         "max_sessions": app.settings.max_sessions_per_identity or app.settings.max_sessions,
         "sessions": sessions,

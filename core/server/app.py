@@ -119,6 +119,18 @@ class App:
         """The calling client's active session (qualified)."""
         return self.active.get(caller_key(), qualify(self.identity(), DEFAULT_SESSION))
 
+    async def session_listing(self) -> dict[str, dict[str, Any]]:
+        """The caller's sessions as every view of them shows them (list_sessions, the
+        sessions resource): by shown id, each one's summary; the caller's "default" always
+        exists."""
+        await self.router.lookup(self.own_default())
+        active = self.active_session()
+        return {
+            self.shown(qualified): record.summary(qualified == active)
+            for qualified, record in (await self.router.listing()).items()
+            if self.visible(qualified)
+        }
+
     async def switch_session(self, qualified: str) -> str:
         """Make ``qualified`` the caller's active session (for every front end); return the
         previous one."""

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from raykernel.errors import SessionNotFound
+from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 
 from .formatting import first_line
@@ -125,7 +126,7 @@ class Directory:
         if found is None:
             return False
         self._take(record, found)
-        return record.handle is not None or record.status == "hibernated"
+        return record.handle is not None or record.status == SessionStatus.HIBERNATED
 
     def _take(self, record: SessionRecord, found: SessionRecord) -> None:
         """``record`` (kept: callers queue on its slot) now describes ``found``."""
@@ -160,7 +161,7 @@ class Directory:
             return
         entries = await self.registry.entries()
         for qualified, record in list(self.sessions.items()):
-            if qualified not in entries and record.status != "starting":
+            if qualified not in entries and record.status != SessionStatus.STARTING:
                 self._drop(record)
         missing = [q for q in entries if q not in self.sessions]
         await asyncio.gather(*(self.find(q, entries[q]) for q in missing))
@@ -219,7 +220,8 @@ class Directory:
             return
         log.warning("the registry started afresh: registering this front end's sessions")
         for qualified, record in list(self.sessions.items()):
-            state = "hibernated" if record.status == "hibernated" else "live"
+            hibernated = record.status == SessionStatus.HIBERNATED
+            state = "hibernated" if hibernated else "live"  # the registry's states
             if record.actor_name is not None or state == "hibernated":
                 await self.registry.adopt(qualified, record.actor_name, state, record.meta())
         self.boot = boot
@@ -270,13 +272,13 @@ def dead_record(qualified: str, entry: Entry, reason: str) -> SessionRecord:
     record.checkpoint = meta.get("checkpoint", "off")
     record.environment = meta.get("environment")
     record.actor_name = entry["actor"]
-    record.status = "dead"
+    record.status = SessionStatus.DEAD
     record.death_reason = reason
     return record
 
 
 def _state(record: SessionRecord) -> str:
-    return "hibernated" if record.status == "hibernated" else "live"
+    return SessionStatus.HIBERNATED if record.status == SessionStatus.HIBERNATED else "live"
 
 
 def pool_holder(name: str) -> str:

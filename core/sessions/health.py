@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from raykernel.errors import KernelDied, SessionUnavailable
+from raykernel.protocol import SessionStatus
 
 from .formatting import iso_time
 from .handle import ActorDied, SessionHandle
@@ -54,7 +55,7 @@ class SessionHealth:
             # One run at a time per session: what runs now and how many wait behind it.
             "queue": {"running": record.run_token is not None, "waiting": record.waiting},
         }
-        if record.resident and record.status != "dead":
+        if record.resident and record.status != SessionStatus.DEAD:
             # Asked of the actor, which answers while its kernel runs code; its run book holds
             # the runs every front end sent.
             with contextlib.suppress(KernelDied, SessionUnavailable):
@@ -78,9 +79,9 @@ class SessionHealth:
                 "when another session needs one)"
             )
         report["status"] = record.shown_status  # as measured just now
-        if record.status == "dead":
-            report.update(status="dead", death_reason=record.death_reason)
-        if record.status == "hibernated":
+        if record.status == SessionStatus.DEAD:
+            report.update(status=SessionStatus.DEAD, death_reason=record.death_reason)
+        if record.status == SessionStatus.HIBERNATED:
             report.update(
                 hibernated_at=iso_time(record.hibernated_at), image_bytes=record.image_bytes
             )
@@ -99,14 +100,14 @@ class SessionHealth:
     async def responsiveness(self, session_id: str, timeout: float) -> dict[str, Any]:
         """Whether the session answers a ping within ``timeout``, and how fast."""
         record = await self.router.lookup(session_id)
-        if record.status != "dead":
+        if record.status != SessionStatus.DEAD:
             await self._measure(record)
         reply: dict[str, Any] = {"session_id": record.session_id, "status": record.status}
-        if record.status == "hibernated":  # it answers, once resumed by the next call
+        if record.status == SessionStatus.HIBERNATED:  # it answers, once resumed by the next call
             return {**reply, "responsive": True, "response_time": None, "hibernated": True}
-        if record.status == "dead":
+        if record.status == SessionStatus.DEAD:
             return {**reply, "responsive": False, "response_time": None}
-        if record.status == "busy":
+        if record.status == SessionStatus.BUSY:
             # A busy session answers nothing until its run ends (one thread); its process
             # being alive is what "responsive" can mean then, as with Jupyter's heartbeat.
             return {**reply, "responsive": True, "response_time": None, "busy": True}
@@ -118,7 +119,12 @@ class SessionHealth:
             return {**reply, "responsive": False, "response_time": None}
         except ActorDied as exc:
             self.router.recovery.mark_dead(record, exc.reason, actor_gone=True)
-            return {**reply, "status": "dead", "responsive": False, "response_time": None}
+            return {
+                **reply,
+                "status": SessionStatus.DEAD,
+                "responsive": False,
+                "response_time": None,
+            }
         return {
             **reply,
             "responsive": True,

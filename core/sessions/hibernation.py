@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from raykernel.errors import SessionLimitReached, SessionNotFound, SessionUnavailable
 from raykernel.kernel.snapshots import read_manifest, write_snapshot
+from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 
 from .handle import ActorDied, SessionHandle
@@ -63,7 +64,7 @@ class Hibernation:
         """Idle: alive, not running, nothing queued (background runs included)."""
         return (
             record.resident
-            and record.status == "healthy"
+            and record.status == SessionStatus.HEALTHY
             and record.run_token is None
             and record.waiting == 0
         )
@@ -100,17 +101,17 @@ class Hibernation:
         async with self.directory.change(record) as ours:
             if ours:
                 return await self._hibernate(record, wait)
-        if record.status != "hibernated":
+        if record.status != SessionStatus.HIBERNATED:
             raise SessionUnavailable(
                 f"session {record.session_id!r} was being changed by another front end; ask again"
             )
         return await self._hibernate(record)
 
     async def _hibernate(self, record: SessionRecord, wait: bool = False) -> dict[str, Any]:
-        if record.status == "hibernated":
+        if record.status == SessionStatus.HIBERNATED:
             return {
                 "session_id": record.session_id,
-                "status": "hibernated",
+                "status": SessionStatus.HIBERNATED,
                 "image_bytes": record.image_bytes,
                 "not_preserved": {},
             }
@@ -132,7 +133,7 @@ class Hibernation:
             task.add_done_callback(self._recycling.discard)
         else:
             await self.lifecycle.kill(record)
-        record.status = "hibernated"
+        record.status = SessionStatus.HIBERNATED
         record.actor_name = None
         record.hibernated_at = time.time()
         record.image_bytes = report["size_bytes"]
@@ -144,7 +145,7 @@ class Hibernation:
         )
         return {
             "session_id": record.session_id,
-            "status": "hibernated",
+            "status": SessionStatus.HIBERNATED,
             "image_bytes": report["size_bytes"],
             "not_preserved": report["not_preserved"],
         }
@@ -161,7 +162,7 @@ class Hibernation:
             size = await asyncio.to_thread(
                 write_snapshot, path, record.session_id, {}, {}, extra, sync=False
             )
-        record.status, record.cold = "hibernated", True
+        record.status, record.cold = SessionStatus.HIBERNATED, True
         record.hibernated_at, record.image_bytes = time.time(), size
 
     async def _recycle(self, handle: SessionHandle) -> None:
@@ -196,7 +197,7 @@ class Hibernation:
         async with self.directory.change(record) as ours:
             if ours:
                 return await self._resume(record)
-        if record.status == "hibernated":
+        if record.status == SessionStatus.HIBERNATED:
             raise SessionUnavailable(
                 f"session {record.session_id!r} is being resumed by another front end; ask again"
             )
@@ -205,7 +206,7 @@ class Hibernation:
     async def _resume(self, record: SessionRecord) -> dict[str, Any]:
         await self.make_room(record)
         path = self.lifecycle.image_path(record)
-        record.status = "starting"
+        record.status = SessionStatus.STARTING
         usual = record.placement.is_default
         try:
             # No new actor for the pool now: keep_room's hibernation recycles one into it.
@@ -215,7 +216,8 @@ class Hibernation:
                 report = await record.handle.resume(str(path), self.settings.max_timeout)
         except BaseException:
             await self.lifecycle.kill(record)
-            record.status = "hibernated"  # the image is still there: the next call tries again
+            # The image is still there: the next call tries again.
+            record.status = SessionStatus.HIBERNATED
             raise
         await asyncio.to_thread(path.unlink, True)
         record.hibernated_at = record.image_bytes = None
@@ -307,7 +309,8 @@ def _identity(record: SessionRecord) -> dict[str, Any]:
         "checkpoint": record.checkpoint,
         "restart_count": record.restart_count,
         "environment": record.environment,
-        "cold": record.cold or (record.execution_count == 0 and record.status == "hibernated"),
+        "cold": record.cold
+        or (record.execution_count == 0 and record.status == SessionStatus.HIBERNATED),
     }
 
 
@@ -334,7 +337,7 @@ def record_from_image(path: Path) -> SessionRecord | None:
     record.environment = session.get("environment")
     record.restart_count = session.get("restart_count", 0)
     record.cold = bool(session.get("cold")) and not manifest.get("names")
-    record.status = "hibernated"
+    record.status = SessionStatus.HIBERNATED
     record.hibernated_at = manifest.get("created_at")
     record.image_bytes = path.stat().st_size
     history = manifest.get("history") or {}

@@ -11,6 +11,7 @@ import logging
 import time
 
 from raykernel.errors import RaykernelError
+from raykernel.protocol import SessionStatus
 
 from .handle import ActorDied
 from .router import DEFAULT_SESSION, SessionRouter
@@ -59,7 +60,7 @@ class IdleWatch:
         """Delete every session idle for longer than ``idle_timeout``."""
         timeout = self.settings.idle_timeout
         for qualified, record in list(self.router.sessions.items()):
-            busy = record.status == "busy" or record.slot.locked() or record.waiting
+            busy = record.status == SessionStatus.BUSY or record.slot.locked() or record.waiting
             if record.session_id == DEFAULT_SESSION or busy:
                 continue
             idle_for = now - record.last_used()

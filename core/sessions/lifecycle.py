@@ -17,6 +17,7 @@ import psutil
 from raykernel.errors import InvalidArgument, NodeFull, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
 from raykernel.kernel.host import Claim
+from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 from raykernel.workspace import Workspaces
 
@@ -274,14 +275,14 @@ class Lifecycle:
         record.node_id = info["node_id"]
         record.node_ip = info["node_ip"]
         record.started_at = info["started_at"]
-        record.status = "healthy"
+        record.status = SessionStatus.HEALTHY
         record.execution_count = info["execution_count"]
         record.death_reason = None
 
     async def kill(self, record: SessionRecord) -> None:
         """Kill the session's kernel (and everything it started) and its actor."""
         handle, record.handle = record.handle, None
-        record.status = "dead"
+        record.status = SessionStatus.DEAD
         if handle is None:
             return
         try:

@@ -6,6 +6,7 @@ and watches every session it serves, the one it hosts itself included (see
 from __future__ import annotations
 
 from raykernel.memory import INTERVAL, MemoryGuard, Watched, watch
+from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 
 from .record import SessionRecord
@@ -33,7 +34,7 @@ class MemoryWatch:
         watched = []
         for record in list(self.sessions.values()):
             handle = record.handle
-            if handle is None or not record.resident or record.status == "dead":
+            if handle is None or not record.resident or record.status == SessionStatus.DEAD:
                 continue
             watched.append(
                 Watched(

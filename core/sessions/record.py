@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from raykernel.protocol import SessionStatus
+
 from .formatting import iso_time
 from .handle import SessionHandle
 from .placement import Placement
@@ -33,7 +35,7 @@ class SessionRecord:
     node_id: str | None = None
     node_ip: str | None = None
     started_at: float = field(default_factory=time.time)
-    status: str = "starting"  # starting | healthy | busy | dead
+    status: SessionStatus = SessionStatus.STARTING
     execution_count: int = 0
     last_execution_time: float | None = None
     run_seconds: float = 0.0  # the runs' execution times added up (for their average)
@@ -76,11 +78,11 @@ class SessionRecord:
     @property
     def resident(self) -> bool:
         """It has live processes (not hibernated, not being torn down)."""
-        return self.handle is not None and self.status != "hibernated"
+        return self.handle is not None and self.status != SessionStatus.HIBERNATED
 
     def summary(self, active: bool) -> dict[str, Any]:
         hibernated = {}
-        if self.status == "hibernated" and not self.cold:
+        if self.status == SessionStatus.HIBERNATED and not self.cold:
             hibernated = {
                 "hibernated_at": iso_time(self.hibernated_at),
                 "image_bytes": self.image_bytes,
@@ -103,13 +105,13 @@ class SessionRecord:
         }
 
     @property
-    def shown_status(self) -> str:
+    def shown_status(self) -> SessionStatus:
         """The status a listing gives: a live session whose actor did not answer is
         ``unresponsive``, never ``healthy``."""
-        if self.status in ("healthy", "busy") and not self.responsive:
-            return "unresponsive"
-        if self.status == "hibernated" and self.cold:
-            return "cold"
+        if self.status in (SessionStatus.HEALTHY, SessionStatus.BUSY) and not self.responsive:
+            return SessionStatus.UNRESPONSIVE
+        if self.status == SessionStatus.HIBERNATED and self.cold:
+            return SessionStatus.COLD
         return self.status
 
     def info(self, restarted: bool) -> dict[str, Any]:

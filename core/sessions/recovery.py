@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from raykernel.errors import SessionNotFound, SessionUnavailable
+from raykernel.protocol import SessionStatus
 from raykernel.replies import RunReply, failed_reply, revival_notice
 from raykernel.settings import Settings
 from raykernel.telemetry import Metrics
@@ -30,7 +31,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[..., None]
+
+class SessionEvents:
+    """The plugins' session hooks (hookspecs ``session_created``, ``session_deleted``),
+    called through pluggy's hook caller, each by its own method: a failing plugin is logged,
+    never the caller's failure."""
+
+    def __init__(self, hooks: Any | None) -> None:
+        self.hooks = hooks
+
+    def created(self, session_id: str, info: dict[str, Any]) -> None:
+        if self.hooks is not None:
+            self._safely(self.hooks.session_created, session_id=session_id, info=info)
+
+    def deleted(self, session_id: str) -> None:
+        if self.hooks is not None:
+            self._safely(self.hooks.session_deleted, session_id=session_id)
+
+    @staticmethod
+    def _safely(caller: Callable[..., Any], **kwargs: Any) -> None:
+        try:
+            caller(**kwargs)
+        except Exception:
+            log.exception("plugin hook %s failed", getattr(caller, "name", caller))
 
 
 class Recovery:
@@ -39,14 +62,14 @@ class Recovery:
         settings: Settings,
         lifecycle: Lifecycle,
         nodes: Nodes,
-        notify: Notify,
+        events: SessionEvents,
         metrics: Metrics | None = None,
         directory: Directory | None = None,
     ) -> None:
         self.settings = settings
         self.lifecycle = lifecycle
         self.nodes = nodes
-        self.notify = notify
+        self.events = events
         self.metrics = metrics or Metrics()
         self.directory = directory
 
@@ -55,7 +78,7 @@ class Recovery:
         actor's node, else ``reason`` (the kernel's exit: its signal, its ``os._exit``)."""
         if record.deleted:
             raise SessionNotFound(f"session {record.session_id!r} was deleted while it ran")
-        record.status = "dead"
+        record.status = SessionStatus.DEAD
         record.crash_streak += 1
         note = record.kill_reason
         if note is None and actor_gone and not self.nodes.alive(record.node_id):
@@ -95,7 +118,7 @@ class Recovery:
             record.execution_count = max(record.execution_count, reply["execution_count"])
             record.last_execution_time = time.time()
             record.run_seconds += reply.get("execution_time") or 0.0
-        if record.status != "dead":
+        if record.status != SessionStatus.DEAD:
             record.crash_streak = 0
         if notice:
             reply.update(notice)  # type: ignore[typeddict-item]
@@ -131,7 +154,7 @@ class Recovery:
 
     async def revive_if_dead(self, record: SessionRecord) -> dict[str, Any] | None:
         """Bring a dead session back before a run; the notice that run's reply must carry."""
-        if record.status != "dead":
+        if record.status != SessionStatus.DEAD:
             return None
         reason = record.death_reason or "unknown cause"
         if record.crash_streak >= self.settings.max_crash_streak:
@@ -151,9 +174,7 @@ class Recovery:
                 if notice:
                     record.restart_count += 1
                     self.metrics.restart()
-                    self.notify(
-                        "session_created", session_id=record.session_id, info=record.info(True)
-                    )
+                    self.events.created(record.session_id, record.info(True))
                 return notice
         restored = await self.restart(record, reason)
         return revival_notice(record.session_id, reason, restored)
@@ -186,7 +207,7 @@ class Recovery:
             else:
                 self.lifecycle.refresh(record, info)
                 record.kill_reason = None
-                self.notify("session_created", session_id=record.session_id, info=record.info(True))
+                self.events.created(record.session_id, record.info(True))
                 return
         await self.respawn(record, reason)
 
@@ -200,7 +221,7 @@ class Recovery:
             if ours:
                 await self._respawn(record, reason)
                 return
-        if record.handle is None or record.status in ("dead", "starting"):
+        if record.handle is None or record.status in (SessionStatus.DEAD, SessionStatus.STARTING):
             raise SessionUnavailable(
                 f"session {record.session_id!r} is being restarted by another front end; ask again"
             )
@@ -208,7 +229,7 @@ class Recovery:
     async def _respawn(self, record: SessionRecord, reason: str) -> None:
         log.info("new actor for session %s: %s", record.session_id, reason)
         await self.lifecycle.kill(record)
-        record.status = "starting"
+        record.status = SessionStatus.STARTING
         await self.lifecycle.spawn(record, None)
         record.kill_reason = None
-        self.notify("session_created", session_id=record.session_id, info=record.info(True))
+        self.events.created(record.session_id, record.info(True))

@@ -28,7 +28,7 @@ from raykernel.errors import (
     SessionUnavailable,
 )
 from raykernel.kernel.snapshots import read_manifest
-from raykernel.protocol import RunKind
+from raykernel.protocol import RunKind, SessionStatus
 from raykernel.replies import RunReply
 from raykernel.settings import Settings
 
@@ -42,7 +42,7 @@ from .nodes import Nodes
 from .placement import Placement
 from .ray_runtime import RayRuntime
 from .record import SessionRecord
-from .recovery import Recovery
+from .recovery import Recovery, SessionEvents
 from .registry import Registry
 from .run_index import RunIndex
 from .session_ids import split, validate_session_id
@@ -85,8 +85,9 @@ class SessionRouter:
         self.registry = registry or Registry.local()
         self.directory = Directory(settings, self.registry, lifecycle, sessions)
         self.run_index = RunIndex(self.registry)
+        self.events = SessionEvents(hooks)
         self.recovery = Recovery(
-            settings, lifecycle, nodes, self._notify, self.metrics, self.directory
+            settings, lifecycle, nodes, self.events, self.metrics, self.directory
         )
         self.hibernation = Hibernation(settings, lifecycle, pool, sessions, self.directory)
         self.admission = Admission(settings, sessions)
@@ -161,7 +162,7 @@ class SessionRouter:
                 await asyncio.wait_for(self.registry.goodbye(self.directory.holder), 5.0)
         records = [] if self.detached else list(self.sessions.values())
         for record in records:  # sessions die with an embedded server, hibernated ones too
-            if record.status == "hibernated":
+            if record.status == SessionStatus.HIBERNATED:
                 self.hibernation.forget(record)
         self.sessions.clear()
         self.pool.close()
@@ -206,7 +207,11 @@ class SessionRouter:
         """Ask a live session's actor (it answers while its kernel runs) whether it and its
         kernel live; a death found is recorded, a silence shown as ``unresponsive``."""
         handle = record.handle
-        if handle is None or record.deleted or record.status not in ("healthy", "busy"):
+        if (
+            handle is None
+            or record.deleted
+            or record.status not in (SessionStatus.HEALTHY, SessionStatus.BUSY)
+        ):
             return
         try:
             measured = await handle.measure(timeout)
@@ -309,7 +314,7 @@ class SessionRouter:
             await self.directory.abandon(qualified)
             raise
         await self.directory.created(record)
-        self._notify("session_created", session_id=qualified, info=record.info(False))
+        self.events.created(qualified, record.info(False))
         return record, True
 
     async def delete(self, qualified: str) -> SessionRecord:
@@ -328,7 +333,7 @@ class SessionRouter:
         shutil.rmtree(self.lifecycle.checkpoints_dir(record), ignore_errors=True)
         for callback in self.on_delete:
             callback(qualified)
-        self._notify("session_deleted", session_id=qualified)
+        self.events.deleted(qualified)
         return record
 
     # -- running code -------------------------------------------------------------------------
@@ -353,14 +358,14 @@ class SessionRouter:
     async def run_view(self, qualified: str, run_id: str, wait: float) -> dict[str, Any]:
         """Run ``run_id`` of the session, once finished or after ``wait`` seconds."""
         record = await self._run_record(qualified, run_id)
-        if record.status == "hibernated":
+        if record.status == SessionStatus.HIBERNATED:
             return self._hibernated_run(record, run_id)
         return await self.control(record, lambda h: h.wait_run(run_id, wait))
 
     async def cancel_run(self, qualified: str, run_id: str) -> dict[str, Any]:
         """Drop a queued run or stop a running one, whichever front end took it."""
         record = await self._run_record(qualified, run_id)
-        if record.status == "hibernated":  # it hibernated with no run in progress
+        if record.status == SessionStatus.HIBERNATED:  # it hibernated with no run in progress
             return {**self._hibernated_run(record, run_id), "cancelled": False}
         grace = self.settings.interrupt_grace
         return await self.control(record, lambda h: h.cancel_run(run_id, grace))
@@ -368,9 +373,9 @@ class SessionRouter:
     async def session_runs(self, qualified: str) -> list[dict[str, Any]]:
         """The session's runs (without replies): queued, running, the last finished ones."""
         record = await self.lookup(qualified)
-        if record.status == "hibernated":
+        if record.status == SessionStatus.HIBERNATED:
             return self._image_runs(record)
-        if record.handle is None or record.status == "dead":
+        if record.handle is None or record.status == SessionStatus.DEAD:
             return []
         return await self.control(record, lambda h: h.runs())
 
@@ -478,7 +483,7 @@ class SessionRouter:
 
     def require_alive(self, record: SessionRecord) -> None:
         """Refuse a control call to a dead session (a run would restart it instead)."""
-        if record.status == "dead":
+        if record.status == SessionStatus.DEAD:
             raise KernelDied(f"session {record.session_id!r} is dead ({record.death_reason})")
 
     async def set_network(self, session_id: str, network: list[str]) -> dict[str, Any]:
@@ -521,14 +526,6 @@ class SessionRouter:
             return None
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _notify(self, hook: str, **kwargs: Any) -> None:
-        if self.hooks is None:
-            return
-        try:
-            getattr(self.hooks, hook)(**kwargs)
-        except Exception:
-            log.exception("plugin hook %s failed", hook)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._background.add(task)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from raykernel.errors import InvalidArgument, KernelDied, SessionUnavailable
+from raykernel.protocol import SessionStatus
 
 from .handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
 from .lifecycle import owner_folder
@@ -123,9 +124,9 @@ class StateMoves:
         async with router.slot(record, acquiring=acquiring):
             snapshot = None
             lost = None
-            if preserve_state and record.status == "dead":
+            if preserve_state and record.status == SessionStatus.DEAD:
                 lost = f"the session's process was gone ({record.death_reason}): nothing to carry"
-            if preserve_state and record.status != "dead":
+            if preserve_state and record.status != SessionStatus.DEAD:
                 assert record.handle is not None
                 snapshot = record.handle.snapshot()
                 # Wait without pulling the (possibly large) snapshot into this process.
@@ -160,7 +161,7 @@ class StateMoves:
         """A restart stops the run in progress first, as Jupyter's does: SIGINT (the run ends
         as interrupted, variables kept for ``preserve_state``), then, if the code ignores it
         for ``interrupt_grace`` seconds, the process is killed. Returns how it stopped."""
-        if record.handle is None or not record.resident or record.status == "dead":
+        if record.handle is None or not record.resident or record.status == SessionStatus.DEAD:
             return None
         # The session's book knows its run in progress, whichever front end sent it.
         record.kill_reason = "killed by restart_kernel (the code ignored the interrupt)"

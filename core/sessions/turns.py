@@ -24,7 +24,7 @@ from raykernel.errors import (
     SessionNotFound,
     SessionUnavailable,
 )
-from raykernel.protocol import RunKind
+from raykernel.protocol import RunKind, SessionStatus
 from raykernel.replies import RunReply, failed_reply
 
 from .admission import Admission
@@ -227,7 +227,9 @@ class Turns:
         front end hibernated or replaced it) has taken nothing: the session is found where it
         is now, and the run booked there."""
         for attempt in (1, 2):
-            if record.status == "hibernated":  # hibernated meanwhile by another front end
+            if (
+                record.status == SessionStatus.HIBERNATED
+            ):  # hibernated meanwhile by another front end
                 notice = await self.hibernation.resume(record)
                 record.resume_notice = {**(record.resume_notice or {}), **notice} or None
             handle = record.handle
@@ -289,7 +291,7 @@ class Turns:
         assert handle is not None
         token = view["token"]
         record.following += 1
-        record.status = "busy"
+        record.status = SessionStatus.BUSY
         record.run_token = token
         if on_start is not None:
             on_start(record, token)
@@ -317,8 +319,8 @@ class Turns:
             record.following -= 1
             if record.run_token == token:
                 record.run_token = None
-            if record.status == "busy" and not record.following:
-                record.status = "healthy"
+            if record.status == SessionStatus.BUSY and not record.following:
+                record.status = SessionStatus.HEALTHY
         if reply.get("restarted") and record.handle is handle:
             await self.recovery.refresh(record)  # a new kernel: its pid, its start
         return self.recovery.finish(record, reply, notice)
@@ -351,7 +353,7 @@ class Turns:
                 record.pending_stop = None
             if record.deleted:
                 raise SessionNotFound(f"session {record.session_id!r} was deleted")
-            if resume and record.status == "hibernated":
+            if resume and record.status == SessionStatus.HIBERNATED:
                 record.resume_notice = await self.hibernation.resume(record)
             yield
         finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raykernel.errors import InvalidArgument, RaykernelError
+from raykernel.protocol import SessionStatus
 from raykernel.replies import without_image_data
 
 from .handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
@@ -49,7 +50,10 @@ class Variants:
         tag = uuid.uuid4().hex[:6]
         names = [qualify(owner, f"{plain[:40]}-v{i}-{tag}") for i in range(len(variants))]
         choice = Choice(keep, best_by, goal)
-        in_place = fork != "copy" and source.status not in ("hibernated", "dead")
+        in_place = fork != "copy" and source.status not in (
+            SessionStatus.HIBERNATED,
+            SessionStatus.DEAD,
+        )
         if in_place and source.slot.try_acquire():
             path = "cow"
             rows, kept = await self._forked_in_place(
