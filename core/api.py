@@ -69,3 +69,5 @@ __all__ = [
     "hookimpl",
     "omittable",
 ]
+
+del annotations  # the __future__ import's name, not part of the API

@@ -10,6 +10,8 @@ code wherever it is unpickled, and the server must never unpickle what a kernel 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import decimal
 import io
 import json
 import math
@@ -34,12 +36,13 @@ def call(payload: bytes, namespace: dict[str, Any], max_result_bytes: int) -> di
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return _failed(type(exc).__name__, str(exc), detail[-8000:])
     try:
-        text = json.dumps(_finite(value), allow_nan=False)
+        text = json.dumps(_finite(value), allow_nan=False, default=_plain)
     except (TypeError, ValueError) as exc:
         return _failed(
             "ResultNotJSON",
             f"the function returned {type(value).__name__} data that is not JSON ({exc}): "
-            "return dicts, lists, strings, numbers, booleans or None",
+            "return dicts, lists, strings, numbers, booleans or None (NumPy and pandas "
+            "scalars, arrays, timestamps, dates and decimals are converted)",
             "",
         )
     if len(text.encode()) > max_result_bytes:
@@ -53,14 +56,49 @@ def call(payload: bytes, namespace: dict[str, Any], max_result_bytes: int) -> di
 
 
 def _finite(value: Any) -> Any:
-    """NaN and infinities (common in data) as None, since JSON has no such numbers."""
+    """NaN and infinities (common in data) as None, since JSON has no such numbers; a data
+    library's scalar as a dict key as the plain value it stands for."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {_key(k): _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def _key(key: Any) -> Any:
+    if isinstance(key, str | int | float | bool) or key is None:
+        return key
+    try:
+        plain = _plain(key)
+    except TypeError:
+        return key  # json.dumps says what is wrong with it
+    return plain if isinstance(plain, str | int | float | bool) or plain is None else str(key)
+
+
+def _plain(value: Any) -> Any:
+    """What data libraries give where JSON wants plain values (json.dumps' ``default``):
+    NumPy scalars and arrays, pandas' timestamps and missing values, dates and times,
+    decimals, sets. Anything else is not JSON (``TypeError``)."""
+    kind = type(value)
+    module = kind.__module__.split(".")[0]
+    if module in ("numpy", "pandas"):
+        if hasattr(value, "isoformat"):  # pandas.Timestamp, Timedelta (NaT has none)
+            return None if str(value) == "NaT" else value.isoformat()
+        if hasattr(value, "tolist"):  # numpy scalars and arrays
+            return _finite(value.tolist())
+        if str(value) in ("<NA>", "NaT"):
+            return None
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return _finite(float(value))
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    raise TypeError(f"{kind.__name__} is not JSON")
 
 
 def _failed(ename: str, evalue: str, detail: str, interrupted: bool = False) -> dict[str, Any]:

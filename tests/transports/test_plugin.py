@@ -16,7 +16,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from tests.helpers import REPO, stdio_transport
+from tests.helpers import REPO, stdio_transport, subprocess_env
 
 pytestmark = pytest.mark.subprocess
 
@@ -119,3 +119,24 @@ async def test_a_plugin_that_is_not_installed_over_stdio(tmp_path: Path) -> None
             assert ran.structured_content["extras"] == {"example_lines": 1}
     finally:
         sys.path.remove(str(REPO / "examples" / "raykernel-plugin-example"))
+
+
+def test_the_example_s_own_tests_pass_outside_this_repository(
+    plugin_site: Path, tmp_path: Path
+) -> None:
+    """What a plugin author runs: the example's test file in a project of its own (no
+    asyncio_mode setting: pytest-asyncio's strict default), with raykernel's fixtures."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "examples" / "raykernel-plugin-example" / "test_example_plugin.py", project)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example_plugin.py"],
+        cwd=project,
+        env={**subprocess_env(), "PYTHONPATH": str(plugin_site)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout
