@@ -31,7 +31,6 @@ from raykernel.api import (
     MissingDependency,
     NotFound,
     OptionalSessionId,
-    PathOutsideWorkspace,
     Workspace,
     WorkspacePath,
     current_app,
@@ -59,8 +58,6 @@ MAX_CELL_CHARS = 500
 PREVIEW_BYTES = 1_000_000
 FIRST_ROWS = 5
 # The errors a kernel function raises on purpose, given back to the client with their kind.
-TYPED = {cls.__name__: cls for cls in (InvalidArgument, PathOutsideWorkspace, FileNotFound)}
-TYPED["NotFound"] = NotFound
 INSTALL_HINT = (
     "the datasets tools need DuckDB in the session's kernel: pip install raykernel[datasets] "
     "where the server runs (or install_dependencies duckdb in this session)"
@@ -409,9 +406,6 @@ async def _in_kernel(app: App, session_id: str | None, fn: Callable[..., Any], *
             session_id, fn, *args, timeout=app.timeout_for(None), max_result_bytes=PREVIEW_BYTES
         )
     except FunctionFailed as exc:
-        if exc.ename in TYPED:
-            message = exc.evalue.removeprefix(f"{exc.ename}: ")
-            raise TYPED[exc.ename](message) from None
         if exc.ename == "ModuleNotFoundError" and "duckdb" in exc.evalue:
             raise MissingDependency(INSTALL_HINT) from None
         if exc.ename == "ResultTooLarge":

@@ -21,6 +21,8 @@ from typing import Any
 
 import cloudpickle
 
+from raykernel.errors import RaykernelError
+
 
 def call(payload: bytes, namespace: dict[str, Any], max_result_bytes: int) -> dict[str, Any]:
     """Run the shipped ``(fn, args, kwargs)``; a reply shaped like a run's (``success``,
@@ -34,7 +36,10 @@ def call(payload: bytes, namespace: dict[str, Any], max_result_bytes: int) -> di
         return _failed("KeyboardInterrupt", "the function was interrupted", "", interrupted=True)
     except BaseException as exc:
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return _failed(type(exc).__name__, str(exc), detail[-8000:])
+        failed = _failed(type(exc).__name__, str(exc), detail[-8000:])
+        if isinstance(exc, RaykernelError):  # a refusal on purpose: it goes back as itself
+            failed["error"]["raised"] = exc.to_wire()
+        return failed
     try:
         text = json.dumps(_finite(value), allow_nan=False, default=_plain)
     except (TypeError, ValueError) as exc:

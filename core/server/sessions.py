@@ -14,6 +14,7 @@ from typing import Any
 
 import cloudpickle
 
+from raykernel import errors
 from raykernel.errors import FunctionFailed, InvalidArgument, KernelDied, SessionBusy
 from raykernel.sessions.router import SessionRouter
 from raykernel.settings import Settings
@@ -51,6 +52,9 @@ class Sessions:
         seconds (``settings.default_timeout``) it is interrupted like a run. It is not in the
         session's history or execution count, and ``before_execute`` hooks do not see it.
 
+        A ``RaykernelError`` ``fn`` raises on purpose (a plugin's own subclass too, if the
+        front end has imported it) is raised here as itself, with its fields.
+
         Raises ``FunctionFailed`` (``ename`` names the exception ``fn`` raised,
         ``KeyboardInterrupt``, ``TimeoutError``, ``ResultNotJSON`` or ``ResultTooLarge``),
         ``SessionNotFound``, ``SessionBusy``, ``KernelDied``.
@@ -77,6 +81,8 @@ class Sessions:
         ename = str(error.get("ename") or "Error")
         if ename == "KernelDied":
             raise KernelDied(str(error.get("evalue")))
+        if isinstance(error.get("raised"), dict):  # one of the hierarchy: itself, whole
+            raise errors.from_wire(error["raised"])
         raise FunctionFailed(ename, str(error.get("evalue", "")), str(error.get("traceback", "")))
 
 

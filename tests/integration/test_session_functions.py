@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from fastmcp import Client
 
-from raykernel.errors import FunctionFailed, SessionBusy, SessionNotFound
+from raykernel.errors import (
+    FunctionFailed,
+    InvalidArgument,
+    RaykernelError,
+    SessionBusy,
+    SessionNotFound,
+)
 from tests.helpers import call, run
 
 
@@ -37,6 +43,14 @@ async def test_a_function_reads_the_session_and_leaves_no_trace(
     assert (await run(client, "values", session_id=scratch))["execution_count"] == 2
 
 
+class ColumnMissing(RaykernelError):
+    """A plugin's own refusal."""
+
+
+def _missing_column(ns: Mapping[str, Any]) -> None:
+    raise ColumnMissing("no column 'y'")
+
+
 async def test_failures_are_typed_and_the_session_lives_on(
     client: Client, app: Any, scratch: str
 ) -> None:
@@ -52,6 +66,21 @@ async def test_failures_are_typed_and_the_session_lives_on(
         await app.sessions.call_function(scratch, lambda ns: object())
     with pytest.raises(FunctionFailed, match="ResultTooLarge"):
         await app.sessions.call_function(scratch, lambda ns: "x" * 5000, max_result_bytes=1000)
+
+    # A refusal on purpose comes back as itself, with its fields.
+    def refuse(ns: Mapping[str, Any]) -> None:
+        from raykernel.errors import FunctionFailed as Own
+        from raykernel.errors import InvalidArgument
+
+        if "x" in ns:
+            raise InvalidArgument("x is taken")
+        raise Own("Custom", "its value", "its traceback")
+
+    with pytest.raises(InvalidArgument, match="x is taken"):
+        await app.sessions.call_function(scratch, refuse)
+    # A plugin's own kind too (this module's, shipped by value with the function).
+    with pytest.raises(ColumnMissing, match="no column 'y'"):
+        await app.sessions.call_function(scratch, _missing_column)
     # The namespace is read-only.
     with pytest.raises(FunctionFailed, match="AttributeError"):
         await app.sessions.call_function(scratch, lambda ns: ns.__setitem__("x", 2))
