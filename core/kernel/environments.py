@@ -95,15 +95,20 @@ def probe(
         "        import raykernel.kernel.service\n"
         "    except Exception as exc:\n"
         "        problem = f'{type(exc).__name__}: {exc}'\n"
+        "import site\n"
+        "site.main()\n"  # then the environment's packages, as a kernel adds them: sys.prefix
         "print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3], 'prefix': sys.prefix,"
         " 'base_prefix': sys.base_prefix, 'problem': problem}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["PYTHONPATH"] = os.pathsep.join(support)
     confined = [sys.executable, "-P", "-m", "raykernel.kernel.sandbox", json.dumps(policy), "--"]
+    done: subprocess.CompletedProcess[str] | None = None
     try:
+        # -S, as a kernel starts: the kernel's own code and dependencies, before the
+        # environment's packages (which a kernel adds once confined).
         done = subprocess.run(
-            [*confined, str(python), "-P", "-c", script],
+            [*confined, str(python), "-P", "-S", "-c", script],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT,
@@ -112,7 +117,7 @@ def probe(
         )
         found = json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        said = " | ".join(done.stderr.strip().splitlines()[-3:]) if "done" in locals() else ""
+        said = " | ".join(done.stderr.strip().splitlines()[-3:]) if done is not None else ""
         raise EnvironmentRefused(f"{python} did not run: {exc} {said}".strip()) from None
     version = found["version"]
     if tuple(int(p) for p in version.split(".")[:2]) < MIN_PYTHON:
