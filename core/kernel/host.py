@@ -115,7 +115,8 @@ def sweep_stale_temp() -> None:
     if _swept:
         return
     _swept = True
-    for path in Path(tempfile.gettempdir()).glob("raykernel-kernel-*-*"):
+    root = Path(tempfile.gettempdir())
+    for path in [*root.glob("raykernel-kernel-*-*"), *root.glob("raykernel-links-*-*")]:
         try:
             pid = int(path.name.split("-")[2])
             if path.stat().st_uid != os.getuid() or psutil.pid_exists(pid):
@@ -167,6 +168,7 @@ class SessionHost:
         # kernel's code to it (see environments).
         self.environment: Environment | None = None
         self._support: tuple[list[str], str, list[str]] | None = None
+        self._links: Path | None = None
         # Code mode's requests from session code, until the front end answers them.
         self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
 
@@ -298,6 +300,7 @@ class SessionHost:
                 [*self.config.python_path, *filter(None, [env.get("PYTHONPATH")])]
             )
         env["MPLBACKEND"] = "Agg"
+        env["PYTHONNOUSERSITE"] = "1"  # see KernelProcess.spawn's -s
         env["TMPDIR"] = str(self._folder("tmp"))
         if self.config.isolation == "confined":
             # The kernel cannot reach the real home: caches and configs get a private one.
@@ -305,6 +308,11 @@ class SessionHost:
             env["XDG_CACHE_HOME"] = str(self._folder("cache"))
             env["MPLCONFIGDIR"] = str(self._folder("mpl"))
         return env
+
+    def _drop_links(self) -> None:
+        if self._links is not None:
+            shutil.rmtree(self._links, ignore_errors=True)
+            self._links = None
 
     def _environment_reads(self) -> list[str]:
         """An environment's installation and the kernel code its links lead to."""
@@ -348,7 +356,11 @@ class SessionHost:
         if claim.environment is not None:
             # The kernel spawned ahead runs the server's Python: this one needs its own.
             self.environment = Environment.from_dict(claim.environment)
-            self._support = await asyncio.to_thread(support_folders, self.tmp / "environment")
+            # Not in the kernel's temp folder: a kernel starts before it confines itself, so
+            # what it imports then must be out of its sessions' reach.
+            links = Path(tempfile.mkdtemp(prefix=f"raykernel-links-{os.getpid()}-"))
+            self._links = links
+            self._support = await asyncio.to_thread(support_folders, links)
             if self.kernel is not None:
                 await self.kernel.kill("replaced by the session's environment")
                 self.kernel = None
@@ -869,6 +881,7 @@ class SessionHost:
         self.book = self._new_book()
         self.network = self.config.network
         self.environment, self._support = None, None
+        self._drop_links()
         self._stop_egress()
         await self.prepare()
 
@@ -882,4 +895,5 @@ class SessionHost:
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")
         self._stop_egress()
+        self._drop_links()
         shutil.rmtree(self.tmp, ignore_errors=True)

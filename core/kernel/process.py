@@ -120,6 +120,9 @@ class KernelProcess:
                 # -P: no current folder on sys.path (every sys.path entry is readable by the
                 # confined kernel, so none may be there by accident).
                 "-P",
+                # -s: no user site-packages (the kernel's home is its sessions' to write, and
+                # a .pth there would run before the kernel confines itself).
+                "-s",
                 *(["-S"] if self.site_after_confine else []),
                 "-m",
                 "raykernel.kernel",

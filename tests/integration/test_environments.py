@@ -133,6 +133,15 @@ async def test_a_session_runs_in_an_environment_the_test_made(
         used = await run(client, "import tinydb, only_here\ntinydb.__name__", session_id="in-venv")
         assert used["result"] == "'tinydb'"
         assert _files(venv) == before
+        # What a kernel imports before it confines itself (the links to raykernel's code) is
+        # out of its reach: replacing it would run code unconfined at the next start.
+        links = await run(
+            client,
+            "import sys, pathlib\nhere = [p for p in sys.path if p.endswith('kernel-path')][0]\n"
+            "pathlib.Path(here, 'evil.py').write_text('x')",
+            session_id="in-venv",
+        )
+        assert links["error"]["ename"] == "PermissionError", links
         # A new kernel (restart) runs the environment's interpreter again.
         await call(client, "restart_kernel", session_id="in-venv")
         again = await run(client, "import only_here\nonly_here.ANSWER", session_id="in-venv")
