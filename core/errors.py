@@ -236,3 +236,31 @@ class ApprovalRequired(RaykernelError):
 
 class ApprovalDenied(RaykernelError):
     """The client declined (or cancelled) the call of an upstream tool; nothing was called."""
+
+
+def from_kernel(data: dict[str, Any]) -> RaykernelError:
+    """``from_wire`` for what a kernel says (it runs user code): a kind that would tell the
+    front end something about the session or the server (moved, gone, not allowed, the
+    node full) is not believed from there, and comes back as a plain error naming it."""
+    error = from_wire(data)
+    if isinstance(error, _NOT_FROM_KERNELS):
+        return RaykernelError(f"{error.kind}: {error.message}")
+    return error
+
+
+_NOT_FROM_KERNELS: tuple[type[RaykernelError], ...] = (
+    SessionUnavailable,  # KernelDied, SessionBusy, SessionMoved too
+    SessionNotFound,
+    SessionLimitReached,
+    QuotaExceeded,
+    NodeFull,
+    ProtectedSession,
+    NotAllowed,
+    RayUnavailable,
+    InvalidSetting,
+    PluginError,
+    RunNotFound,
+    ToolNotFound,
+    ResourceNotFound,
+    PromptNotFound,
+)

@@ -44,8 +44,10 @@ class Environment:
     base_prefix: str
 
     def paths(self) -> list[str]:
-        """What a confined process must read to run this interpreter."""
-        return sorted({self.prefix, self.base_prefix, str(Path(self.python).parent)})
+        """What a confined process must read to run this interpreter: found by the server
+        from the installation itself (``_installation_of``), never from what the probe
+        printed (the environment's own code runs there and could say "/")."""
+        return _installation_of(str(Path(self.python).parent.parent), Path(self.python))
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -100,9 +102,14 @@ def probe(
         "print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3], 'prefix': sys.prefix,"
         " 'base_prefix': sys.base_prefix, 'problem': problem}))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    # Nothing of the server's: no token, no upstream server's headers, no Ray address.
+    dropped = ("PYTHON", "VIRTUAL_ENV", "RAY_", "RAYKERNEL_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env["PYTHONPATH"] = os.pathsep.join(support)
-    confined = [sys.executable, "-P", "-m", "raykernel.kernel.sandbox", json.dumps(policy), "--"]
+    confined = [
+        *(sys.executable, "-P", "-s", "-m", "raykernel.kernel.sandbox"),
+        *(json.dumps(policy), "--"),
+    ]
     done: subprocess.CompletedProcess[str] | None = None
     try:
         # -S, as a kernel starts: the kernel's own code and dependencies, before the
@@ -142,7 +149,12 @@ def _installation_of(place: str, python: Path) -> list[str]:
             key, _, value = line.partition("=")
             if key.strip() == "home" and value.strip():
                 folders.add(str(Path(value.strip()).parent))
-    return sorted(f for f in folders if Path(f).resolve() != Path("/"))
+    home = Path.home().resolve()
+    return sorted(
+        f
+        for f in folders
+        if Path(f).resolve() != Path("/") and not home.is_relative_to(Path(f).resolve())
+    )
 
 
 def support_folders(root: Path) -> tuple[list[str], str, list[str]]:

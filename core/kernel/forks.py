@@ -29,7 +29,8 @@ from . import wire
 from .process import KernelGone, KernelProcess
 from .runbook import stopped_reply
 
-CONNECT_TIMEOUT = 30.0
+# Below the front end's wait for the set (CONTROL_TIMEOUT): the actor gives up first.
+CONNECT_TIMEOUT = 20.0
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
 
@@ -83,19 +84,29 @@ class Forks:
                 kernel.python_info,
             )
             adopted.on_event = lambda message, k=adopted: self._refuse_upstream(k, message)
+            if closed:  # too late: the set was given up meanwhile
+                await adopted.kill("the variants were given up")
+                return
             if len(made) == count:
                 all_in.set()
 
-        server = await asyncio.start_unix_server(arrived, path=str(path))
-        try:
+        closed = False
+
+        async def fork_all() -> None:
             for index, secret in enumerate(list(expected)):
                 stderr = str(self._stderr_file(set_id, index))
                 await kernel.request(KernelOp.FORK, str(path), secret, stderr)
-            await asyncio.wait_for(all_in.wait(), CONNECT_TIMEOUT)
+            await all_in.wait()
+
+        server = await asyncio.start_unix_server(arrived, path=str(path))
+        try:  # one deadline for the whole set: a caller that gives up leaves nothing behind
+            await asyncio.wait_for(fork_all(), CONNECT_TIMEOUT)
         except BaseException:
+            closed = True
             await ForkSet(list(made.values())).close()
             raise
         finally:
+            closed = True
             server.close()
             path.unlink(missing_ok=True)
         self._sets[set_id] = ForkSet([made[i] for i in range(count)])

@@ -624,6 +624,7 @@ class SessionHost:
         return [
             sys.executable,
             "-P",
+            "-s",  # the installer's home is in the session's temp folder
             "-m",
             "raykernel.kernel.sandbox",
             json.dumps(policy),
@@ -650,10 +651,10 @@ class SessionHost:
         """The kernel's host PID and whether it runs code now."""
         kernel = self.kernel
         alive = kernel is not None and kernel.alive
-        return {
-            "kernel_pid": kernel.pid if alive and kernel is not None else None,
-            "running": self.book.current is not None,
-        }
+        # The namespace's PID 1 when there is one: its tree holds the kernel and its
+        # run_variants forks (grandchildren, reparented there), all the session's memory.
+        root = kernel.tree_root if alive and kernel is not None else None
+        return {"kernel_pid": root, "running": self.book.current is not None}
 
     def memory_stop(self, reason: str) -> bool:
         """Stop the run in progress because the node is low on memory: its reply is a
@@ -873,6 +874,8 @@ class SessionHost:
         self.site_dir = self.tmp / "site"
         config = self.config
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
+        await self.forks.close()
+        self.forks = Forks(self.tmp, config.interrupt_grace)
         self.session_id = self.owner = self.description = ""
         self.placement, self.checkpoints = {}, None
         self.execution_count, self.last_execution_time = 0, None

@@ -14,6 +14,7 @@ import itertools
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -191,6 +192,12 @@ class KernelProcess:
         return self.isolation
 
     @property
+    def tree_root(self) -> int | None:
+        """The process whose tree is everything this kernel is: its namespace's PID 1 when it
+        has one (its forks are there too), else the kernel."""
+        return self._init_pid or self.pid
+
+    @property
     def alive(self) -> bool:
         """Started (it has its spec), and not dead."""
         if (self._proc is None and not self._adopted) or not self.spec or self._gone.is_set():
@@ -264,7 +271,7 @@ class KernelProcess:
         if reply.get("ok"):
             return reply.get("value")
         if isinstance(reply.get("error"), dict):  # one of the hierarchy, whole
-            raise errors.from_wire(reply["error"])
+            raise errors.from_kernel(reply["error"])
         raise RuntimeError(f"the kernel failed: {reply.get('message')}")
 
     def interrupt(self, token: str) -> None:
@@ -374,13 +381,16 @@ class KernelProcess:
 def _tail_of(path: str | None) -> str:
     if path is None:
         return ""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - STDERR_TAIL))
-            return handle.read().decode("utf-8", "replace")
+    try:  # the kernel can write where the file is: no link, no FIFO is followed
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return ""
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - STDERR_TAIL))
+        return handle.read().decode("utf-8", "replace")
 
 
 def _namespace_pids(waiter: int) -> tuple[int, int]:

@@ -82,7 +82,7 @@ class Sessions:
         if ename == "KernelDied":
             raise KernelDied(str(error.get("evalue")))
         if isinstance(error.get("raised"), dict):  # one of the hierarchy: itself, whole
-            raise errors.from_wire(error["raised"])
+            raise errors.from_kernel(error["raised"])
         raise FunctionFailed(ename, str(error.get("evalue", "")), str(error.get("traceback", "")))
 
 

@@ -147,7 +147,9 @@ class Upstreams:
 
     def needs_approval(self, server: str, tool: Any) -> bool:
         annotations = getattr(tool, "annotations", None)
-        if annotations is not None and getattr(annotations, "destructive_hint", None) is True:
+        # The spec's defaults: a tool that does not say it is read-only or harmless may destroy.
+        read_only = getattr(annotations, "read_only_hint", None) is True
+        if not read_only and getattr(annotations, "destructive_hint", None) is not False:
             return True
         name = f"{server}.{tool.name}"
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.settings.mcp_approval)
@@ -282,7 +284,9 @@ class Upstreams:
             )
         shown = json.dumps(arguments, default=str)
         if len(shown) > SHOWN_ARGUMENTS:
-            shown = shown[:SHOWN_ARGUMENTS] + "..."
+            # Cut, but every argument named: a harmless first one must not hide the rest.
+            keys = ", ".join(map(str, arguments))[:SHOWN_ARGUMENTS]
+            shown = f"{shown[:SHOWN_ARGUMENTS]}... (arguments: {keys})"
         message = (
             f"session {record.session_id!r} wants to call {server}.{tool} with {shown}: "
             "allow once, always for this session, or deny?"

@@ -62,7 +62,7 @@ class StateMoves:
         validate_session_id(new_session_id)
         if new_session_id in router.sessions:
             raise InvalidArgument(f"session {split(new_session_id)[1]!r} already exists")
-        target, _ = await router.create(new_session_id, f"fork of {session_id}")
+        target, _ = await router.create(new_session_id, f"fork of {session_id}", **like(source))
         try:
             async with router.slot(source):
                 router.require_alive(source)
@@ -200,3 +200,14 @@ class StateMoves:
             "restored": report["restored"],
             "not_preserved": report["not_preserved"],
         }
+
+
+def like(source: SessionRecord) -> dict[str, Any]:
+    """What a copy of ``source`` (a fork, a kept variant) is created with: its placement,
+    network, checkpoints and Python environment, as the source has them."""
+    return {
+        "placement": source.placement,
+        "network": source.network,
+        "checkpoint": source.checkpoint,
+        "environment": source.environment["name"] if source.environment else None,
+    }

@@ -20,7 +20,7 @@ from .handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
 from .record import SessionRecord
 from .router import SessionRouter
 from .session_ids import qualify, split
-from .state_moves import StateMoves
+from .state_moves import StateMoves, like
 
 
 class Variants:
@@ -125,7 +125,7 @@ class Variants:
         self, handle: SessionHandle, set_id: str, index: int, name: str, source: SessionRecord
     ) -> None:
         router = self.router
-        await router.create(name, f"variant {index} of {source.session_id}")
+        await router.create(name, f"variant {index} of {source.session_id}", **like(source))
         try:
             target = await router.lookup(name)
             snapshot = handle.fork_snapshot(set_id, index)
@@ -150,9 +150,10 @@ class Variants:
         """The variants in sessions of their own, each a copy of the source's state (a
         source hibernated, or busy: each copy waits for its turn)."""
         made: list[str] = []
+        lost: list[dict[str, Any]] = []
         try:
             for fork in forks:  # one at a time: each takes the source's turn for its copy
-                await self.moves.fork(qualified, fork)
+                lost.append((await self.moves.fork(qualified, fork))["not_preserved"])
                 made.append(fork)
             replies = await asyncio.gather(
                 *(
@@ -164,6 +165,11 @@ class Variants:
         except BaseException:
             await self._delete(made)
             raise
+        # What a copy could not carry is said in its variant's reply, not dropped.
+        replies = [
+            {**reply, "not_preserved": missing} if missing else reply
+            for reply, missing in zip(replies, lost, strict=True)
+        ]
         rows = list(zip(replies, values, strict=True))
         kept = choice.pick(rows)
         await self._delete([f for i, f in enumerate(forks) if i not in kept])

@@ -46,3 +46,13 @@ def test_what_is_not_an_error_of_ours_stays_a_plain_one() -> None:
     assert type(unknown) is errors.RaykernelError and unknown.message == "rm -rf /"
     broken = errors.from_wire({"kind": "FunctionFailed", "message": "m", "fields": {}})
     assert type(broken) is errors.RaykernelError and "FunctionFailed" in broken.message
+
+
+def test_a_kernel_cannot_tell_the_front_end_what_only_the_server_knows() -> None:
+    moved = errors.SessionMoved("handed on").to_wire()
+    told = errors.from_kernel(moved)
+    assert type(told) is errors.RaykernelError and told.message == "SessionMoved: handed on"
+    full = errors.from_kernel(errors.NodeFull("full", node_id="n1").to_wire())
+    assert not isinstance(full, errors.NodeFull)
+    refused = errors.from_kernel(errors.PathOutsideWorkspace("../x").to_wire())
+    assert type(refused) is errors.PathOutsideWorkspace
