@@ -66,7 +66,9 @@ class UpstreamCalls:
         op = message.get("op")
         if op not in OPS:
             return f"unknown request {str(op)[:50]!r}"
-        if len(self._pending.get(token, ())) >= MAX_PENDING:
+        # Asked and not answered yet, taken by the front end or not: a kernel writing events
+        # of its own must not pile up calls (or consent prompts) in the shared front end.
+        if sum(1 for asker, _ in self._asked.values() if asker == token) >= MAX_PENDING:
             return f"more than {MAX_PENDING} upstream calls in flight at once"
         for key in ("server", "tool"):
             value = message.get(key)
