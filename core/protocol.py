@@ -37,10 +37,6 @@ class KernelOp(StrEnum):
     UPSTREAM_REPLY = "upstream_reply"
 
 
-# What the reader thread answers itself, without waiting for the main thread.
-AT_ONCE = frozenset({KernelOp.INTERRUPT, KernelOp.PING, KernelOp.UPSTREAM_REPLY})
-
-
 class RunKind(StrEnum):
     """A run in a session's run book (one queue per session, in its actor)."""
 

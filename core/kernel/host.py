@@ -168,6 +168,8 @@ class SessionHost:
         # kernel's code to it (see environments).
         self.environment: Environment | None = None
         self._support: tuple[list[str], str, list[str]] | None = None
+        # What its kernels and installs must read of it, found once at the claim.
+        self._environment_read: list[str] = []
         self._links: Path | None = None
         # Code mode's requests from session code, until the front end answers them.
         self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
@@ -275,7 +277,7 @@ class SessionHost:
             "network": "allowlist" if isinstance(self.network, list) else self.network,
             "proxy": str(self._egress_path),
             "write": [str(self._workspace.root), str(self.site_dir), str(self.tmp)],
-            "read": [*config.read, *self._environment_reads()],
+            "read": [*config.read, *self._environment_read],
             "hide": config.hide,
             "shm_bytes": config.memory_limit or None,
         }
@@ -313,12 +315,6 @@ class SessionHost:
         if self._links is not None:
             shutil.rmtree(self._links, ignore_errors=True)
             self._links = None
-
-    def _environment_reads(self) -> list[str]:
-        """An environment's installation and the kernel code its links lead to."""
-        if self.environment is None or self._support is None:
-            return []
-        return [*self.environment.paths(), *self._support[2]]
 
     def _folder(self, name: str) -> Path:
         folder = self.tmp / name
@@ -361,6 +357,9 @@ class SessionHost:
             links = Path(tempfile.mkdtemp(prefix=f"raykernel-links-{os.getpid()}-"))
             self._links = links
             self._support = await asyncio.to_thread(support_folders, links)
+            paths = await asyncio.to_thread(self.environment.paths)
+            # Its installation, and the kernel code the links lead to.
+            self._environment_read = [*paths, *self._support[2]]
             if self.kernel is not None:
                 await self.kernel.kill("replaced by the session's environment")
                 self.kernel = None
@@ -618,7 +617,7 @@ class SessionHost:
             "isolation": config.isolation,
             "network": "on",
             "write": [str(self.site_dir), str(installer.cache), str(work), *sources],
-            "read": [*installer.reads(), *config.read, *self._environment_reads()],
+            "read": [*installer.reads(), *config.read, *self._environment_read],
             "hide": config.hide,
         }
         return [
@@ -883,7 +882,7 @@ class SessionHost:
         self.closed = False
         self.book = self._new_book()
         self.network = self.config.network
-        self.environment, self._support = None, None
+        self.environment, self._support, self._environment_read = None, None, []
         self._drop_links()
         self._stop_egress()
         await self.prepare()

@@ -209,14 +209,12 @@ class KernelProcess:
             return False
 
     async def kill(self, reason: str | None = None) -> None:
-        """Kill the kernel and everything it started; return once they are gone."""
+        """Kill the kernel and everything it started; return once they are gone. An adopted
+        fork (no child of this process) is killed by its process group and its tree."""
         if reason is not None and self.exit_reason is None:
             self.exit_reason = reason
-        if self._adopted:
-            await self._kill_adopted()
-            return
         proc = self._proc
-        if proc is None:
+        if proc is None and not self._adopted:
             return
         victims = []
         if self._process is not None:
@@ -226,28 +224,18 @@ class KernelProcess:
             # The namespace's PID 1: Linux kills everything in the namespace with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self._init_pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid or proc.pid, signal.SIGKILL)  # the kernel leads its own group
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        group = self.pid or (proc.pid if proc is not None else None)
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)  # the kernel leads its own group
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
         for victim in victims:  # children that left the group (setsid) too
             with contextlib.suppress(psutil.Error):
                 victim.kill()
-        await proc.wait()
-        await asyncio.to_thread(psutil.wait_procs, victims, 5)
-        self._finish()
-
-    async def _kill_adopted(self) -> None:
-        victims = []
-        if self._process is not None:
-            with contextlib.suppress(psutil.Error):
-                victims = [self._process, *self._process.children(recursive=True)]
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
-        for victim in victims:
-            with contextlib.suppress(psutil.Error):
-                victim.kill()
+        if proc is not None:
+            await proc.wait()
         await asyncio.to_thread(psutil.wait_procs, victims, 5)
         self._finish()
 
