@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 
 from raykernel import telemetry
+from raykernel.actors.host import Claim, HostConfig, SessionHost
 from raykernel.errors import NodeFull, SessionUnavailable
-from raykernel.kernel.host import Claim, HostConfig, SessionHost
 from raykernel.protocol import KernelOp, RunKind
 from raykernel.settings import default_ray_temp
 

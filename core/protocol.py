@@ -14,7 +14,7 @@ from enum import StrEnum
 class KernelOp(StrEnum):
     """A request to the kernel process. Most run on its main thread, one at a time, in order;
     ``INTERRUPT``, ``PING`` and ``UPSTREAM_REPLY`` are answered by its reader thread at once
-    (a run may be in progress); ``FORK`` makes a copy of the kernel (see raykernel.kernel.forks)."""
+    (a run may be in progress); ``FORK`` makes a copy of the kernel (see raykernel.actors.forks)."""
 
     EXECUTE = "execute"
     RUN_SCRIPT = "run_script"

@@ -281,7 +281,7 @@ class Settings(BaseSettings):
     @classmethod
     def _destinations(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list):
-            from raykernel.kernel.egress import parse_rules
+            from raykernel.actors.egress import parse_rules
 
             parse_rules(value)
         return value

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
+from raykernel.actors.installer import MAX_PACKAGES, parse_requirements
 from raykernel.errors import SourceBuildRefused
 from raykernel.hookspecs import hookimpl
-from raykernel.kernel.packages import MAX_PACKAGES, parse_requirements
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import OptionalSessionId, hints
 from raykernel.server.progress import progress_for_request

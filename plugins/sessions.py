@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from fastmcp.dependencies import Depends
 from pydantic import AfterValidator, Field
 
+from raykernel.actors.egress import parse_rules
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
-from raykernel.kernel.egress import parse_rules
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import (
     CleanText,

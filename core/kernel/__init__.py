@@ -1,6 +1,9 @@
-"""Everything that runs where user code runs: the interpreter and what it needs (display,
-capture, history, introspection, the live output tail, interrupts, containment, packages).
+"""The confined kernel process, and only it: where user code runs (``python -m raykernel.kernel``)
+with what it needs there (the interpreter, display, capture, introspection, session functions,
+the live output tail, interrupts, checkpoint changes, code mode's calls, containment and
+confinement, the wire to its session actor).
 
-Plain Python: nothing here imports Ray or the MCP front end (tests/unit/test_layout.py checks
-it in a fresh interpreter), so this package can run in a process that has neither.
+Plain Python: nothing here imports Ray, the MCP front end or the session actor's code
+(tests/unit/test_layout.py checks it), so this package runs in a confined process that has none
+of them, and in another interpreter (a user's environment) that only sees this package.
 """

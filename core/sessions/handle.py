@@ -22,8 +22,8 @@ import sys
 from typing import Any, NoReturn
 
 from raykernel import telemetry
+from raykernel.actors.host import Claim
 from raykernel.errors import RaykernelError, SessionUnavailable
-from raykernel.kernel.host import Claim
 from raykernel.protocol import KernelOp, RunKind
 
 from .formatting import first_line

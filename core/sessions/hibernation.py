@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raykernel.actors.store import read_manifest, write_snapshot
 from raykernel.errors import SessionLimitReached, SessionNotFound, SessionUnavailable
-from raykernel.kernel.snapshots import read_manifest, write_snapshot
 from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from raykernel.actors.environments import EnvironmentRefused, probe, support_folders
 from raykernel.errors import InvalidArgument
-from raykernel.kernel.environments import EnvironmentRefused, probe, support_folders
 from raykernel.settings import Settings, default_ray_temp
 
 

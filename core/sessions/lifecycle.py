@@ -14,9 +14,9 @@ from typing import Any
 
 import psutil
 
+from raykernel.actors.host import Claim
 from raykernel.errors import InvalidArgument, NodeFull, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
-from raykernel.kernel.host import Claim
 from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 from raykernel.workspace import Workspaces

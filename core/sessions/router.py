@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from raykernel import telemetry
+from raykernel.actors.store import read_manifest
 from raykernel.errors import (
     KernelDied,
     ProtectedSession,
@@ -27,7 +28,6 @@ from raykernel.errors import (
     SessionNotFound,
     SessionUnavailable,
 )
-from raykernel.kernel.snapshots import read_manifest
 from raykernel.protocol import RunKind, SessionStatus
 from raykernel.replies import RunReply
 from raykernel.settings import Settings

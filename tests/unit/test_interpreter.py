@@ -11,8 +11,8 @@ from pathlib import Path
 import pluggy
 import pytest
 
+from raykernel.actors.history import History
 from raykernel.hookspecs import hookimpl
-from raykernel.kernel.history import History
 from raykernel.kernel.interpreter import Interpreter
 from raykernel.kernel.interrupts import Interrupts
 from raykernel.pluginmanager import new_manager

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from raykernel.kernel import host
+from raykernel.actors import host
 
 
 def test_stale_kernel_temp_folders_of_dead_owners_are_swept(
@@ -30,7 +30,7 @@ def test_stale_kernel_temp_folders_of_dead_owners_are_swept(
 async def test_a_kernel_that_dies_at_start_says_why(tmp_path: Path) -> None:
     """Its own exit status and the last lines it wrote, not a guess (it used to be killed
     first, and then reported as 'killed by SIGKILL (out of memory?)')."""
-    from raykernel.kernel.process import KernelGone, KernelProcess
+    from raykernel.actors.kernel_client import KernelGone, KernelProcess
 
     kernel = KernelProcess({**os.environ, "TMPDIR": str(tmp_path)})
     spec = {"workspace": str(tmp_path / "missing"), "isolation": "process", "network": "on"}

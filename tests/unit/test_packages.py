@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from raykernel.actors.installer import Installer, parse_requirements
 from raykernel.errors import InvalidPackageSpec
-from raykernel.kernel.packages import Installer, parse_requirements
 from tests.helpers import HOSTILE_PACKAGE_SPECS
 
 

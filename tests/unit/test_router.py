@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from raykernel.actors.runbook import BookedRun, Driver, RunBook
 from raykernel.errors import SessionUnavailable
-from raykernel.kernel.runbook import BookedRun, Driver, RunBook
 from raykernel.replies import run_reply
 from raykernel.sessions.handle import ActorDied
 from raykernel.sessions.record import SessionRecord

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from raykernel.kernel.runbook import BookedRun, Driver, RunBook
+from raykernel.actors.runbook import BookedRun, Driver, RunBook
 from raykernel.replies import run_reply
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from raykernel.kernel.upstream_calls import MAX_PENDING, UpstreamCalls
+from raykernel.actors.upstream_calls import MAX_PENDING, UpstreamCalls
 
 
 def _queue() -> tuple[UpstreamCalls, list[tuple[int, dict[str, Any]]], dict[str, str | None]]:

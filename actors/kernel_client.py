@@ -22,10 +22,9 @@ from typing import Any
 import psutil
 
 from raykernel import errors
+from raykernel.kernel import wire
+from raykernel.kernel.containment import death_reason
 from raykernel.protocol import KernelOp
-
-from . import wire
-from .containment import death_reason
 
 STDERR_TAIL = 8192
 START_TIMEOUT = 60.0

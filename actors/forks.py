@@ -22,11 +22,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from raykernel.kernel import wire
 from raykernel.protocol import KernelOp
 from raykernel.replies import failed_reply
 
-from . import wire
-from .process import KernelGone, KernelProcess
+from .kernel_client import KernelGone, KernelProcess
 from .runbook import stopped_reply
 
 # Below the front end's wait for the set (CONTROL_TIMEOUT): the actor gives up first.

@@ -13,9 +13,8 @@ import time
 from collections import deque
 from typing import Any
 
+from raykernel.kernel.capture import truncate_text
 from raykernel.notebooks import cell_outputs
-
-from .capture import truncate_text
 
 MAX_ENTRIES = 500
 OUTPUT_CHARS = 2000

@@ -28,21 +28,20 @@ from typing import Any
 import psutil
 
 from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUnavailable
+from raykernel.kernel.capture import truncate_text
 from raykernel.memory import critical_mark, node_memory
 from raykernel.protocol import KernelOp, RunKind
 from raykernel.replies import failed_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
-from .capture import truncate_text
-from .checkpoints import CheckpointStore
 from .egress import EgressProxy, Policy, parse_rules
 from .environments import FALLBACK_ENV, Environment, support_folders
 from .forks import Forks
 from .history import History
-from .packages import Installer, parse_requirements, run_installer
-from .process import KernelGone, KernelProcess, KernelRefused
+from .installer import Installer, parse_requirements, run_installer
+from .kernel_client import KernelGone, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
-from .snapshots import read_snapshot, write_snapshot
+from .store import CheckpointStore, read_snapshot, write_snapshot
 from .upstream_calls import UpstreamCalls
 
 log = logging.getLogger(__name__)
