@@ -681,6 +681,45 @@ class SessionHost:
             return self._install_tails[token]
         return self.kernel.tail(token) if self.kernel is not None else None
 
+    async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
+        """Run ``run_id``'s view once finished or after ``timeout`` s (then with its output)."""
+        view = await self.book.wait(run_id, timeout)
+        if view["status"] == "running":
+            view["output_so_far"] = self.tail(view["token"]) or ""
+        return view
+
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        return await self.book.cancel(run_id)
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.book.listing()
+
+    async def stop_current(self) -> str | None:
+        return await self.book.stop_current()
+
+    async def upstream_calls(self, token: str, wait: float) -> dict[str, Any]:
+        return await self.upstream.take(token, wait)
+
+    async def answer_upstream(
+        self, call_id: int, answer: dict[str, Any], log: dict[str, Any] | None = None
+    ) -> bool:
+        return await self.upstream.answer(call_id, answer, log)
+
+    def reopen(self) -> bool:
+        """Serve again after a hibernation that never finished; whether it was closed."""
+        was, self.closed = self.closed, False
+        return was
+
+    async def kill_kernel(self, reason: str) -> None:
+        if self.kernel is not None:
+            await self.kernel.kill(reason)
+
+    async def restore(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """Load a ``KernelOp.SNAPSHOT`` (passed by reference through the object store)."""
+        report = await self.call(KernelOp.RESTORE, snapshot["blobs"])
+        report["not_preserved"].update(snapshot["not_preserved"])
+        return report
+
     async def call(self, op: KernelOp, *args: Any) -> Any:
         """A control operation in the kernel (variables, history, snapshots, transfers...)."""
         try:

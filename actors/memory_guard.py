@@ -16,6 +16,8 @@ from typing import Any
 
 from raykernel.memory import INTERVAL, MemoryGuard, Watched, node_memory, watch
 
+from .host import SessionHost
+
 GUARD_PREFIX = "raykernel-memory-guard:"
 # A registration is held this long by the guard, then made again by its session.
 HOLD = 60.0
@@ -36,13 +38,13 @@ class NodeGuard:
             self._watching = asyncio.ensure_future(watch(self.guard, self._entries, INTERVAL))
 
         async def report() -> dict[str, Any]:
-            return await actor.memory_report.remote()
+            return await actor.perform.remote(SessionHost.memory_report)
 
         async def stop(reason: str) -> Any:
-            return await actor.memory_stop.remote(reason)
+            return await actor.perform.remote(SessionHost.memory_stop, reason)
 
         async def kill(reason: str) -> Any:
-            return await actor.memory_kill.remote(reason)
+            return await actor.perform.remote(SessionHost.memory_kill, reason)
 
         self.sessions[key] = (Watched(key, owner, report, stop, kill), time.monotonic())
         await asyncio.sleep(HOLD)

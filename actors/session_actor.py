@@ -10,9 +10,11 @@ nothing of the front end (fastmcp, the router) to stay small.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,8 @@ import psutil
 
 from raykernel import telemetry
 from raykernel.actors.host import Claim, HostConfig, SessionHost
-from raykernel.errors import NodeFull, SessionUnavailable
-from raykernel.protocol import KernelOp, RunKind
+from raykernel.errors import InvalidArgument, NodeFull, SessionUnavailable
+from raykernel.protocol import RunKind
 from raykernel.settings import default_ray_temp
 
 log = logging.getLogger(__name__)
@@ -217,111 +219,10 @@ class SessionActor:
         with self._continued(trace, kind):
             return self.host.submit(run_id, kind, args, timeout, background)
 
-    async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
-        view = await self.host.book.wait(run_id, timeout)
-        if view["status"] == "running":
-            view["output_so_far"] = self.host.tail(view["token"]) or ""
-        return view
-
-    async def cancel_run(self, run_id: str) -> dict[str, Any]:
-        return await self.host.book.cancel(run_id)
-
-    async def upstream_calls(self, token: str, wait: float) -> dict[str, Any]:
-        return await self.host.upstream.take(token, wait)
-
-    async def answer_upstream(
-        self, call_id: int, answer: dict[str, Any], log: dict[str, Any] | None = None
-    ) -> bool:
-        return await self.host.upstream.answer(call_id, answer, log)
-
-    async def runs(self) -> list[dict[str, Any]]:
-        return self.host.book.listing()
-
-    async def stop_current(self) -> str | None:
-        return await self.host.book.stop_current()
-
-    async def revive(self) -> dict[str, Any] | None:
-        return await self.host.revive()
-
-    async def reopen(self) -> bool:
-        was, self.host.closed = self.host.closed, False
-        return was
-
-    async def idle_for(self) -> float | None:
-        return self.host.idle_for()
-
-    async def interrupt(self, token: str) -> bool:
-        return self.host.interrupt(token)
-
-    async def tail(self, token: str) -> str | None:
-        return self.host.tail(token)
-
     async def restart_kernel(self, reason: str) -> dict[str, Any]:
         async with self.host.book.exclusive():  # between runs, whichever front end sent them
             await self.host.restart_kernel(reason)
         return await self.info()
-
-    async def history(self, last: int | None, full: bool = False) -> list[dict[str, Any]]:
-        return self.host.history_entries(last, full)
-
-    async def set_network(self, network: list[str]) -> dict[str, Any]:
-        return self.host.set_network(network)
-
-    async def memory_report(self) -> dict[str, Any]:
-        return self.host.memory_report()
-
-    async def memory_stop(self, reason: str) -> bool:
-        return self.host.memory_stop(reason)
-
-    async def memory_kill(self, reason: str) -> None:
-        await self.host.memory_kill(reason)
-
-    async def kill_kernel(self, reason: str) -> None:
-        if self.host.kernel is not None:
-            await self.host.kernel.kill(reason)
-
-    async def call(self, op: KernelOp, *args: Any) -> Any:
-        return await self.host.call(op, *args)
-
-    async def restore(self, snapshot: dict[str, Any]) -> dict[str, Any]:
-        """Load a ``call("snapshot")`` (passed by reference through the object store)."""
-        report = await self.host.call(KernelOp.RESTORE, snapshot["blobs"])
-        report["not_preserved"].update(snapshot["not_preserved"])
-        return report
-
-    async def fork_kernel(self, count: int) -> str:
-        return await self.host.fork_kernel(count)
-
-    async def run_forks(
-        self, set_id: str, variants: list[str], timeout: float, compare: list[str]
-    ) -> list[dict[str, Any]]:
-        return await self.host.run_forks(set_id, variants, timeout, compare)
-
-    async def fork_snapshot(self, set_id: str, index: int) -> dict[str, Any]:
-        return await self.host.fork_snapshot(set_id, index)
-
-    async def drop_forks(self, set_id: str) -> None:
-        await self.host.drop_forks(set_id)
-
-    async def save_snapshot(self, path: str) -> dict[str, Any]:
-        return await self.host.save_snapshot(path)
-
-    async def load_snapshot(self, path: str) -> dict[str, Any]:
-        return await self.host.load_snapshot(path)
-
-    async def hibernate(
-        self, path: str, session: dict[str, Any], wait: bool = False
-    ) -> dict[str, Any]:
-        return await self.host.hibernate(path, session, wait)
-
-    async def resume(self, path: str) -> dict[str, Any]:
-        return await self.host.resume(path)
-
-    async def restore_checkpoint(self, count: int | None) -> dict[str, Any] | None:
-        return await self.host.restore_checkpoint(count)
-
-    async def checkpoint_counts(self) -> list[int]:
-        return self.host.checkpoint_counts()
 
     async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
         reply = await self.host.workspace(op, args)
@@ -332,6 +233,18 @@ class SessionActor:
         report = await self.host.measure()
         report["actor_memory"] = self.process.memory_info().rss
         return report
+
+    async def perform(self, operation: Callable[..., Any], *args: Any) -> Any:
+        """The one entry of this wall: ``operation`` is a method of ``SessionActor`` or of
+        ``SessionHost`` (the function itself, sent by reference: a misspelt one is an
+        AttributeError where the front end names it, never a string to look up here)."""
+        if operation in ACTOR_OPERATIONS:
+            result = operation(self, *args)
+        elif operation in HOST_OPERATIONS:
+            result = operation(self.host, *args)
+        else:
+            raise InvalidArgument(f"not an operation of a session: {operation!r}")
+        return await result if inspect.isawaitable(result) else result
 
     async def ping(self) -> float:
         import time
@@ -350,6 +263,20 @@ class SessionActor:
     async def shutdown(self) -> None:
         self._stop_guarding()
         await self.host.shutdown()
+
+
+def _operations(cls: type, leave_out: set[str]) -> frozenset[Callable[..., Any]]:
+    return frozenset(
+        value
+        for name, value in vars(cls).items()
+        if callable(value) and not name.startswith("_") and name not in leave_out
+    )
+
+
+# What ``perform`` may call: the actor's own operations, and the host's that the actor does not
+# wrap (a host method the actor has a method of the same name for is reached through the actor's).
+ACTOR_OPERATIONS = _operations(SessionActor, {"perform"})
+HOST_OPERATIONS = _operations(SessionHost, set(vars(SessionActor)))
 
 
 def remote_class() -> Any:

@@ -1,6 +1,8 @@
 """SessionHandle: a typed facade over one session actor, as ``ray.util.queue.Queue`` is over its
-actor. Every call to a session goes through a method here with a real signature; one place
-awaits Ray's object refs with a timeout and turns Ray's errors into raykernel's:
+actor. Every call to a session goes through a method here with a real signature, naming the
+operation by reference (``SessionHost.interrupt``, ``SessionActor.claim``: a misspelt one fails
+where it is written, and a type checker sees it); one place awaits the answer with a timeout
+and turns Ray's errors into raykernel's:
 
 * a refusal raised inside the session (a ``RaykernelError``) reaches the caller as it is, even
   through a chained call (a transfer's get feeding its set);
@@ -9,8 +11,10 @@ awaits Ray's object refs with a timeout and turns Ray's errors into raykernel's:
 * no answer in time is ``SessionUnavailable``;
 * anything else is an internal fault (``RuntimeError``: logged, masked for clients).
 
-The actor may also be a ``LocalActor``: the session's actor object in the front end's own
-process (embedded mode, before Ray). It is called the same way; its refs are asyncio tasks.
+How a call reaches the actor is the handle's transport, chosen once when the handle is made:
+``RayTransport`` (a Ray actor, anywhere in the cluster) or ``InProcessTransport`` (the session's
+actor object in the front end's own process, embedded mode before Ray; its refs are asyncio
+tasks). Both end in ``SessionActor.perform``.
 """
 
 from __future__ import annotations
@@ -19,15 +23,16 @@ import asyncio
 import contextlib
 import re
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol
 
 from raykernel import telemetry
-from raykernel.actors.host import Claim
+from raykernel.actors.host import Claim, SessionHost
+from raykernel.actors.session_actor import SessionActor, remote_class
 from raykernel.errors import RaykernelError, SessionUnavailable
 from raykernel.protocol import KernelOp, RunKind
 
 from .formatting import first_line
-from .local_actor import LocalActor, LocalRef, resolve
 
 ACTOR_NAME_PREFIX = "raykernel-session:"
 CONTROL_TIMEOUT = 30.0
@@ -43,9 +48,95 @@ class ActorDied(Exception):
         self.reason = reason
 
 
+Operation = Callable[..., Any]  # a method of SessionActor or SessionHost
+
+
+class Transport(Protocol):
+    """How a handle's calls reach its actor."""
+
+    in_process: bool
+    # Whether a call given up on (a timeout, a cancelled caller) is cancelled: a Ray call is
+    # only a wait for the actor's answer; an in-process call is the session's own work.
+    owns_calls: bool
+
+    def send(self, operation: Operation, *args: Any) -> Any: ...
+
+    def future(self, ref: Any) -> asyncio.Future[Any]: ...
+
+    async def settled(self, ref: Any, timeout: float) -> bool: ...
+
+    def kill(self) -> None: ...
+
+
+class RayTransport:
+    in_process = False
+    owns_calls = True
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def send(self, operation: Operation, *args: Any) -> Any:
+        return self.actor.perform.remote(operation, *args)
+
+    def future(self, ref: Any) -> asyncio.Future[Any]:
+        return asyncio.wrap_future(ref.future())
+
+    async def settled(self, ref: Any, timeout: float) -> bool:
+        import ray
+
+        ready, _ = await asyncio.to_thread(ray.wait, [ref], timeout=timeout)
+        return bool(ready)
+
+    def kill(self) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.kill(self.actor, no_restart=True)
+
+
+class InProcessTransport:
+    """A session served by the front end itself, before (or without) Ray: on a laptop most
+    people only ever use the "default" session, and Ray (several processes, a few hundred MiB)
+    is what a first call would wait for. Its ``SessionActor`` runs on this process's event
+    loop and its kernel is this process's child: the same host, kernel and confinement."""
+
+    in_process = True
+    owns_calls = False
+
+    def __init__(self, actor: SessionActor) -> None:
+        self.actor = actor
+
+    def send(self, operation: Operation, *args: Any) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(self._perform(operation, args))
+
+    async def _perform(self, operation: Operation, args: tuple[Any, ...]) -> Any:
+        return await self.actor.perform(operation, *[await resolve(arg) for arg in args])
+
+    def future(self, ref: Any) -> asyncio.Future[Any]:
+        return ref
+
+    async def settled(self, ref: Any, timeout: float) -> bool:
+        done, _ = await asyncio.wait({ref}, timeout=timeout)
+        return bool(done)
+
+    def kill(self) -> None:  # its kernel goes with ``shutdown``
+        self.send(SessionActor.shutdown)
+
+
+async def resolve(value: Any) -> Any:
+    """An argument as an in-process receiver needs it: a local ref's value; a Ray ref's (Ray
+    resolves refs only for its own actors)."""
+    if isinstance(value, asyncio.Future):
+        return await value
+    ray = sys.modules.get("ray")
+    if ray is not None and isinstance(value, ray.ObjectRef):
+        return await value
+    return value
+
+
 class SessionHandle:
-    def __init__(self, actor: Any, name: str | None = None) -> None:
-        self._actor = actor
+    def __init__(self, transport: Transport, name: str | None = None) -> None:
+        self._transport = transport
         # The actor's name in the namespace (what the registry records); None when local.
         self.name = name
 
@@ -54,58 +145,49 @@ class SessionHandle:
     @classmethod
     def start(cls, options: dict[str, Any], **init: Any) -> SessionHandle:
         """Start a session actor (no identity yet); ``ready`` waits for it."""
-        from raykernel.actors.session_actor import remote_class
-
-        return cls(remote_class().options(**options).remote(**init), options.get("name"))
+        actor = remote_class().options(**options).remote(**init)
+        return cls(RayTransport(actor), options.get("name"))
 
     @classmethod
     def start_local(cls, **init: Any) -> SessionHandle:
         """A session actor in this process, its kernel this process's child (no Ray)."""
-        from raykernel.actors.session_actor import SessionActor
-
-        return cls(LocalActor(SessionActor(**init)))
+        return cls(InProcessTransport(SessionActor(**init)))
 
     @property
-    def is_local(self) -> bool:
+    def in_process(self) -> bool:
         """Whether the session is served by this process rather than by a Ray actor."""
-        return isinstance(self._actor, LocalActor)
+        return self._transport.in_process
 
     @classmethod
     def find(cls, name: str, namespace: str) -> SessionHandle:
         """The handle of the named actor (blocking: call it in a thread)."""
         import ray
 
-        return cls(ray.get_actor(name, namespace=namespace), name)
+        return cls(RayTransport(ray.get_actor(name, namespace=namespace)), name)
 
     async def ready(self, timeout: float) -> None:
         """Wait until the actor is up, its kernel process spawned (it is confined at claim)."""
-        await self._await(self._actor.ready.remote(), timeout)
+        await self._call(SessionActor.ready, timeout=timeout)
 
     async def claim(self, claim: Claim, timeout: float) -> dict[str, Any]:
         """Give a fresh actor its identity; returns ``info()``."""
-        return await self._await(self._actor.claim.remote(claim), timeout)
+        return await self._call(SessionActor.claim, claim, timeout=timeout)
 
     async def info(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
         """Who the session is and where it runs (id, owner, pids, node, placement, counts)."""
-        return await self._await(self._actor.info.remote(), timeout)
+        return await self._call(SessionActor.info, timeout=timeout)
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Kill the kernel and everything it started, and clean up (the actor stays)."""
-        await self._await(self._actor.shutdown.remote(), timeout)
+        await self._call(SessionActor.shutdown, timeout=timeout)
 
     async def recycle(self, timeout: float) -> dict[str, Any]:
         """Make the actor a fresh, unclaimed one (its session is hibernated elsewhere)."""
-        return await self._await(self._actor.recycle.remote(), timeout)
+        return await self._call(SessionActor.recycle, timeout=timeout)
 
     def kill(self) -> None:
         """Kill the actor now (not restarted; nothing waits for it)."""
-        if isinstance(self._actor, LocalActor):  # its kernel goes with ``shutdown``
-            self._actor.shutdown.remote()
-            return
-        import ray
-
-        with contextlib.suppress(Exception):
-            ray.kill(self._actor, no_restart=True)
+        self._transport.kill()
 
     # -- runs: booked in the session (its queue), followed by id from any front end ------------
 
@@ -120,213 +202,215 @@ class SessionHandle:
     ) -> dict[str, Any]:
         """Queue a run in the session (``kind``: execute, run_script, call_function, install);
         the same ``run_id`` again is the same run. Its view (``token``, ``status``)."""
-        ref = self._actor.submit.remote(
-            run_id, kind, args, timeout, background, telemetry.carrier()
+        return await self._call(
+            SessionActor.submit,
+            run_id,
+            kind,
+            args,
+            timeout,
+            background,
+            telemetry.carrier(),
+            timeout=call_timeout,
         )
-        return await self._await(ref, call_timeout)
 
     async def wait_run(self, run_id: str, wait: float) -> dict[str, Any]:
         """Run ``run_id``'s view once finished (with its ``reply``) or after ``wait`` s."""
-        return await self._await(self._actor.wait_run.remote(run_id, wait), wait + CONTROL_TIMEOUT)
+        return await self._call(SessionHost.wait_run, run_id, wait, timeout=wait + CONTROL_TIMEOUT)
 
     async def cancel_run(self, run_id: str, grace: float) -> dict[str, Any]:
         """Drop a queued run or stop a running one; its view, ``cancelled`` and ``was``."""
-        return await self._await(self._actor.cancel_run.remote(run_id), grace + CREATE_BUDGET)
+        return await self._call(SessionHost.cancel_run, run_id, timeout=grace + CREATE_BUDGET)
 
     async def upstream_calls(self, token: str, wait: float) -> dict[str, Any]:
         """Run ``token``'s requests of upstream MCP tools not yet taken (code mode), once
         there is one or after ``wait`` s: ``{calls, ended}``."""
-        ref = self._actor.upstream_calls.remote(token, wait)
+        ref = self._transport.send(SessionHost.upstream_calls, token, wait)
         return await self._await(ref, wait + CONTROL_TIMEOUT)
 
     async def answer_upstream(
         self, call_id: int, answer: dict[str, Any], log: dict[str, Any] | None = None
     ) -> bool:
         """The answer to one of those requests, for the kernel (False: its run is over)."""
-        ref = self._actor.answer_upstream.remote(call_id, answer, log)
+        ref = self._transport.send(SessionHost.answer_upstream, call_id, answer, log)
         return await self._await(ref, CONTROL_TIMEOUT)
 
     async def runs(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
         """The session's runs (queued, running, and the last finished ones), without replies."""
-        return await self._await(self._actor.runs.remote(), timeout)
+        return await self._call(SessionHost.runs, timeout=timeout)
 
     async def stop_current(self, grace: float) -> str | None:
         """Stop the run in progress, whoever sent it (for a restart): how it stopped."""
-        return await self._await(self._actor.stop_current.remote(), grace + CREATE_BUDGET)
+        return await self._call(SessionHost.stop_current, timeout=grace + CREATE_BUDGET)
 
     async def revive(self, timeout: float) -> dict[str, Any] | None:
         """A dead kernel replaced (once, whoever asks first); the notice, or None."""
-        return await self._await(self._actor.revive.remote(), timeout)
+        return await self._call(SessionHost.revive, timeout=timeout)
 
     async def reopen(self, timeout: float = CONTROL_TIMEOUT) -> bool:
         """Serve again after a hibernation that never finished (its front end died)."""
-        return await self._await(self._actor.reopen.remote(), timeout)
+        return await self._call(SessionHost.reopen, timeout=timeout)
 
     async def idle_for(self, timeout: float = CONTROL_TIMEOUT) -> float | None:
         """Seconds since the session's last run ended, from any front end (None: busy)."""
-        return await self._await(self._actor.idle_for.remote(), timeout)
+        return await self._call(SessionHost.idle_for, timeout=timeout)
 
     async def interrupt(self, token: str, timeout: float = CONTROL_TIMEOUT) -> bool:
         """Interrupt run ``token`` (answered while the session is busy)."""
-        return await self._await(self._actor.interrupt.remote(token), timeout)
+        return await self._call(SessionHost.interrupt, token, timeout=timeout)
 
     async def tail(self, token: str, timeout: float = CONTROL_TIMEOUT) -> str | None:
         """What run ``token`` has printed so far (answered while it runs)."""
-        return await self._await(self._actor.tail.remote(token), timeout)
+        return await self._call(SessionHost.tail, token, timeout=timeout)
 
     async def restart_kernel(self, reason: str, timeout: float) -> dict[str, Any]:
         """A new kernel process in place of the old one (state lost); returns ``info()``."""
-        return await self._await(self._actor.restart_kernel.remote(reason), timeout)
+        return await self._call(SessionActor.restart_kernel, reason, timeout=timeout)
 
     async def kill_kernel(self, reason: str, timeout: float) -> None:
         """Kill the kernel and what it started (the run in progress ends as a death)."""
-        await self._await(self._actor.kill_kernel.remote(reason), timeout)
+        await self._call(SessionHost.kill_kernel, reason, timeout=timeout)
 
     async def set_network(self, network: list[str], timeout: float = CONTROL_TIMEOUT) -> dict:
         """New destinations for an allow-listed session's proxy; its network report."""
-        return await self._await(self._actor.set_network.remote(network), timeout)
+        return await self._call(SessionHost.set_network, network, timeout=timeout)
 
     async def memory_report(self, timeout: float = 5.0) -> dict[str, Any]:
         """The kernel's host PID and whether it runs code (for the node's memory guard)."""
-        return await self._await(self._actor.memory_report.remote(), timeout)
+        return await self._call(SessionHost.memory_report, timeout=timeout)
 
     async def memory_stop(self, reason: str, timeout: float = 5.0) -> bool:
         """Stop the run in progress: the node is low on memory ``because`` of this."""
-        return await self._await(self._actor.memory_stop.remote(reason), timeout)
+        return await self._call(SessionHost.memory_stop, reason, timeout=timeout)
 
     async def memory_kill(self, reason: str, timeout: float = 30.0) -> None:
         """Kill the kernel: the node is low on memory, and nothing runs to stop."""
-        await self._await(self._actor.memory_kill.remote(reason), timeout)
+        await self._call(SessionHost.memory_kill, reason, timeout=timeout)
 
     async def measure(self, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
         """The kernel's liveness, memory and CPU (answered while it runs)."""
-        return await self._await(self._actor.measure.remote(), timeout)
+        return await self._call(SessionActor.measure, timeout=timeout)
 
     async def workspace(
         self, op: str, args: tuple[Any, ...], timeout: float = 60.0
     ) -> dict[str, Any]:
         """A file operation on the workspace as the session's node sees it."""
-        return await self._await(self._actor.workspace.remote(op, list(args)), timeout)
+        return await self._call(SessionActor.workspace, op, list(args), timeout=timeout)
 
     # -- control calls: run by the kernel, in its turn ----------------------------------------
 
     async def variables(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
         """User-defined names with type and a short repr."""
-        return await self._await(self._actor.call.remote(KernelOp.VARIABLES), timeout)
+        return await self._call(SessionHost.call, KernelOp.VARIABLES, timeout=timeout)
 
     async def history(
         self, last: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> list[dict[str, Any]]:
         """The last ``last`` runs (all kept when None)."""
-        return await self._await(self._actor.history.remote(last), timeout)
+        return await self._call(SessionHost.history_entries, last, timeout=timeout)
 
     async def cells(self, timeout: float = CONTROL_TIMEOUT) -> list[dict[str, Any]]:
         """The whole history with each run's notebook outputs (for export_notebook)."""
-        return await self._await(self._actor.history.remote(None, True), timeout)
+        return await self._call(SessionHost.history_entries, None, True, timeout=timeout)
 
     async def complete(
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> dict[str, Any]:
         """Completions at the cursor from the live namespace."""
-        return await self._await(
-            self._actor.call.remote(KernelOp.COMPLETE, code, cursor_pos), timeout
+        return await self._call(
+            SessionHost.call, KernelOp.COMPLETE, code, cursor_pos, timeout=timeout
         )
 
     async def inspect(
         self, code: str, cursor_pos: int | None, timeout: float = CONTROL_TIMEOUT
     ) -> dict[str, Any]:
         """What the name at the cursor is (nothing is called)."""
-        return await self._await(
-            self._actor.call.remote(KernelOp.INSPECT, code, cursor_pos), timeout
+        return await self._call(
+            SessionHost.call, KernelOp.INSPECT, code, cursor_pos, timeout=timeout
         )
 
     def snapshot(self) -> Any:
         """A ref to the session's picklable state (it stays in the object store)."""
-        return self._actor.call.remote(KernelOp.SNAPSHOT)
+        return self._transport.send(SessionHost.call, KernelOp.SNAPSHOT)
 
     async def restore(self, snapshot: Any, timeout: float) -> dict[str, Any]:
         """Load a ``snapshot()`` ref into this session."""
-        return await self._await(self._actor.restore.remote(await _argument(snapshot)), timeout)
+        return await self._call(SessionHost.restore, await _argument(snapshot), timeout=timeout)
 
     async def fork_kernel(self, count: int, timeout: float) -> str:
         """``count`` copy-on-write forks of the session's kernel, held by its actor."""
-        return await self._await(self._actor.fork_kernel.remote(count), timeout)
+        return await self._call(SessionHost.fork_kernel, count, timeout=timeout)
 
     async def run_forks(
         self, set_id: str, variants: list[str], timeout: float, compare: list[str], wait: float
     ) -> list[dict[str, Any]]:
         """Variant ``i`` in fork ``i`` of set ``set_id``, all at once."""
-        return await self._await(
-            self._actor.run_forks.remote(set_id, variants, timeout, compare), wait
+        return await self._call(
+            SessionHost.run_forks, set_id, variants, timeout, compare, timeout=wait
         )
 
     def fork_snapshot(self, set_id: str, index: int) -> Any:
         """A ref to fork ``index``'s picklable state (for ``restore`` of a new session)."""
-        return self._actor.fork_snapshot.remote(set_id, index)
+        return self._transport.send(SessionHost.fork_snapshot, set_id, index)
 
     async def drop_forks(self, set_id: str, timeout: float = CONTROL_TIMEOUT) -> None:
-        await self._await(self._actor.drop_forks.remote(set_id), timeout)
+        await self._call(SessionHost.drop_forks, set_id, timeout=timeout)
 
     async def save_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session writes its own snapshot file."""
-        return await self._await(self._actor.save_snapshot.remote(path), timeout)
+        return await self._call(SessionHost.save_snapshot, path, timeout=timeout)
 
     async def load_snapshot(self, path: str, timeout: float) -> dict[str, Any]:
         """The session reads a snapshot file into its namespace."""
-        return await self._await(self._actor.load_snapshot.remote(path), timeout)
+        return await self._call(SessionHost.load_snapshot, path, timeout=timeout)
 
     def blob(self, name: str) -> Any:
         """A ref to one variable, pickled (for ``set_blob`` of another session)."""
-        return self._actor.call.remote(KernelOp.GET_BLOB, name)
+        return self._transport.send(SessionHost.call, KernelOp.GET_BLOB, name)
 
     async def set_blob(self, name: str, blob: Any, timeout: float) -> str:
         """Set ``name`` from a ``blob()`` ref; returns the value's type name."""
         blob = await _argument(blob)
-        return await self._await(self._actor.call.remote(KernelOp.SET_BLOB, name, blob), timeout)
+        return await self._call(SessionHost.call, KernelOp.SET_BLOB, name, blob, timeout=timeout)
 
     async def hibernate(
         self, path: str, session: dict[str, Any], timeout: float, wait: bool = False
     ) -> dict[str, Any]:
         """Write the session's image to ``path`` (then its processes may go); ``wait``: after
         the run in progress, else only if idle."""
-        return await self._await(self._actor.hibernate.remote(path, session, wait), timeout)
+        return await self._call(SessionHost.hibernate, path, session, wait, timeout=timeout)
 
     async def resume(self, path: str, timeout: float) -> dict[str, Any]:
         """Load a hibernated session's image into this (fresh) session."""
-        return await self._await(self._actor.resume.remote(path), timeout)
+        return await self._call(SessionHost.resume, path, timeout=timeout)
 
     async def restore_checkpoint(self, count: int | None, timeout: float) -> dict[str, Any] | None:
         """Load checkpoint ``count`` (the latest: None); None when there is none."""
-        return await self._await(self._actor.restore_checkpoint.remote(count), timeout)
+        return await self._call(SessionHost.restore_checkpoint, count, timeout=timeout)
 
     async def checkpoint_counts(self, timeout: float = CONTROL_TIMEOUT) -> list[int]:
         """The runs whose state a checkpoint keeps."""
-        return await self._await(self._actor.checkpoint_counts.remote(), timeout)
+        return await self._call(SessionHost.checkpoint_counts, timeout=timeout)
 
     async def values(self, names: list[str], timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
         """Short reprs of ``names`` in the session."""
-        return await self._await(self._actor.call.remote(KernelOp.VALUES, names), timeout)
+        return await self._call(SessionHost.call, KernelOp.VALUES, names, timeout=timeout)
 
     async def ping(self, timeout: float = CONTROL_TIMEOUT) -> float:
         """The actor's clock (it answers even while the kernel is busy)."""
-        return await self._await(self._actor.ping.remote(), timeout)
+        return await self._call(SessionActor.ping, timeout=timeout)
 
-    @staticmethod
-    async def settled(ref: Any, timeout: float) -> bool:
-        """Whether ``ref`` (a ``snapshot()``) is ready, without pulling it here."""
-        if isinstance(ref, LocalRef):
-            done, _ = await asyncio.wait({ref.task}, timeout=timeout)
-            return bool(done)
-        import ray
+    async def settled(self, ref: Any, timeout: float) -> bool:
+        """Whether ``ref`` (this handle's ``snapshot()``) is ready, without pulling it here."""
+        return await self._transport.settled(ref, timeout)
 
-        ready, _ = await asyncio.to_thread(ray.wait, [ref], timeout=timeout)
-        return bool(ready)
+    async def _call(self, operation: Operation, *args: Any, timeout: float) -> Any:
+        """``operation`` (a method of SessionActor or SessionHost) in the session, awaited."""
+        return await self._await(self._transport.send(operation, *args), timeout)
 
     async def _await(self, ref: Any, timeout: float) -> Any:
         """The one place a session's answer is awaited."""
-        future = _future(ref)
-        # A local call is the session's own work, not a wrapper around it: left to finish.
-        owned = not isinstance(ref, LocalRef)
+        future = self._transport.future(ref)
+        owned = self._transport.owns_calls
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
         except asyncio.CancelledError:
@@ -338,12 +422,6 @@ class SessionHandle:
                 future.cancel()
             raise SessionUnavailable(f"the session did not answer within {timeout:g} s")
         return _translated(future)
-
-
-def _future(ref: Any) -> asyncio.Future[Any]:
-    if isinstance(ref, LocalRef):
-        return ref.task
-    return asyncio.wrap_future(ref.future())
 
 
 def _translated(future: asyncio.Future[Any]) -> Any:
@@ -358,7 +436,7 @@ async def _argument(value: Any) -> Any:
     process) becomes its value for whichever receiver; a Ray ref stays a ref, so that between
     Ray actors the value goes through the object store, never through this process (a local
     receiver resolves it itself)."""
-    if not isinstance(value, LocalRef):
+    if not isinstance(value, asyncio.Future):
         return value
     try:
         return await resolve(value)

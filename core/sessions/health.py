@@ -27,7 +27,7 @@ class SessionHealth:
     async def health(self, session_id: str) -> dict[str, Any]:
         """The ``get_kernel_health`` report of a session (plugins' ``health_info`` in ``extra``)."""
         record = await self.router.lookup(session_id)
-        local = record.handle is not None and record.handle.is_local
+        local = record.handle is not None and record.handle.in_process
         report: dict[str, Any] = {
             "session_id": record.session_id,
             "status": record.status,

@@ -72,7 +72,7 @@ class Hibernation:
     def may_evict(self, record: SessionRecord) -> bool:
         """Idle, and worth hibernating unasked: not the session served by the front end itself
         (one small process, and resuming it would need Ray)."""
-        local = record.handle is not None and record.handle.is_local
+        local = record.handle is not None and record.handle.in_process
         return self.can_hibernate(record) and not local
 
     async def idle_enough(self, record: SessionRecord, seconds: float) -> bool:
@@ -183,7 +183,7 @@ class Hibernation:
         """Its actor can serve another session: the usual placement, and the pool wants
         one."""
         usual = record.placement.is_default
-        local = record.handle is not None and record.handle.is_local
+        local = record.handle is not None and record.handle.in_process
         # Among replicas another front end may still hold the actor's handle: it must find
         # the actor gone, never serving another session.
         shared = self.directory is not None and self.directory.shared

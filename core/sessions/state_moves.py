@@ -13,7 +13,7 @@ from typing import Any
 from raykernel.errors import InvalidArgument, KernelDied, SessionUnavailable
 from raykernel.protocol import SessionStatus
 
-from .handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
+from .handle import CONTROL_TIMEOUT, ActorDied
 from .lifecycle import owner_folder
 from .record import SessionRecord
 from .router import SessionRouter
@@ -130,7 +130,7 @@ class StateMoves:
                 assert record.handle is not None
                 snapshot = record.handle.snapshot()
                 # Wait without pulling the (possibly large) snapshot into this process.
-                if not await SessionHandle.settled(snapshot, CONTROL_TIMEOUT):
+                if not await record.handle.settled(snapshot, CONTROL_TIMEOUT):
                     raise SessionUnavailable("the session did not answer the snapshot request")
             await router.recovery.restart(record, "restart requested", restore=False)
             record.crash_streak = 0

@@ -26,7 +26,7 @@ class FakeHandle:
     moment), "hang" (until interrupted), "stubborn" (ignores interrupts) and "die" (the actor
     dies) codes; counts how many run at once."""
 
-    is_local = False
+    in_process = False
     name = None
 
     def __init__(self, log: list[str]) -> None:
