@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     placement_strategy: Literal["SPREAD", "DEFAULT"] = "SPREAD"
 
     # Sessions.
-    # "confined": each kernel runs in namespaces and under Landlock (README: Security model);
+    # "confined": each kernel runs in namespaces and under Landlock (docs/security.md);
     # "process": a plain child process that can do what the server's user can.
     isolation: Literal["confined", "process"] = "confined"
     # A new session's network unless create_session says: "off" gives its kernel no interface
@@ -143,9 +143,9 @@ class Settings(BaseSettings):
     # Heap limit per session (RLIMIT_DATA): past it user code gets MemoryError. None: a quarter
     # of the machine's memory, well below Ray's memory monitor (95%); 0: no limit.
     session_memory_limit: int | None = Field(default=None, ge=0)
-    # The node's memory guard (README: Memory between sessions): past this share of the node's
-    # memory the run of the session using the most is stopped (MemoryError, variables kept),
-    # then the next; past halfway from it to full, the biggest kernel is killed and new,
+    # The node's memory guard (docs/limits.md: Memory between sessions): past this share of the
+    # node's memory the run of the session using the most is stopped (MemoryError, variables
+    # kept), then the next; past halfway from it to full, the biggest kernel is killed and new,
     # resumed and forked sessions are refused there (NodeFull). 0 turns the guard off.
     memory_high_water: float = Field(default=0.85, ge=0, lt=1)
     # Bytes all sessions' kernels on a node may use together, as the guard counts them (their
@@ -167,13 +167,13 @@ class Settings(BaseSettings):
     # Plugins to load that are not installed as entry points: import specs ("my_module" or
     # "package.module:object"), importable from PYTHONPATH.
     plugins: list[str] = Field(default_factory=list)
-    # Which groups of tools clients are offered (README: Toolsets): "default" (sessions,
+    # Which groups of tools clients are offered (docs/tools.md: Toolsets): "default" (sessions,
     # execution, files, scripts, introspection, and every plugin's own group), "all", or names,
     # e.g. "default,state". A comma list in the environment and on the command line. Names no
     # plugin registers are refused at start.
     toolsets: Annotated[tuple[str, ...], NoDecode] = ("default",)
 
-    # Code mode (README: Code mode). Upstream MCP servers session code may call through
+    # Code mode (docs/tools.md: Code mode). Upstream MCP servers session code may call through
     # raykernel_tools, in a client's config shape: {name: {command, args, env, cwd}} (stdio) or
     # {name: {url, headers}} (streamable HTTP); RAYKERNEL_MCP_SERVERS as JSON. The front end
     # holds the connections: a kernel's network setting does not matter to them.

@@ -1,5 +1,5 @@
 """register_session_tool, unregister_session_tool: a function defined in a session, offered as
-an MCP tool of its own (README: Code mode). In the codemode toolset, off by default: the
+an MCP tool of its own (docs/tools.md: Code mode). In the codemode toolset, off by default: the
 default tools/list is kept within its 12 KB. The other half of code mode, upstream MCP tools
 called from session code, needs no tool: session code imports ``raykernel_tools``."""
 

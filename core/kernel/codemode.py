@@ -1,4 +1,4 @@
-"""``raykernel_tools``: upstream MCP tools callable from session code (README: Code mode).
+"""``raykernel_tools``: upstream MCP tools callable from session code (docs/tools.md: Code mode).
 
 The kernel has no connection to any MCP server (nor, often, a network): a call is an event on
 the kernel's socket (``{"event": "upstream", "id", "token", "op", ...}``) that the session's

@@ -1,5 +1,5 @@
 """Session tools (code mode's other direction): a function defined in a warm session, offered
-to MCP clients as a tool of its own (README: Code mode).
+to MCP clients as a tool of its own (docs/tools.md: Code mode).
 
 Its input schema comes from the function's signature (each annotation through pydantic, in the
 session's kernel) and its description from its docstring; calling it runs the function in that

@@ -1,5 +1,5 @@
 """Code mode's front-end side: the upstream MCP servers session code calls through
-``raykernel_tools`` (README: Code mode).
+``raykernel_tools`` (docs/tools.md: Code mode).
 
 The front end holds the connections (fastmcp Clients, opened at first use and kept until the
 server stops), never the kernel: a session with ``network: "off"`` calls them too, and a call

@@ -1,4 +1,4 @@
-"""The workflows the README documents, run as written through a real client."""
+"""The workflows docs/tools.md documents (Workflows), run as written through a real client."""
 
 from __future__ import annotations
 
