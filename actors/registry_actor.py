@@ -3,6 +3,8 @@ named and detached, so that every front end (and a restarted one) finds the same
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from raykernel.sessions.registry_state import REGISTRY_NAME, RegistryState
@@ -11,6 +13,19 @@ from raykernel.sessions.registry_state import REGISTRY_NAME, RegistryState
 class RegistryActor(RegistryState):
     """Async: calls are served one at a time on the actor's event loop, in arrival order, and a
     ``wait_settled`` waits without holding anyone up."""
+
+    async def perform(self, method: Callable[..., Any], *args: Any) -> Any:
+        """The one entry of this wall: ``method`` is one of ``RegistryState``'s, sent by
+        reference (see ``raykernel.sessions.registry``)."""
+        if method not in OPERATIONS:
+            raise ValueError(f"not an operation of the registry: {method!r}")
+        result = method(self, *args)
+        return await result if inspect.isawaitable(result) else result
+
+
+OPERATIONS = frozenset(
+    value for name, value in vars(RegistryState).items() if callable(value) and name[0] != "_"
+)
 
 
 def registry_actor(namespace: str) -> Any:

@@ -5,6 +5,7 @@ replicas."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from .registry_state import Entry, RegistryState
@@ -32,13 +33,14 @@ class Registry:
     def is_shared(self) -> bool:
         return self._state is None
 
-    async def _call(self, method: str, *args: Any) -> Any:
+    async def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``method`` (one of ``RegistryState``'s, by reference) on the registry."""
         if self._state is not None:
-            result = getattr(self._state, method)(*args)
+            result = method(self._state, *args)
             return await result if asyncio.iscoroutine(result) else result
         if self._actor is None:
             self._actor = await asyncio.to_thread(self._connect)
-        return await getattr(self._actor, method).remote(*args)
+        return await self._actor.perform.remote(method, *args)
 
     def _connect(self) -> Any:
         from raykernel.actors.registry_actor import registry_actor
@@ -46,10 +48,10 @@ class Registry:
         return registry_actor(self._namespace or "raykernel")
 
     async def reserve(self, qualified: str, holder: str) -> Entry | None:
-        return await self._call("reserve", qualified, holder)
+        return await self._call(RegistryState.reserve, qualified, holder)
 
     async def lease(self, qualified: str, holder: str) -> tuple[bool, Entry | None]:
-        granted, entry = await self._call("lease", qualified, holder)
+        granted, entry = await self._call(RegistryState.lease, qualified, holder)
         return bool(granted), entry
 
     async def settle(
@@ -60,10 +62,10 @@ class Registry:
         state: str,
         meta: dict[str, Any] | None = None,
     ) -> Entry | None:
-        return await self._call("settle", qualified, holder, actor, state, meta)
+        return await self._call(RegistryState.settle, qualified, holder, actor, state, meta)
 
     async def release(self, qualified: str, holder: str) -> None:
-        await self._call("release", qualified, holder)
+        await self._call(RegistryState.release, qualified, holder)
 
     async def adopt(
         self,
@@ -72,38 +74,38 @@ class Registry:
         state: str = "live",
         meta: dict[str, Any] | None = None,
     ) -> Entry:
-        return await self._call("adopt", qualified, actor, state, meta)
+        return await self._call(RegistryState.adopt, qualified, actor, state, meta)
 
     async def wait_settled(self, qualified: str, timeout: float) -> Entry | None:
-        return await self._call("wait_settled", qualified, timeout)
+        return await self._call(RegistryState.wait_settled, qualified, timeout)
 
     async def get(self, qualified: str) -> Entry | None:
-        return await self._call("get", qualified)
+        return await self._call(RegistryState.get, qualified)
 
     async def remove(self, qualified: str) -> Entry | None:
-        return await self._call("remove", qualified)
+        return await self._call(RegistryState.remove, qualified)
 
     async def entries(self) -> dict[str, Entry]:
-        return await self._call("entries")
+        return await self._call(RegistryState.entries)
 
     async def active_get(self, key: str) -> str | None:
-        return await self._call("active_get", key)
+        return await self._call(RegistryState.active_get, key)
 
     async def active_set(self, key: str, qualified: str) -> None:
-        await self._call("active_set", key, qualified)
+        await self._call(RegistryState.active_set, key, qualified)
 
     async def add_runs(self, runs: list[tuple[str, str]]) -> None:
-        await self._call("add_runs", runs)
+        await self._call(RegistryState.add_runs, runs)
 
     async def run_session(self, run_id: str) -> str | None:
-        return await self._call("run_session", run_id)
+        return await self._call(RegistryState.run_session, run_id)
 
     async def runs_of(self, sessions: list[str] | None) -> dict[str, list[str]]:
-        return await self._call("runs_of", sessions)
+        return await self._call(RegistryState.runs_of, sessions)
 
     async def hello(self, holder: str) -> tuple[str, list[str]]:
-        boot, alive = await self._call("hello", holder)
+        boot, alive = await self._call(RegistryState.hello, holder)
         return boot, list(alive)
 
     async def goodbye(self, holder: str) -> None:
-        await self._call("goodbye", holder)
+        await self._call(RegistryState.goodbye, holder)
