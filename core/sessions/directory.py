@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from raykernel.actors.registry_actor import Entry
 from raykernel.errors import SessionNotFound
 from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
@@ -24,7 +25,6 @@ from .lifecycle import CREATE_TIMEOUT, Lifecycle
 from .placement import Placement
 from .record import SessionRecord
 from .registry import Registry
-from .registry_state import Entry
 from .session_ids import LOCAL, qualify, split
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from .registry_state import Entry, RegistryState
+from raykernel.actors.registry_actor import Entry, RegistryState
 
 
 class Registry:

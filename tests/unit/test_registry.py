@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from raykernel.sessions import registry_state
-from raykernel.sessions.registry_state import RegistryState
+from raykernel.actors import registry_actor as registry_state
+from raykernel.actors.registry_actor import RegistryState
 
 
 async def test_an_id_is_reserved_once_and_racers_wait_for_its_actor() -> None:
