@@ -32,7 +32,7 @@ from raykernel.kernel.capture import truncate_text
 from raykernel.memory import critical_mark, node_memory
 from raykernel.protocol import KernelOp, RunKind
 from raykernel.replies import failed_reply, revival_notice
-from raykernel.workspace import OPERATIONS, Workspace
+from raykernel.workspace import OPERATIONS, Workspace, WorkspaceOp
 
 from .egress import EgressProxy, Policy, parse_rules
 from .environments import FALLBACK_ENV, Environment, support_folders
@@ -894,11 +894,11 @@ class SessionHost:
             "network": self.network_report(),
         }
 
-    async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
+    async def workspace(self, op: WorkspaceOp, args: list[Any]) -> dict[str, Any]:
         """A file operation on the workspace as this node sees it."""
         if op not in OPERATIONS:
             raise ValueError(f"unknown workspace operation {op!r}")
-        return await asyncio.to_thread(getattr(self._workspace, op), *args)
+        return await asyncio.to_thread(op, self._workspace, *args)
 
     async def recycle(self) -> None:
         """Forget the session and become a fresh, unclaimed host (a new kernel process waiting

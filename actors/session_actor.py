@@ -25,6 +25,7 @@ from raykernel.actors.host import Claim, HostConfig, SessionHost
 from raykernel.errors import InvalidArgument, NodeFull, SessionUnavailable
 from raykernel.protocol import RunKind
 from raykernel.settings import default_ray_temp
+from raykernel.workspace import WorkspaceOp
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class SessionActor:
             await self.host.restart_kernel(reason)
         return await self.info()
 
-    async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
+    async def workspace(self, op: WorkspaceOp, args: list[Any]) -> dict[str, Any]:
         reply = await self.host.workspace(op, args)
         reply["node_id"] = ray_node()["node_id"]
         return reply

@@ -24,7 +24,6 @@ MAX_PATH_LENGTH = 1024
 MAX_NAME_LENGTH = 255
 MAX_LIST_ENTRIES = 1000
 # The methods a file tool may ask for on a session's node (see session_files, node_agent).
-OPERATIONS = frozenset({"list", "read", "write", "delete", "info", "is_file"})
 # The server's own store inside the workspace (snapshots, package dirs): no file tool, resource
 # or listing reaches it, or a caller could plant a pickle that restore_session would load.
 STORE = ".raykernel"
@@ -247,6 +246,21 @@ def identity_folder(identity: str) -> str:
     (``token:alice`` -> ``token-alice-2bd806c97f``)."""
     readable = re.sub(r"[^A-Za-z0-9_.@-]+", "-", identity).strip(".-")[:48] or "id"
     return f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+
+
+# The operations a file tool may ask of a workspace, by reference (``SessionFiles.run``, and the
+# session's actor for a workspace on its node): nothing else of a Workspace is reachable.
+OPERATIONS = frozenset(
+    {
+        Workspace.list,
+        Workspace.read,
+        Workspace.write,
+        Workspace.delete,
+        Workspace.info,
+        Workspace.is_file,
+    }
+)
+WorkspaceOp = Callable[..., dict[str, Any]]
 
 
 class Workspaces:

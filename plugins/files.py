@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
+from raykernel.api import Workspace
 from raykernel.hookspecs import hookimpl
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import ForSession, WorkspacePath, hints
@@ -24,14 +25,14 @@ async def list_files(
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """List a workspace folder's files (at most 1000 entries)."""
-    return await app.files.run(app.files_session(session_id), "list", path, recursive)
+    return await app.files.run(app.files_session(session_id), Workspace.list, path, recursive)
 
 
 async def read_file(
     path: WorkspacePath, session_id: ForSession = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
     """Read a workspace file: UTF-8 text, or base64 for binary files."""
-    return await app.files.run(app.files_session(session_id), "read", path)
+    return await app.files.run(app.files_session(session_id), Workspace.read, path)
 
 
 async def write_file(
@@ -42,21 +43,23 @@ async def write_file(
     app: App = Depends(current_app),
 ) -> dict[str, Any]:
     """Write a workspace file (folders are made); every session sees it."""
-    return await app.files.run(app.files_session(session_id), "write", path, content, encoding)
+    return await app.files.run(
+        app.files_session(session_id), Workspace.write, path, content, encoding
+    )
 
 
 async def delete_file(
     path: WorkspacePath, session_id: ForSession = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
     """Delete a workspace file or folder."""
-    return await app.files.run(app.files_session(session_id), "delete", path)
+    return await app.files.run(app.files_session(session_id), Workspace.delete, path)
 
 
 async def get_workspace_info(
     session_id: ForSession = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
     """The workspace's path, its outputs/ and scripts/ folders, size and free space."""
-    return await app.files.run(app.files_session(session_id), "info")
+    return await app.files.run(app.files_session(session_id), Workspace.info)
 
 
 @hookimpl

@@ -10,6 +10,7 @@ from fastmcp import Context
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
+from raykernel.api import Workspace
 from raykernel.errors import FileNotFound, InvalidArgument
 from raykernel.hookspecs import hookimpl
 from raykernel.notebooks import cell_outputs, notebook
@@ -42,7 +43,7 @@ async def _cells(app: App, session: str) -> list[dict[str, Any]]:
 def _image_reader(app: App, session: str | None) -> Callable[[str], Any]:
     async def read(path: str) -> str | None:
         try:
-            reply = await app.files.run(session, "read", path)
+            reply = await app.files.run(session, Workspace.read, path)
         except (InvalidArgument, FileNotFound):  # deleted since, or grown past max_file_bytes
             return None
         if reply["encoding"] == "base64":
@@ -55,7 +56,7 @@ def _image_reader(app: App, session: str | None) -> Callable[[str], Any]:
 async def _write(app: App, session: str | None, path: str, book: Any) -> dict[str, Any]:
     import nbformat
 
-    return await app.files.run(session, "write", path, nbformat.writes(book))
+    return await app.files.run(session, Workspace.write, path, nbformat.writes(book))
 
 
 async def session_notebook(app: App, session_id: str | None) -> Any:
@@ -109,7 +110,7 @@ async def run_notebook(
 
     session = app.resolve_session(session_id)
     files_session = app.files_session(session_id)
-    source = await app.files.run(files_session, "read", path)
+    source = await app.files.run(files_session, Workspace.read, path)
     if source["encoding"] != "utf-8":
         raise InvalidArgument(f"{path!r} is not a text file")
     try:

@@ -9,6 +9,7 @@ import mimetypes
 from collections.abc import Callable
 from typing import Any
 
+from raykernel.api import Workspace
 from raykernel.errors import FileNotFound, InvalidArgument, ResourceNotFound
 from raykernel.hookspecs import hookimpl
 from raykernel.replies import resource_uri
@@ -24,12 +25,12 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
 
         session = app.files_session(None)
         try:
-            found = (await app.files.run(session, "is_file", path))["is_file"]
+            found = (await app.files.run(session, Workspace.is_file, path))["is_file"]
         except (InvalidArgument, FileNotFound):  # outside the workspace, in the store, a bad name
             found = False
         if not found:
             raise ResourceNotFound(f"no file at {path[:300]!r} for this resource")
-        reply = await app.files.run(session, "read", path)
+        reply = await app.files.run(session, Workspace.read, path)
         mime = mimetypes.guess_type(path)[0]
         if reply["encoding"] == "base64":
             data = base64.b64decode(reply["content"])
@@ -63,7 +64,7 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
         }
 
     async def outputs() -> dict[str, Any]:
-        listing = await app.files.run(app.files_session(None), "list", "outputs", True)
+        listing = await app.files.run(app.files_session(None), Workspace.list, "outputs", True)
         return {
             "files": [
                 {**entry, "uri": resource_uri(entry["path"])}

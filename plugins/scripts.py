@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
+from raykernel.api import Workspace
 from raykernel.errors import InvalidArgument
 from raykernel.hookspecs import hookimpl
 from raykernel.replies import tool_result
@@ -49,7 +50,7 @@ async def save_script(
     """Save Python code as scripts/<name>.py, importable as <name> in all your sessions."""
     stem = module_name(name)
     written = await app.files.run(
-        app.files_session(session_id), "write", f"scripts/{stem}.py", content
+        app.files_session(session_id), Workspace.write, f"scripts/{stem}.py", content
     )
     return {"script": written["path"], "name": stem, "size": written["size"]}
 
@@ -64,7 +65,7 @@ async def run_script(
     stay."""
     stem = module_name(name)
     session = app.resolve_session(session_id)
-    found = await app.files.run(session, "is_file", f"scripts/{stem}.py")
+    found = await app.files.run(session, Workspace.is_file, f"scripts/{stem}.py")
     if not found["is_file"]:
         raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
     path = app.workspace_of(session).root / found["path"]
@@ -79,7 +80,7 @@ async def list_scripts(
     session_id: ForSession = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
     """Saved scripts: name, path, size, modified time."""
-    listing = await app.files.run(app.files_session(session_id), "list", "scripts")
+    listing = await app.files.run(app.files_session(session_id), Workspace.list, "scripts")
     scripts = [
         {"name": entry["path"].rsplit("/", 1)[-1][:-3], **entry}
         for entry in listing["entries"]

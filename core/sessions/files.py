@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raykernel.errors import SessionUnavailable
-from raykernel.workspace import OPERATIONS, Workspaces
+from raykernel.workspace import OPERATIONS, WorkspaceOp, Workspaces
 
 from .handle import ActorDied
 from .nodes import Nodes
@@ -36,8 +36,9 @@ class SessionFiles:
         self.workspaces = workspaces
         self.identity = identity  # the caller's, for an operation that names no session
 
-    async def run(self, session_id: str | None, op: str, *args: Any) -> dict[str, Any]:
-        """``workspace.<op>(*args)`` in the workspace of the identity that owns ``session_id``
+    async def run(self, session_id: str | None, op: WorkspaceOp, *args: Any) -> dict[str, Any]:
+        """``op(workspace, *args)`` (``op``: one of ``Workspace``'s operations, such as
+        ``Workspace.read``) in the workspace of the identity that owns ``session_id``
         (the caller's for ``None``), on that session's node; ``None`` means this node (an
         embedded server has one node, so it need not wait for Ray to say so)."""
         if op not in OPERATIONS:
@@ -51,14 +52,14 @@ class SessionFiles:
             if record.resident and not self.nodes.is_local(record.node_id):
                 node_id = record.node_id
         if node_id is None:
-            reply = getattr(self.workspaces.of(owner), op)(*args)
+            reply = op(self.workspaces.of(owner), *args)
             reply["node_id"] = self.nodes.local_id
             return reply
         assert session_id is not None
         return await self._on_node(session_id, node_id, op, args)
 
     async def _on_node(
-        self, session_id: str, node_id: str, op: str, args: tuple[Any, ...]
+        self, session_id: str, node_id: str, op: WorkspaceOp, args: tuple[Any, ...]
     ) -> dict[str, Any]:
         # A session whose node is lost would never answer: say so at once.
         if not await asyncio.to_thread(self.nodes.alive, node_id):

@@ -31,6 +31,7 @@ from raykernel.actors.host import Claim, SessionHost
 from raykernel.actors.session_actor import SessionActor, remote_class
 from raykernel.errors import RaykernelError, SessionUnavailable
 from raykernel.protocol import KernelOp, RunKind
+from raykernel.workspace import WorkspaceOp
 
 from .formatting import first_line
 
@@ -291,7 +292,7 @@ class SessionHandle:
         return await self._call(SessionActor.measure, timeout=timeout)
 
     async def workspace(
-        self, op: str, args: tuple[Any, ...], timeout: float = 60.0
+        self, op: WorkspaceOp, args: tuple[Any, ...], timeout: float = 60.0
     ) -> dict[str, Any]:
         """A file operation on the workspace as the session's node sees it."""
         return await self._call(SessionActor.workspace, op, list(args), timeout=timeout)

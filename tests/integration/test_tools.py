@@ -188,10 +188,12 @@ async def test_internal_errors_are_masked_at_the_mcp_boundary(
     """Fault injection in our own code (not a mock of Ray or MCP): an unexpected exception
     reaches the client as a generic error without its text."""
 
-    def broken() -> dict:
+    def broken(owner: str) -> dict:
         raise RuntimeError("secret internal detail /etc/shadow")
 
-    monkeypatch.setattr(app.workspace, "info", broken)
+    # The file tools reach a workspace through the App's Workspaces (its operations are
+    # Workspace's methods, by reference): the fault goes there.
+    monkeypatch.setattr(app.workspaces, "of", broken)
     error = await call_error(client, "get_workspace_info")
     assert "secret" not in error and "shadow" not in error and "RuntimeError" not in error
     assert "get_workspace_info" in error
