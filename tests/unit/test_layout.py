@@ -1,6 +1,7 @@
-"""The layout holds: the kernel package runs without Ray or the MCP front end, no module
-imports another that imports it back, and the parts depend on each other one way only
-(server -> sessions -> kernel -> top level)."""
+"""The layout holds: the folders are the processes. The kernel package runs without Ray, the MCP
+front end or the session actor's code; the actor's code imports nothing of the front end; no
+module imports another that imports it back; the parts depend on each other one way only
+(server -> sessions -> actors -> kernel -> top level); and no operation is found by its name."""
 
 from __future__ import annotations
 
@@ -90,8 +91,61 @@ def test_no_module_imports_another_that_imports_it_back() -> None:
     assert cycles == []
 
 
+def _reaching(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, imported in _graph().items()
+        if module == prefix or module.startswith(prefix + ".")
+        for target in imported
+        if any(target == f or target.startswith(f + ".") for f in forbidden)
+    )
+
+
+def test_the_kernel_process_imports_nothing_of_the_actor_or_the_front_end() -> None:
+    forbidden = ("raykernel.actors", "raykernel.sessions", "raykernel.server", "raykernel.plugins")
+    assert _reaching("raykernel.kernel", forbidden) == []
+
+
+def test_the_actor_process_imports_nothing_of_the_front_end() -> None:
+    forbidden = (
+        "raykernel.sessions",
+        "raykernel.server",
+        "raykernel.plugins",
+        "raykernel.api",
+        "raykernel.pluginmanager",
+    )
+    assert _reaching("raykernel.actors", forbidden) == []
+
+
+# Names an operation is carried in: getattr on one of them is dispatch by string.
+OPERATION_NAMES = {"op", "operation", "method", "kind", "command", "request", "action"}
+
+
+def test_no_operation_is_found_by_its_name() -> None:
+    """No ``getattr(obj, op)``, ``getattr(obj, "op_" + op)`` or f-string lookup: operations are
+    enums with explicit tables, or methods passed by reference."""
+    found = []
+    for root in PACKAGES.values():
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "getattr"
+                    and len(node.args) >= 2
+                ):
+                    continue
+                name = node.args[1]
+                computed = isinstance(name, ast.BinOp | ast.JoinedStr) or (
+                    isinstance(name, ast.Name) and name.id in OPERATION_NAMES
+                )
+                if computed:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
 def test_the_parts_depend_one_way() -> None:
-    order = ["raykernel.server", "raykernel.sessions", "raykernel.kernel"]
+    order = ["raykernel.server", "raykernel.sessions", "raykernel.actors", "raykernel.kernel"]
     for module, imported in _graph().items():
         part = next((p for p in order if module.startswith(p + ".")), None)
         if part is None:
