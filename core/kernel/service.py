@@ -26,10 +26,10 @@ from raykernel.errors import RaykernelError
 from raykernel.protocol import KernelOp
 
 from . import codemode, containment, display, wire
+from .capture import LiveTail
 from .checkpoints import ChangeTracker
 from .interpreter import Interpreter
 from .interrupts import Interrupts
-from .live_output import LiveTail
 
 CHECKPOINT_PAUSE = 0.02
 
