@@ -24,8 +24,7 @@ from raykernel.replies import RunError, RunReply, run_error, run_reply
 
 from . import display, functions, interrupts, introspection
 from .capture import CappedStream, LiveTail, WriteWatcher, truncate_text
-from .display import Display, DisplayCollector, mime_bundle, safe_repr
-from .images import RichOutput
+from .display import Display, DisplayCollector, RichOutput, mime_bundle, safe_repr
 
 _OWN_FILES = frozenset({__file__, interrupts.__file__, display.__file__})
 
