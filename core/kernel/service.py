@@ -28,8 +28,7 @@ from raykernel.protocol import KernelOp
 from . import codemode, containment, display, wire
 from .capture import LiveTail
 from .checkpoints import ChangeTracker
-from .interpreter import Interpreter
-from .interrupts import Interrupts
+from .interpreter import Interpreter, Interrupts
 
 CHECKPOINT_PAUSE = 0.02
 
