@@ -1,7 +1,7 @@
 """Egress by allow-list: a session's code reaches the destinations its list allows, nothing else.
 
 The kernel of such a session has a network namespace of its own with only a loopback (as with
-the network off). Its waiter (see ``jail``), outside the kernel's sandbox but inside that
+the network off). Its waiter (see ``confinement``), outside the kernel's sandbox but inside that
 namespace, listens on ``127.0.0.1:3128`` there and hands each connection to a UNIX socket in
 the kernel's temp folder, where this proxy, in the session's actor (which has the network),
 decides per destination. ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``ALL_PROXY`` point at it, so

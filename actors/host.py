@@ -548,7 +548,7 @@ class SessionHost:
         """Install into the session's own folder, then let the kernel import from it. The
         installer runs confined like the kernel (plus the network, to reach the index): a
         package's build may write its target, the cache and a temp folder, and read nothing of
-        the server's (see packages.Installer and jail)."""
+        the server's (see installer.Installer and confinement)."""
         requirements = parse_requirements(specs, allow_urls=allow_urls)
         self.site_dir.mkdir(parents=True, exist_ok=True)
         installer = Installer.find(self.install_cache, allow_builds)

@@ -7,8 +7,8 @@ but is refused unless ``allow_urls``. The command that installs them is an argum
 shell string), so nothing in a requirement can reach a shell.
 
 A package's build runs its own code (``setup.py``): wheels only, unless builds are allowed, and
-the installer runs in the same sandbox as a kernel (see ``jail``), able to write only its target,
-its cache and a temp folder.
+the installer runs in the same sandbox as a kernel (see ``confinement``), able to write only its
+target, its cache and a temp folder.
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ class KernelProcess:
         self._tasks: list[asyncio.Task[None]] = []
         self._gone = asyncio.Event()
         self._process: psutil.Process | None = None
-        # PID 1 of the kernel's PID namespace (its reaper: see jail), when it has one.
+        # PID 1 of the kernel's PID namespace (its reaper: see raykernel.kernel.confinement),
+        # when it has one.
         self._init_pid: int | None = None
         # A copy of another kernel (see ``adopt``): no child of this process; its crash
         # notes are in a file.
@@ -382,8 +383,9 @@ def _tail_of(path: str | None) -> str:
 
 def _namespace_pids(waiter: int) -> tuple[int, int]:
     """The host's ids of a confined kernel's reaper (PID 1 of its namespace) and of the kernel
-    (PID 2), below the waiter the parent started (see jail). Read when the kernel says it is
-    ready: no user code has run yet, so each has exactly the one child the jail forked."""
+    (PID 2), below the waiter the parent started (see raykernel.kernel.confinement). Read when
+    the kernel says it is ready: no user code has run yet, so each has exactly the one child the
+    jail forked."""
     reaper = psutil.Process(waiter).children()
     kernel = reaper[0].children() if len(reaper) == 1 else []
     if len(kernel) != 1:

@@ -5,7 +5,7 @@ of arrays barely compress) holding ``manifest.json`` (whose session, which names
 be saved, when) and one pickle per name. It is written under a temporary name and renamed, so a
 reader finds a whole file or none.
 
-Checkpoints (the kernel's half, ``ChangeTracker``, is in raykernel.kernel.checkpoints): after each
+Checkpoints (the kernel's half, ``ChangeTracker``, is in raykernel.kernel.service): after each
 successful run, ``CheckpointStore`` keeps content-addressed pickles (``blobs/<sha256>``, written
 once, shared by every checkpoint that has them) and one small manifest per checkpoint
 (``points/<execution_count>.json``), the last ``depth`` of them kept within a byte budget. Every

@@ -22,8 +22,7 @@ if FALLBACK:
     sys.path.append(FALLBACK)
 
 from . import wire  # noqa: E402 - after the path is set
-from .confinement import ConfinementRefused, confine  # noqa: E402
-from .jail import die_with_parent, oom_first  # noqa: E402
+from .confinement import ConfinementRefused, confine, die_with_parent, oom_first  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,14 @@
-"""A plain Python interpreter: one namespace, Jupyter-style execution, capped capture.
+"""A plain Python interpreter: one namespace, Jupyter-style execution, capped capture, and
+interrupting the run in progress in it, with the run's token.
 
 No Ray here: the session actor is a thin shell over this class, and tests drive it directly.
+
+Interrupts (``Interrupts``): the kernel's parent asks for an interrupt of run ``token``; the
+kernel's reader thread, if that run is the one in progress, sends SIGINT to the main thread
+(``pthread_kill``: a blocking call such as ``time.sleep`` is woken, as with Ctrl-C). The handler
+raises KeyboardInterrupt only while that run is still in progress, so a late request can never
+hit the next run. Code that replaces the handler (or C code that never returns to Python) is not
+stopped: the parent then kills the kernel.
 """
 
 from __future__ import annotations
@@ -10,10 +18,13 @@ import builtins
 import contextlib
 import importlib
 import linecache
+import signal
 import sys
+import threading
 import time
 import traceback
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +33,11 @@ import cloudpickle
 from raykernel.errors import InvalidArgument
 from raykernel.replies import RunError, RunReply, run_error, run_reply
 
-from . import display, functions, interrupts, introspection
-from .capture import CappedStream, WriteWatcher, truncate_text
-from .display import Display, DisplayCollector, mime_bundle, safe_repr
-from .images import RichOutput
-from .live_output import LiveTail
+from . import display, functions, introspection
+from .capture import CappedStream, LiveTail, WriteWatcher, truncate_text
+from .display import Display, DisplayCollector, RichOutput, mime_bundle, safe_repr
 
-_OWN_FILES = frozenset({__file__, interrupts.__file__, display.__file__})
+_OWN_FILES = frozenset({__file__, display.__file__})
 
 
 class Interpreter:
@@ -347,3 +356,30 @@ def _format_user_traceback(exc: BaseException) -> str:
 
 def _error_from(exc: BaseException, tb: str) -> RunError:
     return run_error(type(exc).__name__, truncate_text(str(exc), 10_000), truncate_text(tb, 50_000))
+
+
+class Interrupts:
+    def __init__(self, current_token: Callable[[], str | None]) -> None:
+        self.current_token = current_token
+        self._wanted: str | None = None
+        self._main = threading.main_thread().ident
+
+    def install(self) -> None:
+        """Install the SIGINT handler; call on the main thread."""
+        signal.signal(signal.SIGINT, self._handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    def request(self, token: str) -> bool:
+        """Interrupt run ``token`` if it is the one in progress; False if it is not."""
+        if token != self.current_token():
+            return False
+        self._wanted = token
+        assert self._main is not None
+        signal.pthread_kill(self._main, signal.SIGINT)
+        return True
+
+    def _handler(self, signum: int, frame: object) -> None:
+        token = self.current_token()
+        if token is not None and token == self._wanted:
+            self._wanted = None
+            raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-"""The two small processes of a confined process's PID namespace (see ``jail``), run as
+"""The two small processes of a confined process's PID namespace (see ``confinement``), run as
 ``python -I -S jail_init.py ROLE CHILD STATUS_FD [LISTEN_FD PROXY_PATH]``: no import of
 raykernel, a few MiB each.
 

@@ -1,7 +1,8 @@
 """``python -P -m raykernel.kernel.sandbox POLICY -- COMMAND...``: run COMMAND confined as a
 kernel is (see ``confinement``: POLICY holds a kernel spec's isolation, network, read, write and
-hide, as JSON), in a PID namespace of its own (see ``jail``). A session's installer runs so: a
-package's build gets no more than the session's own code, plus the network to reach the index.
+hide, as JSON), in a PID namespace of its own (see ``descend`` there). A session's installer runs
+so: a package's build gets no more than the session's own code, plus the network to reach the
+index.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import json
 import os
 import sys
 
-from .confinement import ConfinementRefused, confine
-from .jail import die_with_parent, oom_first
+from .confinement import ConfinementRefused, confine, die_with_parent, oom_first
 
 
 def main(argv: list[str]) -> int:

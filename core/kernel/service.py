@@ -1,13 +1,22 @@
-"""The kernel process's loop: requests from its parent (the session actor) in, replies out.
+"""The kernel process's loop: requests from its parent (the session actor) in, replies out; and
+the checkpoints' kernel half.
 
 The main thread runs requests one at a time, in order (user code must run there: that is where
 signals are delivered); a reader thread takes requests off the socket as they come, answering
 the ones that cannot wait for a run to end (an interrupt, a ping) at once. Everything the kernel
 sends is plain data (the wire's JSON and bytes), so its parent never unpickles anything.
+
+Checkpoints: a session's picklable state after each successful run, kept so that a crash costs
+at most the run that crashed, and so that a session can be rewound. ``ChangeTracker`` pickles
+every name after a run and hands over only the pickles whose content changed since the last
+checkpoint (a value mutated in place changes its pickle, so in-place edits are seen too), with
+the name -> content-hash map of the whole namespace. The session actor keeps them
+(``CheckpointStore``, in raykernel.actors.store).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import queue
@@ -20,16 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import psutil
 
 from raykernel.errors import RaykernelError
 from raykernel.protocol import KernelOp
 
 from . import codemode, containment, display, wire
-from .checkpoints import ChangeTracker
-from .interpreter import Interpreter
-from .interrupts import Interrupts
-from .live_output import LiveTail
+from .capture import LiveTail, truncate_text
+from .interpreter import Interpreter, Interrupts
 
 CHECKPOINT_PAUSE = 0.02
 
@@ -241,7 +249,7 @@ class KernelService:
         return self.interpreter.set_blob(name, blob)
 
     def op_checkpoint(self, max_value_bytes: int) -> dict[str, Any]:
-        """What changed since the last checkpoint (see checkpoints.ChangeTracker). It waits a
+        """What changed since the last checkpoint (see ChangeTracker). It waits a
         moment first, unless another request is queued: the run's reply is on its way, and
         on a small machine the pickling would compete with it for the CPU."""
         deadline = time.monotonic() + CHECKPOINT_PAUSE
@@ -295,3 +303,37 @@ def prepare_process() -> None:
     containment.lead_process_group()
     containment.record_crashes()
     sys.stdin = io.StringIO("")
+
+
+class ChangeTracker:
+    def __init__(self, max_value_bytes: int) -> None:
+        self.max_value_bytes = max_value_bytes
+        self._hashes: dict[str, str] = {}
+
+    def changes(self, namespace: dict[str, Any]) -> dict[str, Any]:
+        """``{names: {name: sha}, blobs: {sha: pickle}, not_preserved: {name: why}}`` with only
+        the pickles this tracker has not handed over before."""
+        names: dict[str, str] = {}
+        blobs: dict[str, bytes] = {}
+        failed: dict[str, str] = {}
+        for name, value in list(namespace.items()):
+            if name.startswith("__") and name.endswith("__"):
+                continue
+            try:
+                blob = cloudpickle.dumps(value)
+            except Exception as exc:
+                failed[name] = f"{type(exc).__name__}: {truncate_text(str(exc), 200)}"
+                continue
+            if len(blob) > self.max_value_bytes:
+                failed[name] = f"{len(blob)} bytes, above the checkpoint limit per value"
+                continue
+            digest = hashlib.sha256(blob).hexdigest()
+            names[name] = digest
+            if self._hashes.get(name) != digest:
+                blobs[digest] = blob
+        self._hashes = names
+        return {"names": names, "blobs": blobs, "not_preserved": failed}
+
+    def forget(self) -> None:
+        """The next checkpoint hands over everything (a new store, a restored namespace)."""
+        self._hashes = {}

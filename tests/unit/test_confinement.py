@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from raykernel.kernel import confinement, landlock, namespaces
+from raykernel.kernel import confinement, landlock
 
 
 def _no_namespaces(network_off: bool, cover: dict) -> None:
-    raise namespaces.NamespacesUnavailable("unshare: Operation not permitted")
+    raise confinement.NamespacesUnavailable("unshare: Operation not permitted")
 
 
 def _no_landlock(rules: landlock.Rules) -> int:
@@ -17,7 +17,7 @@ def _no_landlock(rules: landlock.Rules) -> int:
 
 
 def test_network_off_is_refused_rather_than_run_open(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(namespaces, "enter", _no_namespaces)
+    monkeypatch.setattr(confinement, "enter", _no_namespaces)
     monkeypatch.setattr(landlock, "restrict_self", _no_landlock)
     spec = {"isolation": "confined", "network": "off", "write": []}
     with pytest.raises(confinement.ConfinementRefused, match="not available on this node"):
@@ -27,7 +27,7 @@ def test_network_off_is_refused_rather_than_run_open(monkeypatch: pytest.MonkeyP
 
 
 def test_what_could_not_be_applied_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(namespaces, "enter", _no_namespaces)
+    monkeypatch.setattr(confinement, "enter", _no_namespaces)
     monkeypatch.setattr(landlock, "restrict_self", _no_landlock)
     report = confinement.confine({"isolation": "confined", "network": "on", "write": []})
     assert report["files"].startswith("unconfined: Landlock unavailable")
@@ -41,7 +41,7 @@ def test_confined_rules_name_the_workspace_and_not_the_home(
     seen: dict = {}
     # No PID namespace "entered" here: descending into one would fork this test process.
     monkeypatch.setattr(
-        namespaces, "enter", lambda off, cover: seen.update(cover=cover) or "not in a test"
+        confinement, "enter", lambda off, cover: seen.update(cover=cover) or "not in a test"
     )
     monkeypatch.setattr(landlock, "restrict_self", lambda rules: seen.update(rules=rules) or 7)
     report = confinement.confine(

@@ -13,8 +13,7 @@ import pytest
 
 from raykernel.actors.history import History
 from raykernel.hookspecs import hookimpl
-from raykernel.kernel.interpreter import Interpreter
-from raykernel.kernel.interrupts import Interrupts
+from raykernel.kernel.interpreter import Interpreter, Interrupts
 from raykernel.pluginmanager import new_manager
 
 

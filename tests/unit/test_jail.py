@@ -1,6 +1,6 @@
-"""The PID namespace a confined process runs in (raykernel.kernel.jail), without Ray: the
-confined process is PID 2 under a reaper, sees its own processes only, ends the way it ended
-for its parent, and takes everything it started with it."""
+"""The PID namespace a confined process runs in (raykernel.kernel.confinement.descend), without
+Ray: the confined process is PID 2 under a reaper, sees its own processes only, ends the way it
+ended for its parent, and takes everything it started with it."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import pytest
 CHILD = textwrap.dedent(
     """
     import json, os, signal, subprocess, sys
-    from raykernel.kernel import jail, namespaces
-    if namespaces.enter(False, {}) is not None:
+    from raykernel.kernel import confinement
+    if confinement.enter(False, {}) is not None:
         sys.exit(99)
-    problem = jail.descend()
+    problem = confinement.descend()
     daemon = subprocess.Popen(["sleep", "300"], start_new_session=True)
     print(json.dumps({"pid": os.getpid(), "problem": problem, "daemon": daemon.pid,
                       "proc": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}),

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from raykernel.actors.installer import run_installer
+from raykernel.kernel.capture import LiveTail
 from raykernel.kernel.interpreter import Interpreter
-from raykernel.kernel.live_output import LiveTail
 
 
 def _wait_for(predicate, timeout: float = 5.0):  # type: ignore[no-untyped-def]
