@@ -5,7 +5,7 @@ session claimed there and kept by every session on the node registering with it
 this node, and asks their actors whether they run code and to stop a run or kill a kernel.
 
 An embedded server needs none: its front end is on the only node and watches every session
-itself (``raykernel.sessions.memory_watch``).
+itself (``raykernel.sessions.capacity``).
 """
 
 from __future__ import annotations

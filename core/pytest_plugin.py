@@ -46,7 +46,7 @@ def raykernel_ray() -> Iterator[str | None]:
     """The address of the session's local Ray (None when this process already had one)."""
     import ray
 
-    from raykernel.sessions.local_ray import LocalHead
+    from raykernel.sessions.cluster import LocalHead
 
     if ray.is_initialized():
         yield None

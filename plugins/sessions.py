@@ -20,7 +20,7 @@ from raykernel.server.arguments import (
     hints,
     omittable,
 )
-from raykernel.sessions.placement import Placement
+from raykernel.sessions.cluster import Placement
 
 # Ray's own resources have their own arguments (num_cpus, num_gpus, memory); Ray refuses them
 # as custom resource names, so they are refused here, before anything starts.

@@ -10,7 +10,7 @@ from pydantic import Field
 from raykernel.hookspecs import hookimpl
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import OptionalSessionId, SessionId, SnapshotName, hints
-from raykernel.sessions.session_ids import split
+from raykernel.sessions.record import split
 
 VariableName = Annotated[
     str,

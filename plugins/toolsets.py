@@ -12,7 +12,7 @@ from raykernel.hookspecs import hookimpl
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import hints
 from raykernel.server.toolsets import BUILTIN_TOOLSETS, DEFAULT_BUILTIN
-from raykernel.sessions.session_ids import LOCAL
+from raykernel.sessions.record import LOCAL
 
 Names = Annotated[
     list[Annotated[str, Field(max_length=100)]],

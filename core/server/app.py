@@ -17,10 +17,9 @@ from typing import Any
 from raykernel.errors import SessionNotFound
 from raykernel.sessions.files import SessionFiles
 from raykernel.sessions.health import SessionHealth
+from raykernel.sessions.record import qualify, split, validate_session_id
 from raykernel.sessions.router import DEFAULT_SESSION, SessionRouter
-from raykernel.sessions.session_ids import qualify, split, validate_session_id
-from raykernel.sessions.state_moves import StateMoves
-from raykernel.sessions.variants import Variants
+from raykernel.sessions.state_moves import StateMoves, Variants
 from raykernel.settings import Settings
 from raykernel.workspace import Workspace, Workspaces
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from raykernel.sessions.session_ids import validate_session_id, validate_snapshot_name
+from raykernel.sessions.record import validate_session_id, validate_snapshot_name
 
 SESSION_ID_REGEX = r"^[A-Za-z0-9_.-]{1,64}$"
 # An admin may name another identity's session "<owner>/<id>".

@@ -24,20 +24,15 @@ from raykernel.pluginmanager import (
     session_plugin_specs,
     spec_of,
 )
+from raykernel.sessions.capacity import MemoryWatch, WarmPool
+from raykernel.sessions.cluster import Nodes, RayRuntime
 from raykernel.sessions.files import SessionFiles
-from raykernel.sessions.health import SessionHealth
-from raykernel.sessions.idle import IdleWatch
+from raykernel.sessions.health import IdleWatch, SessionHealth
 from raykernel.sessions.lifecycle import Lifecycle
-from raykernel.sessions.memory_watch import MemoryWatch
-from raykernel.sessions.nodes import Nodes
-from raykernel.sessions.ray_runtime import RayRuntime
-from raykernel.sessions.record import SessionRecord
+from raykernel.sessions.record import LOCAL, SessionRecord
 from raykernel.sessions.registry import Registry as SessionRegistry
 from raykernel.sessions.router import SessionRouter
-from raykernel.sessions.session_ids import LOCAL
-from raykernel.sessions.state_moves import StateMoves
-from raykernel.sessions.variants import Variants
-from raykernel.sessions.warm_pool import WarmPool
+from raykernel.sessions.state_moves import StateMoves, Variants
 from raykernel.settings import TOOLSET_NAME, Settings
 from raykernel.workspace import Workspaces
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raykernel.sessions.session_ids import LOCAL, split
+from raykernel.sessions.record import LOCAL, split
 
 
 def caller_identity() -> str:

@@ -30,8 +30,7 @@ from raykernel.errors import (
     UpstreamToolError,
     UpstreamUnavailable,
 )
-from raykernel.sessions.record import SessionRecord
-from raykernel.sessions.session_ids import LOCAL
+from raykernel.sessions.record import LOCAL, SessionRecord
 from raykernel.settings import Settings
 
 log = logging.getLogger(__name__)

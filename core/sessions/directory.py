@@ -19,13 +19,11 @@ from raykernel.errors import SessionNotFound
 from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 
-from .formatting import first_line
-from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle
+from .cluster import Placement
+from .handle import ACTOR_NAME_PREFIX, CONTROL_TIMEOUT, SessionHandle, first_line
 from .lifecycle import CREATE_TIMEOUT, Lifecycle
-from .placement import Placement
-from .record import SessionRecord
+from .record import LOCAL, SessionRecord, qualify, split
 from .registry import Registry
-from .session_ids import LOCAL, qualify, split
 
 log = logging.getLogger(__name__)
 

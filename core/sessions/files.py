@@ -17,10 +17,10 @@ from typing import Any
 from raykernel.errors import SessionUnavailable
 from raykernel.workspace import OPERATIONS, WorkspaceOp, Workspaces
 
+from .cluster import Nodes
 from .handle import ActorDied
-from .nodes import Nodes
+from .record import split
 from .router import SessionRouter
-from .session_ids import split
 
 
 class SessionFiles:

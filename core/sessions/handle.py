@@ -15,6 +15,8 @@ How a call reaches the actor is the handle's transport, chosen once when the han
 ``RayTransport`` (a Ray actor, anywhere in the cluster) or ``InProcessTransport`` (the session's
 actor object in the front end's own process, embedded mode before Ray; its refs are asyncio
 tasks). Both end in ``SessionActor.perform``.
+
+Also the small text forms the router's parts share: an exception's first line, ISO times.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
 from raykernel import telemetry
@@ -32,8 +35,6 @@ from raykernel.actors.session_actor import SessionActor, remote_class
 from raykernel.errors import RaykernelError, SessionUnavailable
 from raykernel.protocol import KernelOp, RunKind
 from raykernel.workspace import WorkspaceOp
-
-from .formatting import first_line
 
 ACTOR_NAME_PREFIX = "raykernel-session:"
 CONTROL_TIMEOUT = 30.0
@@ -492,3 +493,13 @@ def _why_gone(ray: Any, exc: BaseException) -> str:
             "picks its victim by the actor's own memory, not by its kernel's"
         )
     return first_line(text)
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:500] if text.strip() else "unknown"
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()

@@ -27,12 +27,11 @@ from raykernel.errors import SessionLimitReached, SessionNotFound, SessionUnavai
 from raykernel.protocol import SessionStatus
 from raykernel.settings import Settings
 
+from .capacity import WarmPool
+from .cluster import Placement
 from .handle import ActorDied, SessionHandle
 from .lifecycle import CREATE_TIMEOUT, Lifecycle
-from .placement import Placement
-from .record import SessionRecord
-from .session_ids import LOCAL
-from .warm_pool import WarmPool
+from .record import LOCAL, SessionRecord
 
 if TYPE_CHECKING:
     from .directory import Directory

@@ -1,21 +1,126 @@
 """What the front end knows about one session, answered without asking the session: its
-actor, process and node, whether it is busy and since when, its queue, how it last died."""
+actor, process and node, whether it is busy and since when, its queue, how it last died.
+
+Session ids (and snapshot names): what a client may choose, checked before anything else.
+
+Sessions belong to identities. Inside the server a session is named by its *qualified* id:
+the plain id for the local identity (stdio, unauthenticated loopback HTTP), else
+``<owner>/<id>`` (``token:alice/analysis``, ``jwt:4f2a.../default``). Each identity sees only
+its own sessions under their plain ids; an admin may name another identity's session with its
+qualified id.
+
+A session's slot: one call at a time, in arrival order, with a way to the front.
+
+Runs, installs and control calls queue here in the order they arrive (an ``asyncio.Lock`` is
+fair too, but cannot let a restart go first). ``restart_kernel`` stops the run in progress and
+takes the slot next, as Jupyter's restart does: runs queued behind it then meet the new process.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from raykernel.errors import InvalidArgument, InvalidSessionId
 from raykernel.protocol import SessionStatus
+from raykernel.sessions.cluster import Placement
+from raykernel.sessions.handle import SessionHandle, iso_time
+from raykernel.workspace import LOCAL as LOCAL  # the identity without authentication
 
-from .formatting import iso_time
-from .handle import SessionHandle
-from .placement import Placement
-from .session_ids import qualify
-from .slot import Slot
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+RULE = "use 1-64 letters, digits, '_', '.', '-' (not '.' or '..')"
+# The identities server/identity.py makes: token, token:<name>, jwt:<subject>, jwt-client:<id>.
+OWNER_PATTERN = re.compile(r"token(:[A-Za-z0-9_.@-]{1,64})?|jwt(-client)?:[^\x00-\x1f]{1,200}")
+
+
+def _valid(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and bool(SESSION_ID_PATTERN.fullmatch(name))
+        and name not in {".", ".."}
+    )
+
+
+def validate_session_id(session_id: object) -> str:
+    """A plain session id, or a qualified one (``<owner>/<id>``)."""
+    if isinstance(session_id, str) and "/" in session_id:
+        owner, _, plain = session_id.rpartition("/")
+        if OWNER_PATTERN.fullmatch(owner) and _valid(plain):
+            return session_id
+    elif _valid(session_id):
+        assert isinstance(session_id, str)
+        return session_id
+    raise InvalidSessionId(f"invalid session id {str(session_id)[:80]!r}: {RULE}")
+
+
+def validate_snapshot_name(name: object) -> str:
+    if not _valid(name):
+        raise InvalidArgument(f"invalid snapshot name {str(name)[:80]!r}: {RULE}")
+    assert isinstance(name, str)
+    return name
+
+
+def qualify(owner: str, session_id: str) -> str:
+    """The qualified id of ``owner``'s session ``session_id``."""
+    return session_id if owner == LOCAL else f"{owner}/{session_id}"
+
+
+def split(qualified: str) -> tuple[str, str]:
+    """``(owner, plain id)`` of a qualified id."""
+    owner, _, plain = qualified.rpartition("/")
+    return (owner or LOCAL), plain
+
+
+class Slot:
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._urgent: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for f in (*self._urgent, *self._waiters) if not f.done())
+
+    def try_acquire(self) -> bool:
+        """Take the slot now if nobody holds it or waits for it."""
+        if self._held or self.waiting:
+            return False
+        self._held = True
+        return True
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if not self._held and not self._urgent and not (self._waiters and not urgent):
+            self._held = True
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._waiters
+        queue.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed over just as the waiter gave up: pass it on
+            raise
+        finally:
+            if future in queue:
+                queue.remove(future)
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._waiters):
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)  # the slot passes directly to the next holder
+                    return
+        self._held = False
 
 
 @dataclass

@@ -21,9 +21,9 @@ from raykernel.replies import RunReply, failed_reply, revival_notice
 from raykernel.settings import Settings
 from raykernel.telemetry import Metrics
 
+from .cluster import Nodes
 from .handle import ActorDied
 from .lifecycle import CREATE_TIMEOUT, Lifecycle
-from .nodes import Nodes
 from .record import SessionRecord
 
 if TYPE_CHECKING:

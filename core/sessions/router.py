@@ -32,22 +32,16 @@ from raykernel.protocol import RunKind, SessionStatus
 from raykernel.replies import RunReply
 from raykernel.settings import Settings
 
-from .admission import Admission
+from .capacity import Admission, WarmPool
+from .cluster import Nodes, Placement, RayRuntime
 from .directory import Directory
 from .handle import ActorDied, SessionHandle
 from .hibernation import Hibernation
-from .interpreters import EnvironmentTable
-from .lifecycle import Lifecycle
-from .nodes import Nodes
-from .placement import Placement
-from .ray_runtime import RayRuntime
-from .record import SessionRecord
+from .lifecycle import EnvironmentTable, Lifecycle
+from .record import SessionRecord, split, validate_session_id
 from .recovery import Recovery, SessionEvents
-from .registry import Registry
-from .run_index import RunIndex
-from .session_ids import split, validate_session_id
+from .registry import Registry, RunIndex
 from .turns import OnStart, Turns, new_run_id
-from .warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from raykernel.errors import (
 from raykernel.protocol import RunKind, SessionStatus
 from raykernel.replies import RunReply, failed_reply
 
-from .admission import Admission
+from .capacity import Admission
 from .handle import ActorDied, SessionHandle
 from .hibernation import Hibernation
 from .record import SessionRecord
 from .recovery import Recovery
-from .run_index import RunIndex
+from .registry import RunIndex
 
 # Called with the record and the run's token once a run has been handed to its session.
 OnStart = Callable[[SessionRecord, str], None]

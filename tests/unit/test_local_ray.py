@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raykernel.sessions.local_ray import LocalHead, init_kwargs
+from raykernel.sessions.cluster import LocalHead, init_kwargs
 
 
 def test_the_lean_head_leaves_out_what_one_node_does_not_need() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raykernel.errors import InvalidArgument
-from raykernel.sessions.placement import Placement, actor_options, check_feasible, choose_node
+from raykernel.sessions.cluster import Placement, actor_options, check_feasible, choose_node
 
 A, B, C = "aa" * 28, "bb" * 28, "cc" * 28  # Ray node ids are 56 hex digits
 NODES = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_a_failed_join_names_the_token_fix_only_when_auth_is_in_the_chain() -> None:
-    from raykernel.sessions.ray_runtime import AUTH_HINT, explain_failure
+    from raykernel.sessions.cluster import AUTH_HINT, explain_failure
 
     try:
         try:

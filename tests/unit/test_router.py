@@ -14,10 +14,10 @@ import pytest
 from raykernel.actors.runbook import BookedRun, Driver, RunBook
 from raykernel.errors import SessionUnavailable
 from raykernel.replies import run_reply
+from raykernel.sessions.capacity import WarmPool
 from raykernel.sessions.handle import ActorDied
 from raykernel.sessions.record import SessionRecord
 from raykernel.sessions.router import SessionRouter
-from raykernel.sessions.warm_pool import WarmPool
 from raykernel.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from raykernel.sessions.slot import Slot
+from raykernel.sessions.record import Slot
 
 
 async def test_holders_follow_arrival_order_and_an_urgent_one_goes_first() -> None:
