@@ -8,6 +8,7 @@ other module of raykernel is internal and may change (a plugin that imports one 
 
 from __future__ import annotations
 
+from raykernel import __version__
 from raykernel.errors import (
     ExecutionRefused,
     FileNotFound,
@@ -17,20 +18,27 @@ from raykernel.errors import (
     InvalidSetting,
     KernelDied,
     MissingDependency,
+    NotAllowed,
     NotFound,
     PathOutsideWorkspace,
     RaykernelError,
+    ResourceNotFound,
     SessionBusy,
     SessionNotFound,
     SessionUnavailable,
+    SourceBuildRefused,
 )
 from raykernel.hookspecs import hookimpl
-from raykernel.replies import RunError, RunReply
+from raykernel.notebooks import cell_outputs, notebook
+from raykernel.replies import RunError, RunReply, resource_uri, run_result, tool_result
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import (
+    CleanText,
     ForSession,
+    NewSessionId,
     OptionalSessionId,
     SessionId,
+    SnapshotName,
     WorkspacePath,
     hints,
     omittable,
@@ -41,6 +49,7 @@ from raykernel.workspace import Workspace
 
 __all__ = [
     "App",
+    "CleanText",
     "ExecutionRefused",
     "FileNotFound",
     "FileTooLarge",
@@ -50,10 +59,13 @@ __all__ = [
     "InvalidSetting",
     "KernelDied",
     "MissingDependency",
+    "NewSessionId",
+    "NotAllowed",
     "NotFound",
     "OptionalSessionId",
     "PathOutsideWorkspace",
     "RaykernelError",
+    "ResourceNotFound",
     "RunError",
     "RunReply",
     "SessionBusy",
@@ -62,12 +74,20 @@ __all__ = [
     "SessionUnavailable",
     "Sessions",
     "Settings",
+    "SnapshotName",
+    "SourceBuildRefused",
     "Workspace",
     "WorkspacePath",
+    "__version__",
+    "cell_outputs",
     "current_app",
     "hints",
     "hookimpl",
+    "notebook",
     "omittable",
+    "resource_uri",
+    "run_result",
+    "tool_result",
 ]
 
 del annotations  # the __future__ import's name, not part of the API

@@ -7,12 +7,17 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.errors import InvalidArgument
-from raykernel.hookspecs import hookimpl
-from raykernel.replies import run_result, tool_result
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints, omittable
-from raykernel.server.progress import progress_for_request
+from raykernel.api import (
+    App,
+    InvalidArgument,
+    OptionalSessionId,
+    current_app,
+    hints,
+    hookimpl,
+    omittable,
+    run_result,
+    tool_result,
+)
 
 Code = Annotated[str, Field(description="Python code to run.", min_length=1)]
 Timeout = Annotated[
@@ -53,8 +58,7 @@ async def run_python_code(
             "status": run["status"],
             "next": _follow_up(app),
         }
-    async with progress_for_request(app.router) as on_start:
-        reply = await app.router.execute(session, code, app.timeout_for(timeout), on_start)
+    reply = await app.sessions.execute(session, code, timeout, progress=True)
     return tool_result(reply, settings.result_format)
 
 

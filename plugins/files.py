@@ -1,5 +1,5 @@
 """Workspace file tools. Every path is resolved and must stay inside the workspace; on a cluster,
-each operation runs on the node of the session it is for (see raykernel.sessions.files)."""
+each operation runs on the node of the session it is for (``app.files``)."""
 
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -7,10 +7,15 @@ from typing import Annotated, Any, Literal
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.api import Workspace
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import ForSession, WorkspacePath, hints
+from raykernel.api import (
+    App,
+    ForSession,
+    Workspace,
+    WorkspacePath,
+    current_app,
+    hints,
+    hookimpl,
+)
 
 Folder = Annotated[str, Field(description="Folder, relative to the workspace.")]
 Recursive = Annotated[bool, Field(description="Include sub-folders.")]

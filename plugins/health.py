@@ -9,10 +9,7 @@ import psutil
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel import __version__
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints
+from raykernel.api import App, OptionalSessionId, __version__, current_app, hints, hookimpl
 
 Wait = Annotated[float, Field(gt=0, le=60, description="Seconds to wait.")]
 

@@ -7,10 +7,15 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.errors import InvalidArgument
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints, omittable
+from raykernel.api import (
+    App,
+    InvalidArgument,
+    OptionalSessionId,
+    current_app,
+    hints,
+    hookimpl,
+    omittable,
+)
 
 SourceCode = Annotated[
     str,
@@ -40,7 +45,7 @@ async def get_history(
 ) -> dict[str, Any]:
     """A session's runs: code, status, start, duration, the start of their output."""
     session = app.resolve_session(session_id)
-    entries = await app.router.call(session, lambda h: h.history(last))
+    entries = await app.sessions.history(session, last)
     return {"session_id": app.shown(session), "entries": entries, "total": len(entries)}
 
 
@@ -54,7 +59,7 @@ async def code_completion(
     code[cursor_start:cursor_end]."""
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
-    reply = await app.router.call(session, lambda h: h.complete(code, cursor))
+    reply = await app.sessions.complete(session, code, cursor)
     # status and metadata (Jupyter's types): as python-mcp-server 0.6.2 answered.
     types = [
         {"start": reply["cursor_start"], "end": reply["cursor_end"], **m} for m in reply["matches"]
@@ -76,7 +81,7 @@ async def inspect_object(
     """The name at the cursor in the session: type, signatures, docstring (nothing is run)."""
     session = app.resolve_session(session_id)
     cursor = _cursor(code, cursor_pos)
-    reply = await app.router.call(session, lambda h: h.inspect(code, cursor))
+    reply = await app.sessions.inspect(session, code, cursor)
     # status, data (a MIME bundle) and metadata: Jupyter's inspect reply, as the seed sent it.
     text = "\n".join(filter(None, [*reply.get("signatures", []), reply.get("docstring")]))
     return {

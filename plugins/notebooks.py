@@ -10,12 +10,18 @@ from fastmcp import Context
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.api import Workspace
-from raykernel.errors import FileNotFound, InvalidArgument
-from raykernel.hookspecs import hookimpl
-from raykernel.notebooks import cell_outputs, notebook
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints
+from raykernel.api import (
+    App,
+    FileNotFound,
+    InvalidArgument,
+    OptionalSessionId,
+    Workspace,
+    cell_outputs,
+    current_app,
+    hints,
+    hookimpl,
+    notebook,
+)
 
 NotebookPath = Annotated[
     str,
@@ -32,7 +38,7 @@ StopOnError = Annotated[
 
 
 async def _cells(app: App, session: str) -> list[dict[str, Any]]:
-    entries = await app.router.call(session, lambda h: h.cells())
+    entries = await app.sessions.cells(session)
     return [
         {"code": e["code"], "execution_count": e["execution_count"], "outputs": e["cell_outputs"]}
         for e in entries
@@ -127,7 +133,7 @@ async def run_notebook(
             cell.outputs, cell.execution_count = [], None
             statuses.append({"cell": index, "status": "skipped" if failed else "empty"})
             continue
-        reply = await app.router.execute(session, cell.source, app.timeout_for(None))
+        reply = await app.sessions.execute(session, cell.source)
         ran = {"code": cell.source, "execution_count": reply["execution_count"]}
         done = await notebook([{**ran, "outputs": cell_outputs(reply)}], read_image)
         cell.outputs = done.cells[0].outputs

@@ -5,8 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App
+from raykernel.api import App, hookimpl
 
 
 @hookimpl

@@ -9,11 +9,15 @@ import mimetypes
 from collections.abc import Callable
 from typing import Any
 
-from raykernel.api import Workspace
-from raykernel.errors import FileNotFound, InvalidArgument, ResourceNotFound
-from raykernel.hookspecs import hookimpl
-from raykernel.replies import resource_uri
-from raykernel.server.app import App
+from raykernel.api import (
+    App,
+    FileNotFound,
+    InvalidArgument,
+    ResourceNotFound,
+    Workspace,
+    hookimpl,
+    resource_uri,
+)
 
 
 @hookimpl
@@ -48,11 +52,10 @@ def register_resources(register: Callable[..., Any], app: App) -> None:
 
     async def session_summary(session_id: str) -> dict[str, Any]:
         qualified = app.resolve_session(session_id)
-        record = await app.router.lookup(qualified)
-        health = await app.health.health(qualified)
+        health = await app.health.health(qualified)  # SessionNotFound if there is none
         return {
             "session_id": app.shown(qualified),
-            **record.summary(qualified == app.active_session()),
+            **(await app.session_summary(qualified)),
             "health": health,
             "background_runs": await app.runs.for_session(qualified),
         }

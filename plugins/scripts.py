@@ -8,13 +8,17 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.api import Workspace
-from raykernel.errors import InvalidArgument
-from raykernel.hookspecs import hookimpl
-from raykernel.replies import tool_result
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import ForSession, OptionalSessionId, hints
-from raykernel.server.progress import progress_for_request
+from raykernel.api import (
+    App,
+    ForSession,
+    InvalidArgument,
+    OptionalSessionId,
+    Workspace,
+    current_app,
+    hints,
+    hookimpl,
+    tool_result,
+)
 
 SCRIPT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
@@ -68,11 +72,9 @@ async def run_script(
     found = await app.files.run(session, Workspace.is_file, f"scripts/{stem}.py")
     if not found["is_file"]:
         raise InvalidArgument(f"no script named {stem!r}; see list_scripts")
-    path = app.workspace_of(session).root / found["path"]
-    async with progress_for_request(app.router) as on_start:
-        reply = await app.router.run_script(
-            session, path, list(args), app.settings.max_timeout, on_start
-        )
+    reply = await app.sessions.run_script(
+        session, found["path"], list(args), app.settings.max_timeout, progress=True
+    )
     return tool_result(reply, app.settings.result_format)
 
 

@@ -8,19 +8,18 @@ from typing import Annotated, Any, Literal
 from fastmcp.dependencies import Depends
 from pydantic import AfterValidator, Field
 
-from raykernel.actors.egress import parse_rules
-from raykernel.errors import InvalidArgument
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import (
+from raykernel.api import (
+    App,
     CleanText,
+    InvalidArgument,
     NewSessionId,
     OptionalSessionId,
     SessionId,
+    current_app,
     hints,
+    hookimpl,
     omittable,
 )
-from raykernel.sessions.cluster import Placement
 
 # Ray's own resources have their own arguments (num_cpus, num_gpus, memory); Ray refuses them
 # as custom resource names, so they are refused here, before anything starts.
@@ -108,32 +107,31 @@ async def create_session(
     "exists". It does not become your active session. A placement no node can satisfy is
     refused."""
     session_id = session_id or f"session-{uuid.uuid4().hex[:8]}"
-    if isinstance(network, list):
-        parse_rules(network)  # a bad destination is refused before anything starts
-    placement = Placement(
+    made = await app.sessions.create(
+        session_id,
+        description,
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         memory=memory,
-        resources=dict(resources or {}),
+        resources=resources,
         node_id=node_id,
         node_affinity=node_affinity,
+        network=network,
+        checkpoint=checkpoint,
+        environment=environment,
     )
-    record, created = await app.router.create(
-        app.resolve_session(session_id), description, placement, network, checkpoint, environment
-    )
-    summary = record.summary(False)
     return {
-        "session_id": app.shown(record.qualified),
-        "status": "created" if created else "exists",
-        "description": record.description,
-        "created_at": summary["created_at"],
-        "node_id": summary["node_id"],
-        "resources": summary["resources"],
-        "network": record.network,
-        "checkpoint": record.checkpoint,
-        **({"environment": summary["environment"]} if record.environment else {}),
-        "isolation": record.isolation,
-        "metadata": {"description": record.description},
+        "session_id": app.shown(made["session_id"]),
+        "status": "created" if made["created"] else "exists",
+        "description": made["description"],
+        "created_at": made["created_at"],
+        "node_id": made["node_id"],
+        "resources": made["resources"],
+        "network": made["network"],
+        "checkpoint": made["checkpoint"],
+        **({"environment": made["environment"]} if made["environment"] is not None else {}),
+        "isolation": made["isolation"],
+        "metadata": {"description": made["description"]},
         "timestamp": time.time(),
     }
 
@@ -161,11 +159,11 @@ async def create_local_session(
 
 async def switch_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
     """Make a session your active one, used by calls that omit session_id."""
-    record = await app.router.lookup(app.resolve_session(session_id))
-    previous = await app.switch_session(record.qualified)
+    qualified = app.resolve_session(session_id)
+    previous = await app.switch_session(qualified)  # SessionNotFound if there is none
     return {
         "previous_session": app.shown(previous),
-        "current_session": app.shown(record.qualified),
+        "current_session": app.shown(qualified),
         "status": "switched",
         "timestamp": time.time(),
     }
@@ -189,17 +187,15 @@ async def set_session_network(
 ) -> dict[str, Any]:
     """Change what an allow-listed session may reach (its new connections). A session made
     with network "on" or "off" keeps it."""
-    parse_rules(network)
-    qualified = app.resolve_session(session_id)
-    report = await app.router.set_network(qualified, list(network))
-    return {"session_id": app.shown(qualified), "network": report}
+    report = await app.sessions.set_network(session_id, list(network))
+    return {"session_id": app.shown(app.resolve_session(session_id)), "network": report}
 
 
 async def delete_session(session_id: SessionId, app: App = Depends(current_app)) -> dict[str, Any]:
     """Delete a session (its files stay). Not "default", which becomes active if this was."""
     qualified = app.resolve_session(session_id)
     was_active = app.active_session() == qualified
-    await app.router.delete(qualified)
+    await app.sessions.delete(qualified)
     return {
         "session_id": session_id,
         "status": "deleted",
@@ -231,14 +227,14 @@ async def hibernate_session(
 ) -> dict[str, Any]:
     """Save a session's variables and history and free its processes; the next call to it
     resumes it (resumed, not_preserved). Not while it runs or has runs queued."""
-    return await app.router.hibernate(app.resolve_session(session_id))
+    return await app.sessions.hibernate(session_id)
 
 
 async def interrupt_session(
     session_id: OptionalSessionId = None, app: App = Depends(current_app)
 ) -> dict[str, Any]:
     """Interrupt the code running in a session (Ctrl-C); its variables are kept."""
-    return await app.router.interrupt(app.resolve_session(session_id))
+    return await app.sessions.interrupt(session_id)
 
 
 @hookimpl

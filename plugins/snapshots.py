@@ -7,10 +7,15 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, SessionId, SnapshotName, hints
-from raykernel.sessions.record import split
+from raykernel.api import (
+    App,
+    OptionalSessionId,
+    SessionId,
+    SnapshotName,
+    current_app,
+    hints,
+    hookimpl,
+)
 
 VariableName = Annotated[
     str,
@@ -35,7 +40,7 @@ async def snapshot_session(
     cloudpickle cannot carry (open files, locks, generators) is named in not_preserved.
     Restore later with restore_session, even after a server restart."""
     session = app.resolve_session(session_id)
-    name = name or f"{split(session)[1]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or f"{app.plain_id(session)}-{time.strftime('%Y%m%d-%H%M%S')}"
     return await app.moves.snapshot(session, name)
 
 

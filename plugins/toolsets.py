@@ -7,12 +7,15 @@ from typing import Annotated, Any
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.errors import InvalidArgument, InvalidSetting, NotAllowed
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import hints
-from raykernel.server.toolsets import BUILTIN_TOOLSETS, DEFAULT_BUILTIN
-from raykernel.sessions.record import LOCAL
+from raykernel.api import (
+    App,
+    InvalidArgument,
+    InvalidSetting,
+    NotAllowed,
+    current_app,
+    hints,
+    hookimpl,
+)
 
 Names = Annotated[
     list[Annotated[str, Field(max_length=100)]],
@@ -21,8 +24,7 @@ Names = Annotated[
 
 
 async def enable_toolsets(toolsets: Names, app: App = Depends(current_app)) -> dict[str, Any]:
-    identity = app.identity()
-    if identity != LOCAL and not app.is_admin(identity):
+    if not app.is_operator():
         raise NotAllowed("the tools offered are the server's: only its operator changes them")
     try:
         enabled = await app.toolsets.enable(toolsets)
@@ -31,14 +33,12 @@ async def enable_toolsets(toolsets: Names, app: App = Depends(current_app)) -> d
     return {"enabled": sorted(enabled), "toolsets": app.toolsets.describe()}
 
 
-# The model learns here what it may turn on; a plugin's group is listed in the reply.
-enable_toolsets.__doc__ = "Offer more tools to every client: " + "; ".join(
-    f"{name} ({what})" for name, what in BUILTIN_TOOLSETS.items() if name not in DEFAULT_BUILTIN
-)
-
-
 @hookimpl
-def register_tools(register: Callable[..., Any]) -> None:
+def register_tools(register: Callable[..., Any], app: App) -> None:
+    # The model learns here what it may turn on; a plugin's group is listed in the reply.
+    enable_toolsets.__doc__ = "Offer more tools to every client: " + "; ".join(
+        f"{name} ({what})" for name, what in app.toolsets.off_by_default().items()
+    )
     register(
         enable_toolsets,
         title="Offer more tools",

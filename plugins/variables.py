@@ -5,10 +5,7 @@ from typing import Any
 
 from fastmcp.dependencies import Depends
 
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints
-from raykernel.sessions.handle import SessionHandle
+from raykernel.api import App, OptionalSessionId, current_app, hints, hookimpl
 
 
 async def list_variables(
@@ -16,7 +13,7 @@ async def list_variables(
 ) -> dict[str, Any]:
     """A session's variables with their type and a short repr (not modules or _names)."""
     session = app.resolve_session(session_id)
-    variables = await app.router.call(session, SessionHandle.variables)
+    variables = await app.sessions.variables(session)
     return {"session_id": app.shown(session), "variables": variables, "total": len(variables)}
 
 

@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal
 from fastmcp.dependencies import Depends
 from pydantic import Field
 
-from raykernel.hookspecs import hookimpl
-from raykernel.server.app import App, current_app
-from raykernel.server.arguments import OptionalSessionId, hints
+from raykernel.api import App, OptionalSessionId, current_app, hints, hookimpl
 
 Variant = Annotated[str, Field(min_length=1, max_length=1_000_000)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]

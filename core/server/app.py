@@ -21,7 +21,7 @@ from raykernel.sessions.record import qualify, split, validate_session_id
 from raykernel.sessions.router import DEFAULT_SESSION, SessionRouter
 from raykernel.sessions.state_moves import StateMoves, Variants
 from raykernel.settings import Settings
-from raykernel.workspace import Workspace, Workspaces
+from raykernel.workspace import LOCAL, Workspace, Workspaces
 
 from .active import ActiveSessions, caller_key
 from .identity import Caller, caller_identity
@@ -53,7 +53,9 @@ class App:
 
     def __post_init__(self) -> None:
         self.runs = Runs(self.router)
-        self.sessions = Sessions(self.settings, self.router, self.resolve_session)
+        self.sessions = Sessions(
+            self.settings, self.router, self.resolve_session, self.workspace_of
+        )
         self.upstreams = Upstreams(self.settings)
 
     # -- whose sessions and files ---------------------------------------------------------------
@@ -89,6 +91,16 @@ class App:
         if owner != identity and not self.is_admin(identity):
             raise SessionNotFound(f"session {session_id!r} does not exist")
         return qualify(owner, plain)
+
+    def is_operator(self, identity: str | None = None) -> bool:
+        """Whether the caller runs the server: the local identity (stdio, loopback HTTP
+        without a token of its own) or an admin."""
+        identity = identity or self.identity()
+        return identity == LOCAL or self.is_admin(identity)
+
+    def plain_id(self, qualified: str) -> str:
+        """A session's id without its owner (``token:alice/analysis``: ``analysis``)."""
+        return split(qualified)[1]
 
     def caller(self) -> Caller:
         identity = self.identity()
@@ -130,9 +142,16 @@ class App:
             if self.visible(qualified)
         }
 
+    async def session_summary(self, qualified: str) -> dict[str, Any]:
+        """One session's summary, as ``session_listing`` shows it (``SessionNotFound`` if
+        there is none)."""
+        record = await self.router.lookup(qualified)
+        return record.summary(qualified == self.active_session())
+
     async def switch_session(self, qualified: str) -> str:
         """Make ``qualified`` the caller's active session (for every front end); return the
-        previous one."""
+        previous one. A session that does not exist is ``SessionNotFound``."""
+        await self.router.lookup(qualified)
         default = qualify(self.identity(), DEFAULT_SESSION)
         key = caller_key()
         await self.active.refresh(key)
@@ -142,7 +161,7 @@ class App:
 
     def timeout_for(self, timeout: float | None) -> float:
         """A run's timeout: the one asked for, else the configured default."""
-        return self.settings.default_timeout if timeout is None else timeout
+        return self.sessions.timeout_for(timeout)
 
 
 _APPS: weakref.WeakKeyDictionary[Any, App] = weakref.WeakKeyDictionary()

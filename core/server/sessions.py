@@ -1,32 +1,244 @@
-"""``app.sessions``: what a plugin tool may do with a session (docs/plugins.md).
+"""``app.sessions``: what a plugin tool may do with a session (docs/plugins.md, section 4).
+
+Every method takes a session id as a tool receives it: None for the caller's active session, a
+plain id for one of the caller's own, ``<owner>/<id>`` for an admin naming another identity's
+(a qualified id ``app.resolve_session`` gave resolves to itself). Another identity's session is
+``SessionNotFound``. The router behind these is the server's own; plugins never name it.
 
 ``call_function`` runs a function inside the session's kernel, next to the user's variables,
 and returns its value: the way for a tool to compute something in a session without writing
-code into the user's history or scraping stdout.
+code into the user's history or scraping stdout. ``execute`` and ``run_script`` are runs, in
+the session's history, as ``run_python_code`` and ``run_script`` make them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 
 import cloudpickle
 
 from raykernel import errors
-from raykernel.errors import FunctionFailed, InvalidArgument, KernelDied, SessionBusy
-from raykernel.sessions.router import SessionRouter
+from raykernel.actors.egress import parse_rules
+from raykernel.actors.installer import MAX_PACKAGES, parse_requirements
+from raykernel.errors import (
+    FunctionFailed,
+    InvalidArgument,
+    KernelDied,
+    SessionBusy,
+    SourceBuildRefused,
+)
+from raykernel.replies import RunReply
+from raykernel.sessions.cluster import Placement
+from raykernel.sessions.handle import SessionHandle
+from raykernel.sessions.router import OnStart, SessionRouter
 from raykernel.settings import Settings
+from raykernel.workspace import Workspace
+
+from .progress import progress_for_request
 
 
 class Sessions:
+    # The most packages one ``install`` takes (an argument's schema may say so).
+    MAX_PACKAGES = MAX_PACKAGES
+
     def __init__(
-        self, settings: Settings, router: SessionRouter, resolve: Callable[[str | None], str]
+        self,
+        settings: Settings,
+        router: SessionRouter,
+        resolve: Callable[[str | None], str],
+        workspace_of: Callable[[str], Workspace],
     ) -> None:
         self.settings = settings
         self.router = router
         self.resolve = resolve
+        self.workspace_of = workspace_of
+
+    def timeout_for(self, timeout: float | None) -> float:
+        """A run's timeout: the one asked for, else the configured default."""
+        return self.settings.default_timeout if timeout is None else timeout
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        session_id: str | None,
+        code: str,
+        timeout: float | None = None,
+        *,
+        progress: bool = False,
+    ) -> RunReply:
+        """Run ``code`` in the session as ``run_python_code`` does: in its turn (after the run
+        in progress and those queued), in its history and execution count, seen by the
+        ``before_execute`` / ``after_execute`` hooks, interrupted past ``timeout`` seconds
+        (``settings.default_timeout``). ``progress``: while it runs, its output so far goes to
+        the current request's client as MCP progress notifications (if it asked for them).
+        The ``RunReply``; code that fails is a reply with ``success`` False, not an error."""
+        qualified = self.resolve(session_id)
+        async with self._progress(progress) as on_start:
+            return await self.router.execute(qualified, code, self.timeout_for(timeout), on_start)
+
+    async def run_script(
+        self,
+        session_id: str | None,
+        path: str,
+        args: list[str] | tuple[str, ...] = (),
+        timeout: float | None = None,
+        *,
+        progress: bool = False,
+    ) -> RunReply:
+        """Run the workspace file ``path`` (relative to the workspace of the session's owner,
+        e.g. ``scripts/clean.py``) in the session like ``%run``: as ``__main__``, with
+        ``sys.argv`` the file's path and ``args``, its names left in the namespace; a run, as
+        ``execute`` makes one."""
+        qualified = self.resolve(session_id)
+        script = self.workspace_of(qualified).root / path
+        async with self._progress(progress) as on_start:
+            return await self.router.run_script(
+                qualified, script, list(args), self.timeout_for(timeout), on_start
+            )
+
+    async def install(
+        self, session_id: str | None, packages: list[str], *, progress: bool = False
+    ) -> dict[str, Any]:
+        """Install requirements (``requests``, ``pandas>=2.2``; at most ``MAX_PACKAGES``; URLs
+        only where the server allows them, a ``file://`` one inside the workspace) into the
+        session's own folder, in its turn, as ``install_dependencies`` does. A bad spec is
+        ``InvalidArgument`` before anything reaches the session; a package that would build
+        from source where the server does not allow it, ``SourceBuildRefused``. The installer's
+        reply (``success``, ``installed``, ...)."""
+        qualified = self.resolve(session_id)
+        # A local package must be in the session's workspace (its session checks again).
+        for requirement in parse_requirements(
+            packages, allow_urls=self.settings.allow_package_urls
+        ):
+            if (requirement.url or "").startswith("file://"):
+                self.workspace_of(qualified).resolve(requirement.url.removeprefix("file://"))
+        async with self._progress(progress) as on_start:
+            reply = await self.router.install(qualified, packages, on_start)
+        error = reply.get("error") or {}
+        if error.get("ename") == "SourceBuildRefused":
+            raise SourceBuildRefused(str(error.get("evalue")))
+        return reply
+
+    @contextlib.asynccontextmanager
+    async def _progress(self, wanted: bool) -> AsyncIterator[OnStart | None]:
+        if not wanted:
+            yield None
+            return
+        async with progress_for_request(self.router) as on_start:
+            yield on_start
+
+    # -- the session itself ---------------------------------------------------------------------
+
+    async def create(
+        self,
+        session_id: str,
+        description: str = "",
+        *,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        memory: int | None = None,
+        resources: dict[str, float] | None = None,
+        node_id: str | None = None,
+        node_affinity: Literal["hard", "soft"] = "hard",
+        network: str | list[str] | None = None,
+        checkpoint: str | None = None,
+        environment: str | None = None,
+    ) -> dict[str, Any]:
+        """Create the caller's session ``session_id``, as ``create_session`` does (the
+        arguments are its own); an existing one is left as it is (``created`` False). A bad
+        network destination, or a placement no node can satisfy, is refused before anything
+        starts. What ``create_session`` answers from: ``session_id`` (qualified),
+        ``created``, ``description``, ``created_at``, ``node_id``, ``resources``,
+        ``network``, ``checkpoint``, ``environment`` (its name, or None), ``isolation``."""
+        if isinstance(network, list):
+            parse_rules(network)  # a bad destination is refused before anything starts
+        placement = Placement(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            memory=memory,
+            resources=dict(resources or {}),
+            node_id=node_id,
+            node_affinity=node_affinity,
+        )
+        record, created = await self.router.create(
+            self.resolve(session_id), description, placement, network, checkpoint, environment
+        )
+        summary = record.summary(False)
+        return {
+            "session_id": record.qualified,
+            "created": created,
+            "description": record.description,
+            "created_at": summary["created_at"],
+            "node_id": summary["node_id"],
+            "resources": summary["resources"],
+            "network": record.network,
+            "checkpoint": record.checkpoint,
+            "environment": summary["environment"],
+            "isolation": record.isolation,
+        }
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the session: its processes are killed, its files stay (not "default")."""
+        await self.router.delete(self.resolve(session_id))
+
+    async def set_network(self, session_id: str, network: list[str]) -> dict[str, Any]:
+        """New destinations for an allow-listed session (for its new connections), as
+        ``set_session_network`` takes them; its report."""
+        parse_rules(network)
+        return await self.router.set_network(self.resolve(session_id), list(network))
+
+    async def hibernate(self, session_id: str | None) -> dict[str, Any]:
+        """Save the session's variables and history and free its processes, in its turn; the
+        next call to it resumes it. ``hibernate_session``'s reply."""
+        return await self.router.hibernate(self.resolve(session_id))
+
+    async def interrupt(self, session_id: str | None) -> dict[str, Any]:
+        """Interrupt the session's run in progress, if any (Ctrl-C; its variables are kept);
+        does not wait behind it. ``interrupt_session``'s reply."""
+        return await self.router.interrupt(self.resolve(session_id))
+
+    # -- what the session holds (answered in its turn, from its live namespace) ------------------
+
+    async def variables(self, session_id: str | None) -> list[dict[str, Any]]:
+        """The session's variables: name, type, a short repr (not modules or _names)."""
+        return await self.router.call(self.resolve(session_id), SessionHandle.variables)
+
+    async def history(
+        self, session_id: str | None, last: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The session's runs (the ``last`` ones; None: all it keeps): code, status, start,
+        duration, the start of their output, as ``get_history`` shows them."""
+        return await self.router.call(self.resolve(session_id), lambda h: h.history(last))
+
+    async def cells(self, session_id: str | None) -> list[dict[str, Any]]:
+        """The session's whole history, each run with ``cell_outputs``: its outputs as a
+        Jupyter notebook records them (see ``notebook``)."""
+        return await self.router.call(self.resolve(session_id), lambda h: h.cells())
+
+    async def complete(
+        self, session_id: str | None, code: str, cursor_pos: int | None = None
+    ) -> dict[str, Any]:
+        """Completions at ``cursor_pos`` of ``code`` (None: its end) from the session's live
+        names: ``matches``, ``cursor_start``, ``cursor_end``."""
+        return await self.router.call(
+            self.resolve(session_id), lambda h: h.complete(code, cursor_pos)
+        )
+
+    async def inspect(
+        self, session_id: str | None, code: str, cursor_pos: int | None = None
+    ) -> dict[str, Any]:
+        """What the name at ``cursor_pos`` of ``code`` is in the session (type, signatures,
+        docstring); nothing is run."""
+        return await self.router.call(
+            self.resolve(session_id), lambda h: h.inspect(code, cursor_pos)
+        )
+
+    # -- functions ------------------------------------------------------------------------------
 
     async def call_function(
         self,
@@ -73,8 +285,9 @@ class Sessions:
             record = await self.router.lookup(qualified)
             if record.run_token is not None or record.waiting or record.slot.locked():
                 raise SessionBusy(f"session {record.session_id!r} is running code")
-        seconds = self.settings.default_timeout if timeout is None else timeout
-        reply = await self.router.call_function(qualified, payload, limit, seconds)
+        reply = await self.router.call_function(
+            qualified, payload, limit, self.timeout_for(timeout)
+        )
         if reply.get("success"):
             return json.loads(reply["value_json"])
         error = reply.get("error") or {}

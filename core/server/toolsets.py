@@ -93,6 +93,12 @@ class Toolsets:
         self._apply()  # a new group stays off until asked for
         return False
 
+    def off_by_default(self) -> dict[str, str]:
+        """The built-in toolsets that are off unless asked for, each with what it is for."""
+        return {
+            name: what for name, what in BUILTIN_TOOLSETS.items() if name not in DEFAULT_BUILTIN
+        }
+
     def default(self) -> set[str]:
         third_party = set(self.groups) - set(BUILTIN_TOOLSETS)
         return {*DEFAULT_BUILTIN, *third_party}

@@ -1,11 +1,11 @@
-"""A typed facade over the namespace's registry (``RegistryState``, in raykernel.actors.registry_actor): in this process when
-one front end serves the namespace, the namespace's registry actor when front ends are
-replicas.
+"""A typed facade over the namespace's registry (``RegistryState``, in
+raykernel.actors.registry_actor): in this process when one front end serves the namespace, the
+namespace's registry actor when front ends are replicas.
 
-The run index: which session each run id belongs to, told to the registry so that any front end can answer
-about any run. Every run is indexed; under load the ids go in batches (one registry call for
-many runs, off the run's path), while a background run's id is sent before its caller gets it,
-so another front end finds it at once.
+The run index: which session each run id belongs to, told to the registry so that any front
+end can answer about any run. Every run is indexed; under load the ids go in batches (one
+registry call for many runs, off the run's path), while a background run's id is sent before
+its caller gets it, so another front end finds it at once.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ module imports another that imports it back; the parts depend on each other one 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,51 @@ def test_the_parts_depend_one_way() -> None:
             other = next((p for p in order if target.startswith(p + ".")), None)
             if other is not None:
                 assert order.index(other) >= order.index(part), f"{module} imports {target}"
+
+
+def _plugin_files() -> list[Path]:
+    return sorted((REPO / "plugins").rglob("*.py"))
+
+
+def _raykernel_imports(path: Path) -> list[str]:
+    """Every raykernel module ``path`` imports, each import as written but resolved (``from
+    .x import y`` in raykernel.plugins is raykernel.plugins.x), TYPE_CHECKING ones too."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] == "raykernel"]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base]) if base else ".".join(anchor)
+            if base.split(".")[0] != "raykernel":
+                continue
+            # ``from raykernel import api`` is raykernel.api; ``from raykernel import errors``
+            # is raykernel.errors.
+            found += [base] if base != "raykernel" else [f"raykernel.{a.name}" for a in node.names]
+    return found
+
+
+def test_the_built_in_plugins_import_only_the_plugin_api() -> None:
+    """A built-in plugin is written as a third-party one would be: raykernel.api only."""
+    assert _plugin_files()
+    wrong = {
+        f"{path.relative_to(REPO)}: {module}"
+        for path in _plugin_files()
+        for module in _raykernel_imports(path)
+        if module != "raykernel.api"
+    }
+    assert wrong == set()
+
+
+def test_the_built_in_plugins_do_not_reach_into_the_router() -> None:
+    """Plugins use App's services; the router behind them is not theirs to name."""
+    for path in _plugin_files():
+        source = path.read_text()
+        assert not re.search(r"\.\s*router\b", source), path.relative_to(REPO)
+        for node in ast.walk(ast.parse(source)):
+            assert not (isinstance(node, ast.Attribute) and node.attr == "router"), path
+            assert not (isinstance(node, ast.Constant) and node.value == "router"), path
