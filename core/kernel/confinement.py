@@ -108,13 +108,21 @@ class ConfinementRefused(Exception):
 
 def python_paths() -> list[Path]:
     """The interpreter, its standard library, every folder on ``sys.path`` (site-packages) and
-    the raykernel package wherever it lives (an editable install maps it from a checkout)."""
+    the raykernel package wherever it lives: an editable install maps it from a checkout, and
+    its subpackages raykernel.actors and raykernel.plugins from folders of their own (a plugin
+    the kernel imports may import ``raykernel.api``, which reaches them; the wheel has them all
+    in one folder)."""
+    import importlib.util
+
     import raykernel
 
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths.update(p for p in sysconfig.get_paths().values() if p)
     paths.update(p for p in sys.path if p and Path(p).exists())
     paths.update(raykernel.__path__)
+    for name in ("raykernel.actors", "raykernel.plugins"):
+        spec = importlib.util.find_spec(name)  # finds the folder, imports nothing of it
+        paths.update((spec.submodule_search_locations or []) if spec is not None else [])
     # A sys.path entry such as "/" or the home folder (a current folder that slipped in) would
     # open everything beneath it: never.
     home = Path.home().resolve()
