@@ -24,7 +24,7 @@ from typing import Any
 
 from raykernel.kernel import wire
 from raykernel.protocol import KernelOp
-from raykernel.replies import failed_reply
+from raykernel.replies import failed_reply, kernel_died_reply
 
 from .kernel_client import KernelGone, KernelProcess
 from .runbook import stopped_reply
@@ -186,14 +186,7 @@ class Forks:
             else:
                 reply = running.result()
         except KernelGone as exc:
-            reply = failed_reply(
-                session_id,
-                count,
-                "KernelDied",
-                f"the variant's process died; the session is not changed. Cause: {exc.reason}",
-                interrupted=False,
-                restarted=False,
-            )
+            reply = kernel_died_reply(session_id, count, exc.reason, variant=True)
         finally:
             if not running.done():
                 running.cancel()

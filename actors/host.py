@@ -31,7 +31,7 @@ from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUna
 from raykernel.kernel.capture import truncate_text
 from raykernel.memory import critical_mark, node_memory
 from raykernel.protocol import KernelOp, RunKind
-from raykernel.replies import failed_reply, revival_notice
+from raykernel.replies import kernel_died_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace, WorkspaceOp
 
 from .egress import EgressProxy, Policy, parse_rules
@@ -488,15 +488,7 @@ class SessionHost:
             status = None
         except KernelGone as exc:
             reply = {
-                **failed_reply(
-                    self.session_id,
-                    count or self.execution_count,
-                    "KernelDied",
-                    "the session's process died while running this code; its state is lost. "
-                    f"The next call restarts it. Cause: {exc.reason}",
-                    interrupted=False,
-                    restarted=False,
-                ),
+                **kernel_died_reply(self.session_id, count or self.execution_count, exc.reason),
                 "kernel_died": exc.reason,
             }
             status = "crashed"

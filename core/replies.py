@@ -120,6 +120,23 @@ def failed_reply(
     )
 
 
+def kernel_died_reply(
+    session_id: str, execution_count: int, cause: str, *, variant: bool = False
+) -> RunReply:
+    """The one ``KernelDied`` reply: the process that ran the code died under it (a
+    run_variants fork: ``variant``, the session itself unchanged)."""
+    if variant:
+        evalue = f"the variant's process died; the session is not changed. Cause: {cause}"
+    else:
+        evalue = (
+            "the session's process died while running this code; its state is lost. "
+            f"The next call restarts it. Cause: {cause}"
+        )
+    return failed_reply(
+        session_id, execution_count, "KernelDied", evalue, interrupted=False, restarted=False
+    )
+
+
 def revival_notice(session_id: str, reason: str, restored: dict[str, Any] | None) -> dict[str, Any]:
     """What the first reply after a session was brought back from a death says: restarted,
     and its state as of its last checkpoint (``restored``) or lost."""
