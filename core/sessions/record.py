@@ -9,11 +9,14 @@ the plain id for the local identity (stdio, unauthenticated loopback HTTP), else
 its own sessions under their plain ids; an admin may name another identity's session with its
 qualified id.
 
-A session's slot: one call at a time, in arrival order, with a way to the front.
-
-Runs, installs and control calls queue here in the order they arrive (an ``asyncio.Lock`` is
-fair too, but cannot let a restart go first). ``restart_kernel`` stops the run in progress and
-takes the slot next, as Jupyter's restart does: runs queued behind it then meet the new process.
+A session's slot in this front end: one of this front end's operations on the session at a
+time, in arrival order, with a way to the front. Runs are ordered in one place only, the
+session's run book in its actor, where the runs of every front end meet; the slot is held just
+long enough to bring the session back if it must be and to book a run there, and for the
+operations that are this front end's own (a control call, a snapshot or transfer, a hibernation,
+a restart). An ``asyncio.Lock`` is fair too, but cannot let a restart go first:
+``restart_kernel`` stops the run in progress and takes the slot next, as Jupyter's restart
+does, so the runs booked after it meet the new process.
 """
 
 from __future__ import annotations

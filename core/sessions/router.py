@@ -1,10 +1,11 @@
 """SessionRouter: the only road from tools to sessions.
 
-It owns the session table and the per-session slot: a session runs one call at a time, and
-callers queue in order, never interleave. A run that passes its timeout (or whose caller goes
-away) is interrupted with SIGINT and keeps the session's state; if it does not stop within the
-grace period, the actor is killed and restarted and the reply says the state is lost. User code
-is never run twice. Actors are reached through their ``SessionHandle``; starting and killing
+It owns the session table and each session's slot (this front end's operations on it, one at
+a time). Runs are booked in the session's own run book, in its actor, where the runs of every
+front end meet and run one at a time in order, never interleaved. A run that passes its
+timeout (or whose caller goes away) is interrupted with SIGINT and keeps the session's state; if
+it does not stop within the grace period, its kernel is replaced and the reply says the state
+is lost. User code is never run twice. Actors are reached through their ``SessionHandle``; starting and killing
 them is the ``Lifecycle``'s job, and what happens on a session's node is the ``Nodes``'.
 """
 
