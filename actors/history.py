@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 from raykernel.kernel.capture import truncate_text
-from raykernel.notebooks import cell_outputs
+from raykernel.replies import cell_outputs
 
 MAX_ENTRIES = 500
 OUTPUT_CHARS = 2000

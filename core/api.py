@@ -29,8 +29,15 @@ from raykernel.errors import (
     SourceBuildRefused,
 )
 from raykernel.hookspecs import hookimpl
-from raykernel.notebooks import cell_outputs, notebook
-from raykernel.replies import RunError, RunReply, resource_uri, run_result, tool_result
+from raykernel.replies import (
+    RunError,
+    RunReply,
+    cell_outputs,
+    notebook,
+    resource_uri,
+    run_result,
+    tool_result,
+)
 from raykernel.server.app import App, current_app
 from raykernel.server.arguments import (
     CleanText,

@@ -23,11 +23,9 @@ from raykernel.sessions.state_moves import StateMoves, Variants
 from raykernel.settings import Settings
 from raykernel.workspace import LOCAL, Workspace, Workspaces
 
-from .active import ActiveSessions, caller_key
-from .identity import Caller, caller_identity
-from .runs import Runs
+from .callers import ActiveSessions, Caller, caller_identity, caller_key
 from .session_tools import SessionTools
-from .sessions import Sessions
+from .sessions import Runs, Sessions
 from .toolsets import Toolsets
 from .upstream import Upstreams
 

@@ -36,10 +36,9 @@ from raykernel.sessions.state_moves import StateMoves, Variants
 from raykernel.settings import TOOLSET_NAME, Settings
 from raykernel.workspace import Workspaces
 
-from .active import ActiveSessions, caller_key
 from .app import App, register_app
+from .callers import ActiveSessions, caller_identity, caller_key
 from .http_security import auth_provider
-from .identity import caller_identity
 from .session_tools import SessionTools, SessionToolVisibility
 from .toolsets import ListenForToolChanges, Toolsets, toolset_of_plugin
 from .typed_errors import TypedErrors, protocol_error, tool_error

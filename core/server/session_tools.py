@@ -27,7 +27,7 @@ from pydantic import Field
 from raykernel.errors import InvalidArgument, RaykernelError, ToolNotFound
 from raykernel.kernel.functions import call_named, describe_function
 
-from .identity import caller_identity
+from .callers import caller_identity
 from .typed_errors import tool_error
 
 if TYPE_CHECKING:

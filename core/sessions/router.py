@@ -5,8 +5,9 @@ a time). Runs are booked in the session's own run book, in its actor, where the 
 front end meet and run one at a time in order, never interleaved. A run that passes its
 timeout (or whose caller goes away) is interrupted with SIGINT and keeps the session's state; if
 it does not stop within the grace period, its kernel is replaced and the reply says the state
-is lost. User code is never run twice. Actors are reached through their ``SessionHandle``; starting and killing
-them is the ``Lifecycle``'s job, and what happens on a session's node is the ``Nodes``'.
+is lost. User code is never run twice. Actors are reached through their ``SessionHandle``;
+starting and killing them is the ``Lifecycle``'s job, and what happens on a session's node is
+the ``Nodes``'.
 """
 
 from __future__ import annotations

@@ -1,4 +1,14 @@
-"""Which session a call without ``session_id`` goes to: the caller's active session.
+"""Who is calling: the identity that owns the sessions it creates.
+
+* ``local``: stdio, and HTTP without configured authentication (loopback only: the server's
+  own local token, or none with ``auth = "none"``);
+* ``token:<name>``: a bearer token from ``auth_tokens`` (``token`` for the single
+  ``auth_token``);
+* ``jwt:<subject>``: a JWT's ``sub`` claim.
+
+Identities in ``admin_identities`` see and manage every identity's sessions.
+
+Which session a call without ``session_id`` goes to: the caller's active session.
 
 The caller is the MCP session when the protocol keeps one (2025-11-25 and older: stdio, legacy
 HTTP, the SDK's ClientSession), else the authenticated identity, else the whole server. fastmcp's
@@ -9,7 +19,43 @@ connection, so its calls share the server-wide (or per-identity) active session.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from raykernel.sessions.record import LOCAL, split
+
+
+def caller_identity() -> str:
+    """The identity of the current request (``local`` outside one, or without auth)."""
+    from fastmcp.server.dependencies import get_access_token
+
+    try:
+        token = get_access_token()
+    except RuntimeError:
+        return LOCAL
+    if token is None:
+        return LOCAL
+    if token.client_id == LOCAL or token.client_id.startswith("token"):
+        return token.client_id  # the server's own local token, or a named one
+    subject = (token.claims or {}).get("sub")
+    return f"jwt:{subject}" if subject else f"jwt-client:{token.client_id}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An identity, and what it may see: its own sessions (all of them when it is admin)."""
+
+    identity: str
+    admin: bool = False
+
+    def visible(self, qualified: str) -> bool:
+        return self.admin or split(qualified)[0] == self.identity
+
+    def shown(self, qualified: str) -> str:
+        """How the caller names a session: its plain id when it is the caller's own."""
+        owner, plain = split(qualified)
+        return plain if owner == self.identity else qualified
+
 
 if TYPE_CHECKING:
     from raykernel.sessions.registry import Registry
