@@ -203,3 +203,35 @@ def test_the_built_in_plugins_do_not_reach_into_the_router() -> None:
         for node in ast.walk(ast.parse(source)):
             assert not (isinstance(node, ast.Attribute) and node.attr == "router"), path
             assert not (isinstance(node, ast.Constant) and node.value == "router"), path
+
+
+def test_every_operation_named_across_a_wall_exists() -> None:
+    """An operation is named by reference (``SessionHost.interrupt``, ``SessionActor.claim``,
+    ``RegistryState.lease``, ``Workspace.read``, ``KernelOp.EXECUTE``): a misspelt one fails
+    here, statically, before any process is asked for it."""
+    from raykernel.actors.host import SessionHost
+    from raykernel.actors.registry_actor import RegistryState
+    from raykernel.actors.session_actor import SessionActor
+    from raykernel.protocol import KernelOp, RunKind
+    from raykernel.workspace import Workspace
+
+    walls = {
+        c.__name__: c
+        for c in (SessionHost, SessionActor, RegistryState, Workspace, KernelOp, RunKind)
+    }
+    missing, seen = [], 0
+    for root in PACKAGES.values():
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in walls
+                ):
+                    seen += 1
+                    if not hasattr(walls[node.value.id], node.attr):
+                        missing.append(
+                            f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}"
+                        )
+    assert seen > 100  # the walls are crossed this way (not by strings)
+    assert missing == []
