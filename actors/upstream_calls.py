@@ -1,7 +1,8 @@
-"""The actor's side of code mode's channel (see codemode): requests session code made to the
-front end (list the servers, a server's tools, call a tool), queued per run until the front end
-following that run takes them (``take``, a long poll: it works the same through a Ray actor
-and in the front end's own process), and each one's answer handed back to the kernel.
+"""The actor's side of code mode's channel (see raykernel.kernel.upstream_tools): requests
+session code made to the front end (list the servers, a server's tools, call a tool), queued
+per run until the front end following that run takes them (``take``, a long poll: it works the
+same through a Ray actor and in the front end's own process), and each one's answer handed back
+to the kernel.
 
 The kernel runs user code: a request is checked here (its run is the one in progress, its
 fields are the ones a request has, its arguments are bounded) before any front end sees it,

@@ -50,7 +50,7 @@ from raykernel.server.arguments import (
     hints,
     omittable,
 )
-from raykernel.server.sessions import Sessions
+from raykernel.server.services import Sessions
 from raykernel.settings import Settings
 from raykernel.workspace import Workspace
 

@@ -35,7 +35,7 @@ import psutil
 from raykernel.errors import RaykernelError
 from raykernel.protocol import KernelOp
 
-from . import codemode, containment, display, wire
+from . import containment, display, upstream_tools, wire
 from .capture import LiveTail, truncate_text
 from .interpreter import Interpreter, Interrupts
 
@@ -64,8 +64,8 @@ class KernelService:
             max_image_bytes=spec.get("max_image_bytes", 1_000_000),
         )
         display.install(self.interpreter.display)
-        self.upstream = codemode.Channel(self._send, self.interpreter.current_token)
-        codemode.install(self.upstream)
+        self.upstream = upstream_tools.Channel(self._send, self.interpreter.current_token)
+        upstream_tools.install(self.upstream)
         self.interrupts = Interrupts(self.interpreter.current_token)
         self.interrupts.install()
         self.process = psutil.Process()

@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raykernel.errors import SessionNotFound
-from raykernel.sessions.files import SessionFiles
 from raykernel.sessions.health import SessionHealth
 from raykernel.sessions.record import qualify, split, validate_session_id
 from raykernel.sessions.router import DEFAULT_SESSION, SessionRouter
+from raykernel.sessions.session_files import SessionFiles
 from raykernel.sessions.state_moves import StateMoves, Variants
 from raykernel.settings import Settings
 from raykernel.workspace import LOCAL, Workspace, Workspaces
 
 from .callers import ActiveSessions, Caller, caller_identity, caller_key
+from .services import Runs, Sessions
 from .session_tools import SessionTools
-from .sessions import Runs, Sessions
 from .toolsets import Toolsets
 from .upstream import Upstreams
 

@@ -26,12 +26,12 @@ from raykernel.pluginmanager import (
 )
 from raykernel.sessions.capacity import MemoryWatch, WarmPool
 from raykernel.sessions.cluster import Nodes, RayRuntime
-from raykernel.sessions.files import SessionFiles
 from raykernel.sessions.health import IdleWatch, SessionHealth
 from raykernel.sessions.lifecycle import Lifecycle
 from raykernel.sessions.record import LOCAL, SessionRecord
 from raykernel.sessions.registry import Registry as SessionRegistry
 from raykernel.sessions.router import SessionRouter
+from raykernel.sessions.session_files import SessionFiles
 from raykernel.sessions.state_moves import StateMoves, Variants
 from raykernel.settings import TOOLSET_NAME, Settings
 from raykernel.workspace import Workspaces
@@ -84,7 +84,7 @@ def _returns_any_object(fn: Callable[..., Any]) -> bool:
     return returns is dict or returns == dict[str, Any]
 
 
-class Registry:
+class Registrar:
     """The ``register`` callbacks handed to the ``register_*`` hooks: each tool name, resource
     URI and prompt name belongs to one plugin, and a second claim is a ``PluginError``. A tool
     belongs to a toolset: the one it declares, else one named after its plugin."""
@@ -325,7 +325,7 @@ def build_server(settings: Settings, plugins: Sequence[Any] = ()) -> tuple[FastM
     app.session_tools = SessionTools(app, mcp)
     router.on_delete.append(app.session_tools.session_deleted)
     mcp.add_middleware(SessionToolVisibility(app.session_tools))
-    components = Registry(mcp, app.toolsets)
+    components = Registrar(mcp, app.toolsets)
     for hook, register_for in (
         (pm.hook.register_tools, components.tools_for),
         (pm.hook.register_resources, components.resources_for),

@@ -14,7 +14,7 @@ from raykernel import hookspecs
 from raykernel.errors import PluginError
 from raykernel.pluginmanager import load_front_end_plugins, load_session_plugins
 from raykernel.plugins import DEFAULT_PLUGINS
-from raykernel.server.build import Registry
+from raykernel.server.build import Registrar
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = sorted(
@@ -79,7 +79,7 @@ def test_essential_plugins_cannot_be_blocked() -> None:
 
 
 def test_tool_name_clash_is_refused_with_both_plugins_named() -> None:
-    registry = Registry(FastMCP("t"))
+    registry = Registrar(FastMCP("t"))
 
     async def run_python_code(code: str) -> str:
         return code
