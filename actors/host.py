@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -28,7 +27,6 @@ from typing import Any
 import psutil
 
 from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUnavailable
-from raykernel.kernel.capture import truncate_text
 from raykernel.memory import critical_mark, node_memory
 from raykernel.protocol import KernelOp, RunKind
 from raykernel.replies import failed_reply, revival_notice
@@ -38,18 +36,13 @@ from .egress import EgressProxy, Policy, parse_rules
 from .environments import FALLBACK_ENV, Environment, support_folders
 from .forks import Forks
 from .history import History
-from .installer import Installer, parse_requirements, run_installer
-from .kernel_client import KernelGone, KernelProcess, KernelRefused
+from .installer import SessionInstalls
+from .kernel_client import DROPPED_ENV_PREFIXES, KernelGone, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
 from .store import CheckpointStore, read_snapshot, write_snapshot
 from .upstream_calls import UpstreamCalls
 
 log = logging.getLogger(__name__)
-
-# Environment variables no kernel inherits: Ray's (its address, its token settings) and the
-# server's own (an auth token, a JWT key).
-DROPPED_ENV_PREFIXES = ("RAY_", "RAYKERNEL_")
-
 
 # A session's network: "on", "off", or the destinations it may reach (see egress).
 Network = str | list[str]
@@ -154,8 +147,6 @@ class SessionHost:
         self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
         self._checkpointing = asyncio.Lock()
         self._background: set[asyncio.Future[Any]] = set()
-        self._installs: dict[str, Any] = {}
-        self._install_tails: dict[str, str] = {}
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
         self._reviving = asyncio.Lock()
         # Set once the session has been handed on (hibernated): no run is taken any more.
@@ -170,8 +161,27 @@ class SessionHost:
         # What its kernels and installs must read of it, found once at the claim.
         self._environment_read: list[str] = []
         self._links: Path | None = None
+        # Its installs, and those under way; made again when the claim says where they go.
+        self.installs = self._new_installs()
         # Code mode's requests from session code, until the front end answers them.
         self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
+
+    def _new_installs(self) -> SessionInstalls:
+        config = self.config
+        return SessionInstalls(
+            self.site_dir,
+            self.install_cache,
+            self.tmp,
+            self._workspace,
+            self.environment.python if self.environment is not None else sys.executable,
+            {
+                "isolation": config.isolation,
+                "read": [*config.read, *self._environment_read],
+                "hide": config.hide,
+            },
+            config.max_output_bytes,
+            lambda: self.kernel,
+        )
 
     def _new_book(self) -> RunBook:
         driver = Driver(
@@ -362,6 +372,7 @@ class SessionHost:
             if self.kernel is not None:
                 await self.kernel.kill("replaced by the session's environment")
                 self.kernel = None
+        self.installs = self._new_installs()
         # The timeline goes on: from the front end's count (a new actor after the old one was
         # lost), or from the store's history when the session keeps checkpoints.
         self.execution_count = max(self.execution_count, claim.execution_count)
@@ -545,103 +556,9 @@ class SessionHost:
     async def install(
         self, specs: list[str], allow_urls: bool, allow_builds: bool, timeout: float, token: str
     ) -> dict[str, Any]:
-        """Install into the session's own folder, then let the kernel import from it. The
-        installer runs confined like the kernel (plus the network, to reach the index): a
-        package's build may write its target, the cache and a temp folder, and read nothing of
-        the server's (see packages.Installer and jail)."""
-        requirements = parse_requirements(specs, allow_urls=allow_urls)
-        self.site_dir.mkdir(parents=True, exist_ok=True)
-        installer = Installer.find(self.install_cache, allow_builds)
-        installer.cache.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="install-", dir=self.tmp))
-        # A "name @ file://..." requirement (allowed by allow_package_urls) must be in the
-        # session's own workspace, where its code may write anyway (a source tree builds in
-        # place); anywhere else would hand the build what the session cannot reach.
-        local = [
-            str(self._workspace.resolve(url.removeprefix("file://")))
-            for r in requirements
-            if (url := r.url or "").startswith("file://")
-        ]
-        command = self._confined(
-            installer.command(requirements, self.site_dir, self._python()),
-            installer,
-            work,
-            local,
-        )
-        self._install_tails[token] = ""
-
-        def feed(line: str) -> None:
-            self._install_tails[token] = (self._install_tails.get(token, "") + line)[-4000:]
-
-        def started(process: Any) -> None:
-            self._installs[token] = process
-
-        try:
-            stdout, stderr, ok = await asyncio.to_thread(
-                run_installer, command, timeout, feed, started, self._install_env(work), work
-            )
-        finally:
-            self._installs.pop(token, None)
-            self._install_tails.pop(token, None)
-            shutil.rmtree(work, ignore_errors=True)
-        if ok and self.kernel is not None and self.kernel.alive:
-            await self.kernel.request(KernelOp.ACTIVATE_SITE)
-        limit = self.config.max_output_bytes
-        reply: dict[str, Any] = {
-            "success": ok,
-            "installed": [r.name for r in requirements] if ok else [],
-            "stdout": truncate_text(stdout, limit),
-            "stderr": truncate_text(stderr, limit),
-        }
-        refused = [] if ok else installer.refused_builds(stderr)
-        if refused:
-            reply["error"] = {
-                "ename": "SourceBuildRefused",
-                "evalue": f"{', '.join(refused)} {'has' if len(refused) == 1 else 'have'} no "
-                "wheel for this platform, only a source package, and building one runs the "
-                "package's own code: refused. Nothing was installed. A server that trusts its "
-                "index can set allow_source_builds = true (RAYKERNEL_ALLOW_SOURCE_BUILDS=1); "
-                "builds then run in the session's sandbox.",
-            }
-        return reply
-
-    def _confined(
-        self, command: list[str], installer: Installer, work: Path, sources: list[str]
-    ) -> list[str]:
-        """``command`` run through the jail, with the kernel's confinement but the network on:
-        write the target, the cache, ``work`` and ``sources`` (local packages of the
-        workspace); read Python, the system and its configuration."""
-        config = self.config
-        policy = {
-            "isolation": config.isolation,
-            "network": "on",
-            "write": [str(self.site_dir), str(installer.cache), str(work), *sources],
-            "read": [*installer.reads(), *config.read, *self._environment_read],
-            "hide": config.hide,
-        }
-        return [
-            sys.executable,
-            "-P",
-            "-s",  # the installer's home is in the session's temp folder
-            "-m",
-            "raykernel.kernel.sandbox",
-            json.dumps(policy),
-            "--",
-            *command,
-        ]
-
-    def _python(self) -> str:
-        return self.environment.python if self.environment is not None else sys.executable
-
-    def _install_env(self, work: Path) -> dict[str, str]:
-        """The installer's environment: no Ray or raykernel variable (no token), and a home and
-        temp folder of its own (its configuration is still found where the user keeps it)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
-        home = work / "home"
-        home.mkdir()
-        env["XDG_CONFIG_HOME"] = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        env.update(HOME=str(home), TMPDIR=str(work))
-        return env
+        """Install into the session's own folder (see SessionInstalls), then let the kernel
+        import from it."""
+        return await self.installs.install(specs, allow_urls, allow_builds, timeout, token)
 
     # -- memory pressure (see raykernel.memory: the node's guard asks and decides) ----------
 
@@ -666,10 +583,7 @@ class SessionHost:
 
     def interrupt(self, token: str) -> bool:
         """Stop run (or install) ``token``; answered at once, the run's reply tells the rest."""
-        installer = self._installs.get(token)
-        if installer is not None:
-            with contextlib.suppress(ProcessLookupError):
-                installer.kill()
+        if self.installs.kill(token):
             return True
         if self.kernel is None:
             return False
@@ -677,8 +591,9 @@ class SessionHost:
         return True
 
     def tail(self, token: str) -> str | None:
-        if token in self._install_tails:
-            return self._install_tails[token]
+        tail = self.installs.tail(token)
+        if tail is not None:
+            return tail
         return self.kernel.tail(token) if self.kernel is not None else None
 
     async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
@@ -921,6 +836,7 @@ class SessionHost:
         self.book = self._new_book()
         self.network = self.config.network
         self.environment, self._support, self._environment_read = None, None, []
+        self.installs = self._new_installs()
         self._drop_links()
         self._stop_egress()
         await self.prepare()
@@ -928,9 +844,7 @@ class SessionHost:
     async def shutdown(self) -> None:
         """Kill the kernel and what it started, and any install under way; remove the
         kernel's temp folder."""
-        for installer in list(self._installs.values()):
-            with contextlib.suppress(ProcessLookupError):
-                installer.kill()
+        self.installs.kill_all()
         await self.forks.close()
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")

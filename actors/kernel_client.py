@@ -28,6 +28,9 @@ from raykernel.protocol import KernelOp
 
 STDERR_TAIL = 8192
 START_TIMEOUT = 60.0
+# Environment variables no kernel (nor installer) inherits: Ray's (its address, its token
+# settings) and the server's own (an auth token, a JWT key).
+DROPPED_ENV_PREFIXES = ("RAY_", "RAYKERNEL_")
 
 
 class KernelGone(Exception):
