@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from raykernel.protocol import KernelOp, RunKind
 from raykernel.replies import failed_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
-from .egress import EgressProxy, Policy, parse_rules
+from .egress import SessionNetwork
 from .environments import FALLBACK_ENV, Environment, support_folders
 from .forks import Forks
 from .history import History
@@ -127,7 +126,6 @@ class SessionHost:
         self.created_at = time.time()
         self.started_at = time.time()
         self.placement: dict[str, Any] = {}
-        self.network = config.network
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
         # The session's timeline, kept here across kernels (see History).
@@ -140,10 +138,8 @@ class SessionHost:
         # The session's packages folder, in the store; the claim names it.
         self.site_dir = self.tmp / "site"
         self.install_cache: Path | None = None
-        # An allow-listed session's proxy (see egress), and the cluster's nodes, which it
-        # reaches only if its list names their very addresses (the actor gives them).
-        self.egress: EgressProxy | None = None
-        self.cluster_nodes: list[str] = []
+        # Its network; made again with the temp folder, which holds its proxy's socket.
+        self.net = self._new_network()
         self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
         self._checkpointing = asyncio.Lock()
         self._background: set[asyncio.Future[Any]] = set()
@@ -183,6 +179,11 @@ class SessionHost:
             lambda: self.kernel,
         )
 
+    def _new_network(self) -> SessionNetwork:
+        return SessionNetwork(
+            self.config.network, self.tmp / "egress.sock", lambda: self.session_id
+        )
+
     def _new_book(self) -> RunBook:
         driver = Driver(
             start=self._start_run,
@@ -204,49 +205,17 @@ class SessionHost:
             await kernel.spawn()
             self.kernel = kernel
 
-    @property
-    def _egress_path(self) -> Path:
-        return self.tmp / "egress.sock"
-
-    def _serve_egress(self) -> None:
-        """An allow-listed session's proxy, before its kernel starts (and its waiter forwards
-        to it); the policy follows the session's list."""
-        if not isinstance(self.network, list):
-            self._stop_egress()
-            return
-        policy = Policy(parse_rules(self.network), map(ip_address, self.cluster_nodes))
-        if self.egress is None:
-            self.egress = EgressProxy(policy, self._egress_path, self.session_id)
-            self.egress.start()
-        else:
-            self.egress.set_policy(policy)
-
-    def _stop_egress(self) -> None:
-        if self.egress is not None:
-            self.egress.stop()
-            self.egress = None
-
     def set_network(self, network: list[str]) -> dict[str, Any]:
         """New destinations for an allow-listed session, for its new connections."""
-        if not isinstance(self.network, list):
-            raise InvalidArgument(
-                f"session {self.session_id!r} has network {self.network!r}: only an allow-list "
-                "can change while the session lives (create it with a list)"
-            )
-        parse_rules(network)  # refused before anything changes
-        self.network = list(network)
-        self._serve_egress()
-        return self.network_report()
+        return self.net.change(network)
 
     def network_report(self) -> dict[str, Any]:
-        if self.egress is not None:
-            return self.egress.report()
-        return {"mode": self.network if isinstance(self.network, str) else "allowlist"}
+        return self.net.report()
 
     async def start(self) -> dict[str, Any]:
         """Start the kernel (again): the one spawned ahead if it waits, else a new one; returns
         its isolation report."""
-        self._serve_egress()
+        self.net.serve()
         kernel = self.kernel
         if kernel is not None and not kernel.spawned:
             await kernel.kill("replaced by a new kernel")
@@ -283,8 +252,8 @@ class SessionHost:
             "max_processes": config.max_processes,
             "plugin_specs": config.plugin_specs,
             "isolation": config.isolation,
-            "network": "allowlist" if isinstance(self.network, list) else self.network,
-            "proxy": str(self._egress_path),
+            "network": self.net.mode,
+            "proxy": str(self.net.socket),
             "write": [str(self._workspace.root), str(self.site_dir), str(self.tmp)],
             "read": [*config.read, *self._environment_read],
             "hide": config.hide,
@@ -357,7 +326,7 @@ class SessionHost:
             config = self.config
             self._workspace = Workspace(Path(claim.workspace), config.max_file_bytes, config.store)
             await asyncio.to_thread(self._workspace.ensure)
-        self.network = claim.network
+        self.net.network = claim.network
         if claim.environment is not None:
             # The kernel spawned ahead runs the server's Python: this one needs its own.
             self.environment = Environment.from_dict(claim.environment)
@@ -412,7 +381,7 @@ class SessionHost:
             "started_at": self.started_at,
             "kernel_pid": kernel.pid if kernel is not None else None,
             "isolation": kernel.isolation if kernel is not None else {},
-            "network": self.network,
+            "network": self.net.network,
             "checkpoint": "after_run" if self.checkpoints is not None else "off",
             "placement": self.placement,
             "execution_count": self.execution_count,
@@ -484,18 +453,15 @@ class SessionHost:
         kernel = self._running()
         counted = code is not None
         count = self.execution_count + 1 if counted else None
-        refused_before = self.egress.refused if self.egress is not None else 0
+        refused_before = self.net.refused
         started = time.time()
         try:
             reply = await kernel.request(op, *args, *([count] if counted else []))
             if counted and self.checkpoints is not None and reply.get("success"):
                 self._checkpoint_soon(kernel, self.checkpoints)
-            if self.egress is not None and self.egress.refused > refused_before:
+            if (refused := self.net.refused_since(refused_before)) is not None:
                 # For the run's trace and its reader: what its list refused meanwhile.
-                reply["network_refused"] = {
-                    "count": self.egress.refused - refused_before,
-                    "last": self.egress.last_refused,
-                }
+                reply["network_refused"] = refused
             status = None
         except KernelGone as exc:
             reply = {
@@ -806,7 +772,7 @@ class SessionHost:
         return {
             "kernel_pid": kernel.pid,
             **(await kernel.measure()),
-            "network": self.network_report(),
+            "network": self.net.report(),
         }
 
     async def workspace(self, op: str, args: list[Any]) -> dict[str, Any]:
@@ -834,11 +800,11 @@ class SessionHost:
         self.history = History()
         self.closed = False
         self.book = self._new_book()
-        self.network = self.config.network
         self.environment, self._support, self._environment_read = None, None, []
         self.installs = self._new_installs()
         self._drop_links()
-        self._stop_egress()
+        self.net.stop()
+        self.net = self._new_network()
         await self.prepare()
 
     async def shutdown(self) -> None:
@@ -848,6 +814,6 @@ class SessionHost:
         await self.forks.close()
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")
-        self._stop_egress()
+        self.net.stop()
         self._drop_links()
         shutil.rmtree(self.tmp, ignore_errors=True)

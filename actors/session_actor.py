@@ -164,7 +164,7 @@ class SessionActor:
     async def claim(self, claim: Claim) -> dict[str, Any]:
         """Become session ``claim.session_id``; an actor is claimed once, before it runs any
         code. What the session is lives here, so that a new front end can find it again."""
-        self.host.cluster_nodes = cluster_addresses()
+        self.host.net.cluster_nodes = cluster_addresses()
         try:
             await self.host.claim(claim)
         except NodeFull as exc:
