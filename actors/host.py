@@ -38,7 +38,7 @@ from .history import History
 from .installer import SessionInstalls
 from .kernel_client import DROPPED_ENV_PREFIXES, KernelGone, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
-from .store import CheckpointStore, read_snapshot, write_snapshot
+from .store import CheckpointStore, SessionState
 from .upstream_calls import UpstreamCalls
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,6 @@ class SessionHost:
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
         # The session's timeline, kept here across kernels (see History).
-        self.execution_count = 0
-        self.last_execution_time: float | None = None
         self.history = History()
         # Named with this process's id: a leftover (its actor killed) is recognisable.
         sweep_stale_temp()
@@ -140,14 +138,11 @@ class SessionHost:
         self.install_cache: Path | None = None
         # Its network; made again with the temp folder, which holds its proxy's socket.
         self.net = self._new_network()
-        self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
-        self._checkpointing = asyncio.Lock()
-        self._background: set[asyncio.Future[Any]] = set()
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
         self._reviving = asyncio.Lock()
-        # Set once the session has been handed on (hibernated): no run is taken any more.
-        self.closed = False
         self.book = self._new_book()
+        # What it saves and loads beyond its process (see SessionState).
+        self.state = self._new_state()
         # run_variants' copy-on-write forks of the kernel, while the call lasts.
         self.forks = Forks(self.tmp, config.interrupt_grace)
         # The session's own Python environment, if it has one, and the links that bring the
@@ -190,10 +185,15 @@ class SessionHost:
             interrupt=self.interrupt,
             replace_kernel=self._replace_kernel,
             revive=self.revive,
-            execution_count=lambda: self.execution_count,
+            execution_count=lambda: self.history.execution_count,
             session_id=lambda: self.session_id,
         )
         return RunBook(driver, self.config.interrupt_grace)
+
+    def _new_state(self) -> SessionState:
+        return SessionState(
+            self.call, self.book, self.history, lambda: self.session_id, self.measure
+        )
 
     # -- the kernel -----------------------------------------------------------------------------
 
@@ -314,7 +314,7 @@ class SessionHost:
         self._refuse_if_node_full()
         if claim.checkpoints_dir:
             config = self.config
-            self.checkpoints = CheckpointStore(
+            self.state.checkpoints = CheckpointStore(
                 Path(claim.checkpoints_dir), config.checkpoint_depth, config.checkpoint_max_bytes
             )
         self.session_id, self.owner = claim.session_id, claim.owner
@@ -342,15 +342,7 @@ class SessionHost:
                 await self.kernel.kill("replaced by the session's environment")
                 self.kernel = None
         self.installs = self._new_installs()
-        # The timeline goes on: from the front end's count (a new actor after the old one was
-        # lost), or from the store's history when the session keeps checkpoints.
-        self.execution_count = max(self.execution_count, claim.execution_count)
-        if self.checkpoints is not None:
-            kept = await asyncio.to_thread(self.checkpoints.history)
-            if kept:
-                self.history.load(kept)
-                counts = [e["execution_count"] for e in kept if e.get("execution_count")]
-                self.execution_count = max([self.execution_count, *counts])
+        await self.state.go_on(claim.execution_count)
         await self.start()
         return await self.info()
 
@@ -382,10 +374,10 @@ class SessionHost:
             "kernel_pid": kernel.pid if kernel is not None else None,
             "isolation": kernel.isolation if kernel is not None else {},
             "network": self.net.network,
-            "checkpoint": "after_run" if self.checkpoints is not None else "off",
+            "checkpoint": "after_run" if self.state.checkpoints is not None else "off",
             "placement": self.placement,
-            "execution_count": self.execution_count,
-            "last_execution_time": self.last_execution_time,
+            "execution_count": self.history.execution_count,
+            "last_execution_time": self.history.last_execution_time,
             "environment": self.environment.name if self.environment is not None else None,
             "python_version": (kernel.python_info.get("version") if kernel is not None else None),
         }
@@ -414,7 +406,7 @@ class SessionHost:
         self, run_id: str, kind: RunKind, args: list[Any], timeout: float, background: bool
     ) -> dict[str, Any]:
         """Queue a run; its view."""
-        if self.closed:
+        if self.state.closed:
             raise SessionMoved(f"session {self.session_id!r} has been handed on")
         return self.book.submit(BookedRun(run_id, kind, tuple(args), timeout, background))
 
@@ -430,7 +422,7 @@ class SessionHost:
     async def _replace_kernel(self, reason: str) -> dict[str, Any] | None:
         await self.restart_kernel(reason)
         restored = await self.restore_checkpoint(None)
-        self._keep(self.history.crashed_then(restored))
+        self.state.keep(self.history.crashed_then(restored))
         return restored
 
     async def revive(self) -> dict[str, Any] | None:
@@ -452,13 +444,13 @@ class SessionHost:
         on from it), its history entry and, when the session keeps them, a checkpoint."""
         kernel = self._running()
         counted = code is not None
-        count = self.execution_count + 1 if counted else None
+        count = self.history.execution_count + 1 if counted else None
         refused_before = self.net.refused
         started = time.time()
         try:
             reply = await kernel.request(op, *args, *([count] if counted else []))
-            if counted and self.checkpoints is not None and reply.get("success"):
-                self._checkpoint_soon(kernel, self.checkpoints)
+            if counted and reply.get("success"):
+                self.state.checkpoint_soon(kernel)
             if (refused := self.net.refused_since(refused_before)) is not None:
                 # For the run's trace and its reader: what its list refused meanwhile.
                 reply["network_refused"] = refused
@@ -467,7 +459,7 @@ class SessionHost:
             reply = {
                 **failed_reply(
                     self.session_id,
-                    count or self.execution_count,
+                    count or self.history.execution_count,
                     "KernelDied",
                     "the session's process died while running this code; its state is lost. "
                     f"The next call restarts it. Cause: {exc.reason}",
@@ -481,10 +473,11 @@ class SessionHost:
             kernel.forget_tail(token)
             upstream = self.upstream.run_ended(token)
         if counted and count is not None:
-            self.execution_count = max(self.execution_count, count)
-            self.last_execution_time = time.time()
+            history = self.history
+            history.execution_count = max(history.execution_count, count)
+            history.last_execution_time = time.time()
             assert code is not None
-            self._keep(self.history.record(code, reply, started, status, upstream))
+            self.state.keep(history.record(code, reply, started, status, upstream))
         return reply
 
     # -- code mode: session code calling upstream MCP tools through the front end ----------
@@ -503,17 +496,6 @@ class SessionHost:
             return  # the run died with its kernel: nothing waits for the answer
         with contextlib.suppress(KernelGone, RuntimeError):
             await kernel.request(KernelOp.UPSTREAM_REPLY, call_id, answer)
-
-    def _keep(self, entry: dict[str, Any] | None) -> None:
-        """A history entry made or changed: for a session that keeps checkpoints, into the
-        store too (off the reply's path), so that a new actor (its node lost) goes on with
-        the whole timeline."""
-        store = self.checkpoints
-        if entry is None or store is None:
-            return
-        task = asyncio.ensure_future(asyncio.to_thread(store.add_history, dict(entry)))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def history_entries(self, last: int | None, full: bool = False) -> list[dict[str, Any]]:
         """The session's history (answered here, never behind a run)."""
@@ -588,8 +570,7 @@ class SessionHost:
 
     def reopen(self) -> bool:
         """Serve again after a hibernation that never finished; whether it was closed."""
-        was, self.closed = self.closed, False
-        return was
+        return self.state.reopen()
 
     async def kill_kernel(self, reason: str) -> None:
         if self.kernel is not None:
@@ -626,7 +607,12 @@ class SessionHost:
         not move."""
         try:
             return await self.forks.run(
-                set_id, variants, timeout, self.execution_count + 1, self.session_id, compare
+                set_id,
+                variants,
+                timeout,
+                self.history.execution_count + 1,
+                self.session_id,
+                compare,
             )
         except KernelGone as exc:
             raise SessionUnavailable(exc.reason) from None
@@ -641,108 +627,31 @@ class SessionHost:
     async def drop_forks(self, set_id: str) -> None:
         await self.forks.drop(set_id)
 
+    # -- state beyond the process (see SessionState) -----------------------------------------
+
     async def save_snapshot(self, path: str) -> dict[str, Any]:
-        """Write the kernel's picklable state to ``path`` (the kernel cannot reach the store;
-        its pickles are written here as the bytes they are, never loaded)."""
-        snap = await self.call(KernelOp.SNAPSHOT)
-        size = await asyncio.to_thread(
-            write_snapshot, Path(path), self.session_id, snap["blobs"], snap["not_preserved"]
-        )
-        return {
-            "saved": sorted(snap["blobs"]),
-            "not_preserved": snap["not_preserved"],
-            "size_bytes": size,
-        }
+        """Write the kernel's picklable state to ``path``."""
+        return await self.state.save_snapshot(path)
 
     async def load_snapshot(self, path: str) -> dict[str, Any]:
         """Read a snapshot file here and hand its pickles to the kernel to load."""
-        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
-        report = await self.call(KernelOp.RESTORE, blobs)
-        report["not_preserved"].update(manifest.get("not_preserved", {}))
-        report["snapshot_of"] = manifest.get("session_id")
-        return report
-
-    # -- state beyond the process -----------------------------------------------------------
-
-    def _checkpoint_soon(self, kernel: KernelProcess, store: CheckpointStore) -> None:
-        """Save what changed in the run that just ended, off the reply's path. The kernel is
-        asked now, before the reply leaves: it then takes the checkpoint before any later
-        request, so a next run that crashes the kernel cannot overtake it (waiting for the
-        previous checkpoint's store first could let it)."""
-        asked = asyncio.ensure_future(kernel.request(KernelOp.CHECKPOINT, store.max_bytes))
-        task = asyncio.ensure_future(self._store_checkpoint(kernel, store, asked))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _store_checkpoint(
-        self, kernel: KernelProcess, store: CheckpointStore, asked: asyncio.Future[Any]
-    ) -> dict[str, Any] | None:
-        """Store what the kernel pickled (as bytes), one checkpoint at a time, in order."""
-        async with self._checkpointing:
-            try:
-                changes = await asked
-                return await asyncio.to_thread(store.save, changes["execution_count"], changes)
-            except FileNotFoundError:  # the store lost pickles: hand everything over again
-                await kernel.request(KernelOp.FORGET_CHECKPOINTS)
-                return None
-            except (KernelGone, OSError) as exc:
-                log.warning("checkpoint of %s failed: %s", self.session_id, exc)
-                return None
+        return await self.state.load_snapshot(path)
 
     async def restore_checkpoint(self, count: int | None = None) -> dict[str, Any] | None:
         """Load checkpoint ``count`` (the latest when None) into a fresh namespace; the report,
         or None when there is no checkpoint."""
-        store = self.checkpoints
-        if store is None:
-            return None
-        # The checkpoint of the last run may be on its way.
-        await asyncio.gather(*list(self._background), return_exceptions=True)
-        point = await asyncio.to_thread(store.point, count)
-        if point is None:
-            return None
-        blobs = await asyncio.to_thread(store.blobs_of, point)
-        report = await self.call(KernelOp.REWIND, blobs, point["execution_count"])
-        report["not_preserved"].update(point.get("not_preserved", {}))
-        if count is not None:  # asked for (rewind_session), not a revival
-            self._keep(self.history.note(f"rewound to the state after run {count}"))
-        return {**report, "execution_count": point["execution_count"]}
+        return await self.state.restore_checkpoint(count)
 
     def checkpoint_counts(self) -> list[int]:
         """The runs whose state a checkpoint keeps."""
-        return self.checkpoints.counts() if self.checkpoints is not None else []
+        return self.state.checkpoint_counts()
 
     async def hibernate(
         self, path: str, session: dict[str, Any], wait: bool = False
     ) -> dict[str, Any]:
         """Write the session's image (its picklable state, its history, who it is) to
         ``path``, whole or not at all; the caller then frees the processes."""
-        if self.book.busy and not wait:
-            raise SessionUnavailable("the session has runs in progress or queued")
-        idle_since = self.book.last_activity
-        # Asked for (``wait``), it takes its turn after the run in progress; never with runs
-        # queued (they would be lost with the processes).
-        async with self.book.exclusive():
-            if self.book.busy or (not wait and self.book.last_activity != idle_since):
-                raise SessionUnavailable("the session has runs in progress or queued")
-            if (await self.measure()).get("num_children"):
-                raise SessionUnavailable("the session has child processes running")
-            snap = await self.call(KernelOp.SNAPSHOT)
-            history = {
-                "entries": self.history.last(None, full=True),
-                "execution_count": self.execution_count,
-                "last_execution_time": self.last_execution_time,
-            }
-            extra = {"history": history, "session": session, "runs": self.book.export()}
-            size = await asyncio.to_thread(
-                write_snapshot,
-                Path(path),
-                self.session_id,
-                snap["blobs"],
-                snap["not_preserved"],
-                extra,
-            )
-            self.closed = True
-        return {"size_bytes": size, "not_preserved": snap["not_preserved"]}
+        return await self.state.hibernate(path, session, wait)
 
     def idle_for(self) -> float | None:
         """Seconds since the last run ended (None while one runs or waits), whichever front
@@ -754,15 +663,7 @@ class SessionHost:
     async def resume(self, path: str) -> dict[str, Any]:
         """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
         history; the report names what could not be carried."""
-        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
-        report = await self.call(KernelOp.RESTORE, blobs)
-        saved = manifest.get("history") or {}
-        self.history.load(saved.get("entries") or [])
-        self.execution_count = max(self.execution_count, int(saved.get("execution_count") or 0))
-        self.last_execution_time = saved.get("last_execution_time")
-        self.book.load(manifest.get("runs") or [])
-        report["not_preserved"].update(manifest.get("not_preserved", {}))
-        return report
+        return await self.state.resume(path)
 
     async def measure(self) -> dict[str, Any]:
         """The kernel's liveness (and how it died), memory and CPU."""
@@ -795,11 +696,10 @@ class SessionHost:
         await self.forks.close()
         self.forks = Forks(self.tmp, config.interrupt_grace)
         self.session_id = self.owner = self.description = ""
-        self.placement, self.checkpoints = {}, None
-        self.execution_count, self.last_execution_time = 0, None
+        self.placement = {}
         self.history = History()
-        self.closed = False
         self.book = self._new_book()
+        self.state = self._new_state()
         self.environment, self._support, self._environment_read = None, None, []
         self.installs = self._new_installs()
         self._drop_links()
