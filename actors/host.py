@@ -13,17 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 import socket
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUnavailable
 from raykernel.memory import critical_mark, node_memory
@@ -32,11 +26,10 @@ from raykernel.replies import failed_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
 from .egress import SessionNetwork
-from .environments import FALLBACK_ENV, Environment, support_folders
 from .forks import Forks
 from .history import History
 from .installer import SessionInstalls
-from .kernel_client import DROPPED_ENV_PREFIXES, KernelGone, KernelProcess, KernelRefused
+from .kernel_client import KernelGone, KernelLaunch, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
 from .store import CheckpointStore, SessionState
 from .upstream_calls import UpstreamCalls
@@ -95,28 +88,6 @@ class Claim:
     environment: dict[str, str] | None = None
 
 
-_swept = False
-
-
-def sweep_stale_temp() -> None:
-    """Remove kernels' temp folders whose owner process is gone (a server or an actor killed
-    with SIGKILL cannot remove its own), once per process; only this user's, and never one
-    whose process id is alive (reused or not)."""
-    global _swept
-    if _swept:
-        return
-    _swept = True
-    root = Path(tempfile.gettempdir())
-    for path in [*root.glob("raykernel-kernel-*-*"), *root.glob("raykernel-links-*-*")]:
-        try:
-            pid = int(path.name.split("-")[2])
-            if path.stat().st_uid != os.getuid() or psutil.pid_exists(pid):
-                continue
-        except (ValueError, OSError):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-
-
 class SessionHost:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
@@ -130,11 +101,8 @@ class SessionHost:
         self.kernel_restarts = 0
         # The session's timeline, kept here across kernels (see History).
         self.history = History()
-        # Named with this process's id: a leftover (its actor killed) is recognisable.
-        sweep_stale_temp()
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
-        # The session's packages folder, in the store; the claim names it.
-        self.site_dir = self.tmp / "site"
+        # Its kernels' temp folder, package folder and environment (see KernelLaunch).
+        self.launch = KernelLaunch(config)
         self.install_cache: Path | None = None
         # Its network; made again with the temp folder, which holds its proxy's socket.
         self.net = self._new_network()
@@ -144,39 +112,20 @@ class SessionHost:
         # What it saves and loads beyond its process (see SessionState).
         self.state = self._new_state()
         # run_variants' copy-on-write forks of the kernel, while the call lasts.
-        self.forks = Forks(self.tmp, config.interrupt_grace)
-        # The session's own Python environment, if it has one, and the links that bring the
-        # kernel's code to it (see environments).
-        self.environment: Environment | None = None
-        self._support: tuple[list[str], str, list[str]] | None = None
-        # What its kernels and installs must read of it, found once at the claim.
-        self._environment_read: list[str] = []
-        self._links: Path | None = None
+        self.forks = Forks(self.launch.tmp, config.interrupt_grace)
         # Its installs, and those under way; made again when the claim says where they go.
         self.installs = self._new_installs()
         # Code mode's requests from session code, until the front end answers them.
         self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
 
     def _new_installs(self) -> SessionInstalls:
-        config = self.config
         return SessionInstalls(
-            self.site_dir,
-            self.install_cache,
-            self.tmp,
-            self._workspace,
-            self.environment.python if self.environment is not None else sys.executable,
-            {
-                "isolation": config.isolation,
-                "read": [*config.read, *self._environment_read],
-                "hide": config.hide,
-            },
-            config.max_output_bytes,
-            lambda: self.kernel,
+            self.launch, self.install_cache, self._workspace, lambda: self.kernel
         )
 
     def _new_network(self) -> SessionNetwork:
         return SessionNetwork(
-            self.config.network, self.tmp / "egress.sock", lambda: self.session_id
+            self.config.network, self.launch.tmp / "egress.sock", lambda: self.session_id
         )
 
     def _new_book(self) -> RunBook:
@@ -201,7 +150,7 @@ class SessionHost:
         """Spawn the kernel process ahead of the claim: it imports what it needs and waits for
         its spec, which only the claim can give (whose workspace, which network)."""
         if self.kernel is None or not self.kernel.spawned:
-            kernel = KernelProcess(self._env())
+            kernel = KernelProcess(self.launch.env())
             await kernel.spawn()
             self.kernel = kernel
 
@@ -220,12 +169,15 @@ class SessionHost:
         if kernel is not None and not kernel.spawned:
             await kernel.kill("replaced by a new kernel")
             kernel = None
-        self.site_dir.mkdir(parents=True, exist_ok=True)
-        kernel = kernel or self._new_kernel()
+        self.launch.site_dir.mkdir(parents=True, exist_ok=True)
+        kernel = kernel or self.launch.kernel()
         kernel.on_event = self._kernel_event
         self.kernel = kernel
+        spec = self.launch.spec(
+            self.session_id, self._workspace.root, self.net.mode, self.net.socket
+        )
         try:
-            report = await kernel.start(self._spec())
+            report = await kernel.start(spec)
         except KernelRefused as exc:
             raise InvalidArgument(str(exc)) from None
         except KernelGone as exc:
@@ -239,65 +191,6 @@ class SessionHost:
             await self.kernel.kill(reason)
         self.kernel_restarts += 1
         return await self.start()
-
-    def _spec(self) -> dict[str, Any]:
-        config = self.config
-        return {
-            "workspace": str(self._workspace.root),
-            "session_id": self.session_id,
-            "site_dir": str(self.site_dir),
-            "max_output_bytes": config.max_output_bytes,
-            "max_image_bytes": config.max_image_bytes,
-            "memory_limit": config.memory_limit,
-            "max_processes": config.max_processes,
-            "plugin_specs": config.plugin_specs,
-            "isolation": config.isolation,
-            "network": self.net.mode,
-            "proxy": str(self.net.socket),
-            "write": [str(self._workspace.root), str(self.site_dir), str(self.tmp)],
-            "read": [*config.read, *self._environment_read],
-            "hide": config.hide,
-            "shm_bytes": config.memory_limit or None,
-        }
-
-    def _new_kernel(self) -> KernelProcess:
-        python = self.environment.python if self.environment is not None else None
-        return KernelProcess(self._env(), python=python)
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
-        if self._support is not None:
-            # Another interpreter: nothing of the server's environment, the kernel's own
-            # code first on its path and its dependencies last.
-            for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX"):
-                env.pop(name, None)
-            first, last, _targets = self._support
-            env["PYTHONPATH"] = os.pathsep.join(first)
-            env[FALLBACK_ENV] = last
-            env["RAYKERNEL_KERNEL_SITE"] = "1"
-        if self.config.python_path:
-            env["PYTHONPATH"] = os.pathsep.join(
-                [*self.config.python_path, *filter(None, [env.get("PYTHONPATH")])]
-            )
-        env["MPLBACKEND"] = "Agg"
-        env["PYTHONNOUSERSITE"] = "1"  # see KernelProcess.spawn's -s
-        env["TMPDIR"] = str(self._folder("tmp"))
-        if self.config.isolation == "confined":
-            # The kernel cannot reach the real home: caches and configs get a private one.
-            env["HOME"] = str(self._folder("home"))
-            env["XDG_CACHE_HOME"] = str(self._folder("cache"))
-            env["MPLCONFIGDIR"] = str(self._folder("mpl"))
-        return env
-
-    def _drop_links(self) -> None:
-        if self._links is not None:
-            shutil.rmtree(self._links, ignore_errors=True)
-            self._links = None
-
-    def _folder(self, name: str) -> Path:
-        folder = self.tmp / name
-        folder.mkdir(exist_ok=True)
-        return folder
 
     def _running(self) -> KernelProcess:
         if self.kernel is None:
@@ -320,7 +213,7 @@ class SessionHost:
         self.session_id, self.owner = claim.session_id, claim.owner
         self.description, self.created_at = claim.description, claim.created_at
         self.placement = claim.placement
-        self.site_dir = Path(claim.site_dir)
+        self.launch.site_dir = Path(claim.site_dir)
         self.install_cache = Path(claim.install_cache) if claim.install_cache else None
         if claim.workspace is not None:
             config = self.config
@@ -329,15 +222,7 @@ class SessionHost:
         self.net.network = claim.network
         if claim.environment is not None:
             # The kernel spawned ahead runs the server's Python: this one needs its own.
-            self.environment = Environment.from_dict(claim.environment)
-            # Not in the kernel's temp folder: a kernel starts before it confines itself, so
-            # what it imports then must be out of its sessions' reach.
-            links = Path(tempfile.mkdtemp(prefix=f"raykernel-links-{os.getpid()}-"))
-            self._links = links
-            self._support = await asyncio.to_thread(support_folders, links)
-            paths = await asyncio.to_thread(self.environment.paths)
-            # Its installation, and the kernel code the links lead to.
-            self._environment_read = [*paths, *self._support[2]]
+            await self.launch.environment.use(claim.environment)
             if self.kernel is not None:
                 await self.kernel.kill("replaced by the session's environment")
                 self.kernel = None
@@ -378,7 +263,7 @@ class SessionHost:
             "placement": self.placement,
             "execution_count": self.history.execution_count,
             "last_execution_time": self.history.last_execution_time,
-            "environment": self.environment.name if self.environment is not None else None,
+            "environment": self.launch.environment.name,
             "python_version": (kernel.python_info.get("version") if kernel is not None else None),
         }
 
@@ -688,21 +573,18 @@ class SessionHost:
         if self.kernel is not None:
             await self.kernel.kill("recycled")
         self.kernel = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
-        self.site_dir = self.tmp / "site"
+        self.launch.remove()
+        self.launch = KernelLaunch(self.config)
         config = self.config
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
         await self.forks.close()
-        self.forks = Forks(self.tmp, config.interrupt_grace)
+        self.forks = Forks(self.launch.tmp, config.interrupt_grace)
         self.session_id = self.owner = self.description = ""
         self.placement = {}
         self.history = History()
         self.book = self._new_book()
         self.state = self._new_state()
-        self.environment, self._support, self._environment_read = None, None, []
         self.installs = self._new_installs()
-        self._drop_links()
         self.net.stop()
         self.net = self._new_network()
         await self.prepare()
@@ -715,5 +597,4 @@ class SessionHost:
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")
         self.net.stop()
-        self._drop_links()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.launch.remove()

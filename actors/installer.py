@@ -35,7 +35,7 @@ from raykernel.kernel.capture import truncate_text
 from raykernel.protocol import KernelOp
 from raykernel.workspace import Workspace
 
-from .kernel_client import DROPPED_ENV_PREFIXES, KernelProcess
+from .kernel_client import DROPPED_ENV_PREFIXES, KernelLaunch, KernelProcess
 
 MAX_PACKAGES = 50
 MAX_SPEC_LENGTH = 200
@@ -248,30 +248,19 @@ def run_installer(
 class SessionInstalls:
     """A session's installs into its package folder, each run confined like its kernel (plus
     the network, to reach the index), and the ones under way: an interrupt or the session's
-    end kills them, and the live tail shows what they print. Made again whenever where it
-    installs changes (a claim names the folder, the cache and the interpreter; a recycle a new
-    temp folder)."""
+    end kills them, and the live tail shows what they print. Made again with the cache and the
+    workspace a claim names."""
 
     def __init__(
         self,
-        site_dir: Path,
+        launch: KernelLaunch,
         cache: Path | None,
-        tmp: Path,
         workspace: Workspace,
-        python: str,
-        sandbox: dict[str, Any],
-        max_output_bytes: int,
         kernel: Callable[[], KernelProcess | None],
     ) -> None:
-        self.site_dir = site_dir
+        self.launch = launch  # where the session's kernels live, and how they are confined
         self.cache = cache
-        self.tmp = tmp
         self.workspace = workspace
-        self.python = python
-        # The kernel's confinement that an install shares: its isolation, what it may read
-        # beyond Python and the system, what it must not see.
-        self.sandbox = sandbox
-        self.max_output_bytes = max_output_bytes
         self._kernel = kernel  # the session's kernel now, to import what was installed
         self._running: dict[str, Any] = {}
         self._tails: dict[str, str] = {}
@@ -284,10 +273,11 @@ class SessionInstalls:
         package's build may write its target, the cache and a temp folder, and read nothing of
         the server's (see packages.Installer and jail)."""
         requirements = parse_requirements(specs, allow_urls=allow_urls)
-        self.site_dir.mkdir(parents=True, exist_ok=True)
+        site_dir = self.launch.site_dir
+        site_dir.mkdir(parents=True, exist_ok=True)
         installer = Installer.find(self.cache, allow_builds)
         installer.cache.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="install-", dir=self.tmp))
+        work = Path(tempfile.mkdtemp(prefix="install-", dir=self.launch.tmp))
         # A "name @ file://..." requirement (allowed by allow_package_urls) must be in the
         # session's own workspace, where its code may write anyway (a source tree builds in
         # place); anywhere else would hand the build what the session cannot reach.
@@ -297,7 +287,9 @@ class SessionInstalls:
             if (url := r.url or "").startswith("file://")
         ]
         command = self._confined(
-            installer.command(requirements, self.site_dir, self.python),
+            installer.command(
+                requirements, site_dir, self.launch.environment.python or sys.executable
+            ),
             installer,
             work,
             local,
@@ -321,7 +313,7 @@ class SessionInstalls:
         kernel = self._kernel()
         if ok and kernel is not None and kernel.alive:
             await kernel.request(KernelOp.ACTIVATE_SITE)
-        limit = self.max_output_bytes
+        limit = self.launch.config.max_output_bytes
         reply: dict[str, Any] = {
             "success": ok,
             "installed": [r.name for r in requirements] if ok else [],
@@ -363,13 +355,13 @@ class SessionInstalls:
         """``command`` run through the jail, with the kernel's confinement but the network on:
         write the target, the cache, ``work`` and ``sources`` (local packages of the
         workspace); read Python, the system and its configuration."""
-        sandbox = self.sandbox
+        config = self.launch.config
         policy = {
-            "isolation": sandbox["isolation"],
+            "isolation": config.isolation,
             "network": "on",
-            "write": [str(self.site_dir), str(installer.cache), str(work), *sources],
-            "read": [*installer.reads(), *sandbox["read"]],
-            "hide": sandbox["hide"],
+            "write": [str(self.launch.site_dir), str(installer.cache), str(work), *sources],
+            "read": [*installer.reads(), *self.launch.reads],
+            "hide": config.hide,
         }
         return [
             sys.executable,
