@@ -91,44 +91,32 @@ class Claim:
 class SessionHost:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
-        self.session_id = ""
-        self.owner = ""
-        self.description = ""
         self.created_at = time.time()
         self.started_at = time.time()
-        self.placement: dict[str, Any] = {}
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
+        self.install_cache: Path | None = None
+        self._reviving = asyncio.Lock()
+        # Code mode's requests from session code, until the front end answers them.
+        self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """What an unclaimed host starts with, and a recycled one again: its collaborators,
+        each given what it needs of the others."""
+        config = self.config
+        self.session_id = self.owner = self.description = ""
+        self.placement: dict[str, Any] = {}
         # The session's timeline, kept here across kernels (see History).
         self.history = History()
         # Its kernels' temp folder, package folder and environment (see KernelLaunch).
         self.launch = KernelLaunch(config)
-        self.install_cache: Path | None = None
-        # Its network; made again with the temp folder, which holds its proxy's socket.
-        self.net = self._new_network()
         self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
-        self._reviving = asyncio.Lock()
-        self.book = self._new_book()
-        # What it saves and loads beyond its process (see SessionState).
-        self.state = self._new_state()
         # run_variants' copy-on-write forks of the kernel, while the call lasts.
         self.forks = Forks(self.launch.tmp, config.interrupt_grace)
-        # Its installs, and those under way; made again when the claim says where they go.
-        self.installs = self._new_installs()
-        # Code mode's requests from session code, until the front end answers them.
-        self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
-
-    def _new_installs(self) -> SessionInstalls:
-        return SessionInstalls(
-            self.launch, self.install_cache, self._workspace, lambda: self.kernel
+        self.net = SessionNetwork(
+            config.network, self.launch.tmp / "egress.sock", lambda: self.session_id
         )
-
-    def _new_network(self) -> SessionNetwork:
-        return SessionNetwork(
-            self.config.network, self.launch.tmp / "egress.sock", lambda: self.session_id
-        )
-
-    def _new_book(self) -> RunBook:
         driver = Driver(
             start=self._start_run,
             interrupt=self.interrupt,
@@ -137,11 +125,17 @@ class SessionHost:
             execution_count=lambda: self.history.execution_count,
             session_id=lambda: self.session_id,
         )
-        return RunBook(driver, self.config.interrupt_grace)
-
-    def _new_state(self) -> SessionState:
-        return SessionState(
+        self.book = RunBook(driver, config.interrupt_grace)
+        # What it saves and loads beyond its process (see SessionState).
+        self.state = SessionState(
             self.call, self.book, self.history, lambda: self.session_id, self.measure
+        )
+        # Its installs, and those under way; made again when the claim says where they go.
+        self.installs = self._new_installs()
+
+    def _new_installs(self) -> SessionInstalls:
+        return SessionInstalls(
+            self.launch, self.install_cache, self._workspace, lambda: self.kernel
         )
 
     # -- the kernel -----------------------------------------------------------------------------
@@ -574,19 +568,9 @@ class SessionHost:
             await self.kernel.kill("recycled")
         self.kernel = None
         self.launch.remove()
-        self.launch = KernelLaunch(self.config)
-        config = self.config
-        self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
         await self.forks.close()
-        self.forks = Forks(self.launch.tmp, config.interrupt_grace)
-        self.session_id = self.owner = self.description = ""
-        self.placement = {}
-        self.history = History()
-        self.book = self._new_book()
-        self.state = self._new_state()
-        self.installs = self._new_installs()
         self.net.stop()
-        self.net = self._new_network()
+        self._fresh()
         await self.prepare()
 
     async def shutdown(self) -> None:
