@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUnavailable
-from raykernel.memory import critical_mark, node_memory
+from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
+from raykernel.memory import refuse_if_full
 from raykernel.protocol import KernelOp, RunKind
 from raykernel.replies import failed_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
@@ -33,8 +31,6 @@ from .kernel_client import KernelGone, KernelLaunch, KernelProcess, KernelRefuse
 from .runbook import BookedRun, Driver, RunBook
 from .store import CheckpointStore, SessionState
 from .upstream_calls import UpstreamCalls
-
-log = logging.getLogger(__name__)
 
 # A session's network: "on", "off", or the destinations it may reach (see egress).
 Network = str | list[str]
@@ -198,7 +194,7 @@ class SessionHost:
         kernel spawned ahead of time gets its spec now, and confines itself to it."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
-        self._refuse_if_node_full()
+        refuse_if_full(self.config.memory_high_water)
         if claim.checkpoints_dir:
             config = self.config
             self.state.checkpoints = CheckpointStore(
@@ -224,23 +220,6 @@ class SessionHost:
         await self.state.go_on(claim.execution_count)
         await self.start()
         return await self.info()
-
-    def _refuse_if_node_full(self) -> None:
-        """A node about to run out of memory (past the guard's critical mark, halfway from its
-        high-water mark to full) takes no new, resumed or forked session: it would only be
-        the next one stopped. Below that the guard's stops keep the node in hand (a laptop
-        whose browser fills it must still start a session)."""
-        high = self.config.memory_high_water
-        if not high:
-            return
-        mark = critical_mark(high)
-        used, total = node_memory()
-        if used / total >= mark:
-            raise NodeFull(
-                f"this node ({socket.gethostname()}) has {used / 2**30:.1f} GiB of "
-                f"{total / 2**30:.1f} GiB in use ({used / total:.0%}), past the memory guard's "
-                f"critical mark of {mark:.0%}: no session starts here until memory is freed"
-            )
 
     async def info(self) -> dict[str, Any]:
         kernel = self.kernel
