@@ -20,7 +20,7 @@ from typing import Any
 from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
 from raykernel.memory import refuse_if_full
 from raykernel.protocol import KernelOp, RunKind
-from raykernel.replies import failed_reply, revival_notice
+from raykernel.replies import kernel_died_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
 from .egress import SessionNetwork
@@ -314,16 +314,9 @@ class SessionHost:
                 reply["network_refused"] = refused
             status = None
         except KernelGone as exc:
+            count_now = count or self.history.execution_count
             reply = {
-                **failed_reply(
-                    self.session_id,
-                    count or self.history.execution_count,
-                    "KernelDied",
-                    "the session's process died while running this code; its state is lost. "
-                    f"The next call restarts it. Cause: {exc.reason}",
-                    interrupted=False,
-                    restarted=False,
-                ),
+                **kernel_died_reply(self.session_id, count_now, exc.reason),
                 "kernel_died": exc.reason,
             }
             status = "crashed"

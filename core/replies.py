@@ -120,6 +120,19 @@ def failed_reply(
     )
 
 
+def kernel_died_reply(session_id: str, execution_count: int, cause: str | None) -> RunReply:
+    """The reply to a run whose session's process died under it (its state lost with it)."""
+    return failed_reply(
+        session_id,
+        execution_count,
+        "KernelDied",
+        "the session's process died while running this code; its state is lost. "
+        f"The next call restarts it. Cause: {cause}",
+        interrupted=False,
+        restarted=False,
+    )
+
+
 def revival_notice(session_id: str, reason: str, restored: dict[str, Any] | None) -> dict[str, Any]:
     """What the first reply after a session was brought back from a death says: restarted,
     and its state as of its last checkpoint (``restored``) or lost."""

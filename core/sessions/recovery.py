@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from raykernel.errors import SessionNotFound, SessionUnavailable
 from raykernel.protocol import SessionStatus
-from raykernel.replies import RunReply, failed_reply, revival_notice
+from raykernel.replies import RunReply, kernel_died_reply, revival_notice
 from raykernel.settings import Settings
 from raykernel.telemetry import Metrics
 
@@ -142,15 +142,7 @@ class Recovery:
         self.mark_dead(record, reason, actor_gone)
         if actor_gone:  # the actor that kept the count is gone with it
             record.execution_count += 1
-        return failed_reply(
-            record.session_id,
-            record.execution_count,
-            "KernelDied",
-            "the session's process died while running this code; its state is lost. "
-            f"The next call restarts it. Cause: {record.death_reason}",
-            interrupted=False,
-            restarted=False,
-        )
+        return kernel_died_reply(record.session_id, record.execution_count, record.death_reason)
 
     async def revive_if_dead(self, record: SessionRecord) -> dict[str, Any] | None:
         """Bring a dead session back before a run; the notice that run's reply must carry."""
