@@ -19,7 +19,7 @@ from typing import Any
 
 from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
 from raykernel.memory import refuse_if_full
-from raykernel.protocol import KernelOp, RunKind
+from raykernel.protocol import Claim, KernelOp, Network, RunKind
 from raykernel.replies import kernel_died_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace
 
@@ -31,9 +31,6 @@ from .kernel_client import KernelGone, KernelLaunch, KernelProcess, KernelRefuse
 from .runbook import BookedRun, Driver, RunBook
 from .store import CheckpointStore, SessionState
 from .upstream_calls import UpstreamCalls
-
-# A session's network: "on", "off", or the destinations it may reach (see egress).
-Network = str | list[str]
 
 
 @dataclass
@@ -60,28 +57,6 @@ class HostConfig:
     interrupt_grace: float = 5.0
     # Past this share of the node's memory no session is claimed here (0: no check).
     memory_high_water: float = 0.0
-
-
-@dataclass
-class Claim:
-    """Who a fresh host becomes: the session it serves, and where its own files go."""
-
-    session_id: str
-    owner: str
-    description: str
-    created_at: float
-    site_dir: str
-    placement: dict[str, Any]
-    network: Network
-    checkpoints_dir: str | None = None
-    # The installer's cache for this identity (None: the installer's own, the user's).
-    install_cache: str | None = None
-    # The identity's workspace (None: the server's, as the local identity has it).
-    workspace: str | None = None
-    # The last execution count the front end saw: a new actor's timeline goes on from it.
-    execution_count: int = 0
-    # The session's Python environment (environments.Environment.as_dict); None: the server's.
-    environment: dict[str, str] | None = None
 
 
 class SessionHost:

@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 
 from raykernel import telemetry
-from raykernel.actors.host import Claim, HostConfig, SessionHost
+from raykernel.actors.host import HostConfig, SessionHost
 from raykernel.errors import InvalidArgument, NodeFull, SessionUnavailable
-from raykernel.protocol import RunKind
+from raykernel.protocol import Claim, RunKind
 from raykernel.settings import default_ray_temp
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,9 @@ from typing import Any
 
 import psutil
 
-from raykernel.actors.host import Claim
 from raykernel.errors import InvalidArgument, NodeFull, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
-from raykernel.protocol import SessionStatus
+from raykernel.protocol import Claim, SessionStatus
 from raykernel.settings import Settings
 from raykernel.workspace import Workspaces
 
