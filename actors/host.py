@@ -11,7 +11,6 @@ health and files never wait behind a run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from .installer import SessionInstalls
 from .kernel_client import KernelGone, KernelLaunch, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
 from .store import CheckpointStore, SessionState
-from .upstream_calls import UpstreamCalls
+from .upstream_calls import UpstreamCalls, to_kernel
 
 
 @dataclass
@@ -69,7 +68,7 @@ class SessionHost:
         self.install_cache: Path | None = None
         self._reviving = asyncio.Lock()
         # Code mode's requests from session code, until the front end answers them.
-        self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
+        self.upstream = UpstreamCalls(to_kernel(lambda: self.kernel), self._current_token)
         self._fresh()
 
     def _fresh(self) -> None:
@@ -136,7 +135,7 @@ class SessionHost:
             kernel = None
         self.launch.site_dir.mkdir(parents=True, exist_ok=True)
         kernel = kernel or self.launch.kernel()
-        kernel.on_event = self._kernel_event
+        kernel.on_event = self.upstream.heard
         self.kernel = kernel
         spec = self.launch.spec(
             self.session_id, self._workspace.root, self.net.mode, self.net.socket
@@ -306,22 +305,10 @@ class SessionHost:
             self.state.keep(history.record(code, reply, started, status, upstream))
         return reply
 
-    # -- code mode: session code calling upstream MCP tools through the front end ----------
-
-    def _kernel_event(self, message: dict[str, Any]) -> None:
-        if message.get("event") == "upstream":
-            self.upstream.asked(message)
-
     def _current_token(self) -> str | None:
+        """The run in progress, the only one code mode answers (see UpstreamCalls)."""
         run = self.book.current
         return run.token if run is not None else None
-
-    async def _answer_kernel(self, call_id: int, answer: dict[str, Any]) -> None:
-        kernel = self.kernel
-        if kernel is None or not kernel.alive:
-            return  # the run died with its kernel: nothing waits for the answer
-        with contextlib.suppress(KernelGone, RuntimeError):
-            await kernel.request(KernelOp.UPSTREAM_REPLY, call_id, answer)
 
     def history_entries(self, last: int | None, full: bool = False) -> list[dict[str, Any]]:
         """The session's history (answered here, never behind a run)."""
