@@ -407,10 +407,7 @@ class SessionHost:
     async def fork_kernel(self, count: int) -> str:
         """``count`` copy-on-write forks of the kernel (see forks); the id of the set. The
         caller holds the session's turn: the kernel is between runs."""
-        try:
-            return await self.forks.make(self._running(), count)
-        except KernelGone as exc:
-            raise SessionUnavailable(f"the session's process did not fork: {exc.reason}") from None
+        return await self.forks.make(self._running(), count)
 
     async def run_forks(
         self, set_id: str, variants: list[str], timeout: float, compare: list[str]
@@ -418,24 +415,12 @@ class SessionHost:
         """Variant ``i`` in fork ``i``, all at once: each one's reply and compared values.
         Each is run ``execution_count + 1`` of its own branch; the session's timeline does
         not move."""
-        try:
-            return await self.forks.run(
-                set_id,
-                variants,
-                timeout,
-                self.history.execution_count + 1,
-                self.session_id,
-                compare,
-            )
-        except KernelGone as exc:
-            raise SessionUnavailable(exc.reason) from None
+        count = self.history.execution_count + 1
+        return await self.forks.run(set_id, variants, timeout, count, self.session_id, compare)
 
     async def fork_snapshot(self, set_id: str, index: int) -> dict[str, Any]:
         """Fork ``index``'s picklable state, as ``call("snapshot")`` gives the kernel's."""
-        try:
-            return await self.forks.snapshot(set_id, index)
-        except KernelGone as exc:
-            raise SessionUnavailable(f"the variant's process is gone: {exc.reason}") from None
+        return await self.forks.snapshot(set_id, index)
 
     async def drop_forks(self, set_id: str) -> None:
         await self.forks.drop(set_id)
