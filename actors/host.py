@@ -168,9 +168,9 @@ class SessionHost:
         kernel spawned ahead of time gets its spec now, and confines itself to it."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
-        refuse_if_full(self.config.memory_high_water)
+        config = self.config
+        refuse_if_full(config.memory_high_water)
         if claim.checkpoints_dir:
-            config = self.config
             self.state.checkpoints = CheckpointStore(
                 Path(claim.checkpoints_dir), config.checkpoint_depth, config.checkpoint_max_bytes
             )
@@ -180,7 +180,6 @@ class SessionHost:
         self.launch.site_dir = Path(claim.site_dir)
         self.install_cache = Path(claim.install_cache) if claim.install_cache else None
         if claim.workspace is not None:
-            config = self.config
             self._workspace = Workspace(Path(claim.workspace), config.max_file_bytes, config.store)
             await asyncio.to_thread(self._workspace.ensure)
         self.net.network = claim.network
@@ -317,8 +316,7 @@ class SessionHost:
     async def install(
         self, specs: list[str], allow_urls: bool, allow_builds: bool, timeout: float, token: str
     ) -> dict[str, Any]:
-        """Install into the session's own folder (see SessionInstalls), then let the kernel
-        import from it."""
+        """Install into the session's own folder, for its kernel to import (see SessionInstalls)."""
         return await self.installs.install(specs, allow_urls, allow_builds, timeout, token)
 
     # -- memory pressure (see raykernel.memory: the node's guard asks and decides) ----------
@@ -454,9 +452,7 @@ class SessionHost:
     def idle_for(self) -> float | None:
         """Seconds since the last run ended (None while one runs or waits), whichever front
         end sent it: the idle watch of every front end asks the session itself."""
-        if self.book.busy:
-            return None
-        return time.time() - self.book.last_activity
+        return self.book.idle_for()
 
     async def resume(self, path: str) -> dict[str, Any]:
         """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
