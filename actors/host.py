@@ -2,10 +2,11 @@
 a thin shell over it, and tests drive it directly).
 
 It owns the session's kernel process (started before anyone claims the session, so a pooled
-actor needs no cold start; restarted in place when it dies or will not stop), its package
-folder (installs run here, with the network the kernel may lack), its identity, and the file
-operations made for it. It answers while the kernel is busy: interrupts, the live output tail,
-health and files never wait behind a run.
+actor needs no cold start; restarted in place when it dies or will not stop), its identity, the
+file operations made for it, and its parts, each a collaborator given what it needs of the
+others: how its kernels start (KernelLaunch), its network, installs (run here, with the network
+the kernel may lack), state beyond the process, forks, run book and history. It answers while
+the kernel is busy: interrupts, the live output tail, health and files never wait behind a run.
 """
 
 from __future__ import annotations
