@@ -13,7 +13,8 @@ Names are resolved here, not in the kernel, and every address is checked: an all
 resolves into a denied range (loopback, link-local and the cloud metadata address, the
 cluster's own nodes) is refused unless a rule lists that address. The proxy runs on a thread
 of its own with its own event loop: traffic never waits behind the actor's calls, or they
-behind it.
+behind it. ``SessionNetwork`` is a session's network as its host keeps it: its setting and,
+for a list, its proxy.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -427,3 +428,71 @@ def _trace_refusal(session: str, host: str, port: int) -> None:
 
         with telemetry.span("raykernel.network.refused", session_id=session) as span:
             telemetry.set_attributes(span, destination=_where(host, port), at=time.time())
+
+
+class SessionNetwork:
+    """A session's network: "on", "off", or the destinations it may reach, which its proxy
+    enforces (started before its kernel, whose waiter forwards to it). The cluster's nodes are
+    reached only if the list names their very addresses (the actor gives them at the claim).
+    Made again when its host is recycled: the proxy's socket is in the kernel's temp folder."""
+
+    def __init__(
+        self, network: str | list[str], socket: Path, session_id: Callable[[], str]
+    ) -> None:
+        self.network = network
+        self.socket = socket
+        self.cluster_nodes: list[str] = []
+        self.proxy: EgressProxy | None = None
+        self._session_id = session_id
+
+    @property
+    def mode(self) -> str:
+        """What the kernel's spec names: "on", "off" or "allowlist" (through the proxy)."""
+        return "allowlist" if isinstance(self.network, list) else self.network
+
+    def serve(self) -> None:
+        """An allow-listed session's proxy, before its kernel starts; the policy follows the
+        session's list."""
+        if not isinstance(self.network, list):
+            self.stop()
+            return
+        policy = Policy(parse_rules(self.network), map(ipaddress.ip_address, self.cluster_nodes))
+        if self.proxy is None:
+            self.proxy = EgressProxy(policy, self.socket, self._session_id())
+            self.proxy.start()
+        else:
+            self.proxy.set_policy(policy)
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+
+    def change(self, network: list[str]) -> dict[str, Any]:
+        """New destinations for an allow-listed session, for its new connections."""
+        if not isinstance(self.network, list):
+            raise InvalidArgument(
+                f"session {self._session_id()!r} has network {self.network!r}: only an "
+                "allow-list can change while the session lives (create it with a list)"
+            )
+        parse_rules(network)  # refused before anything changes
+        self.network = list(network)
+        self.serve()
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        if self.proxy is not None:
+            return self.proxy.report()
+        return {"mode": self.mode}
+
+    @property
+    def refused(self) -> int:
+        """How many connections the list has refused so far."""
+        return self.proxy.refused if self.proxy is not None else 0
+
+    def refused_since(self, before: int) -> dict[str, Any] | None:
+        """What the list refused since ``refused`` was ``before``; None: nothing."""
+        proxy = self.proxy
+        if proxy is None or proxy.refused <= before:
+            return None
+        return {"count": proxy.refused - before, "last": proxy.last_refused}

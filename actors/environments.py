@@ -8,16 +8,20 @@ in its temp folder) holds ``raykernel`` alone, first on the kernel's path; anoth
 dependencies (cloudpickle, psutil's stable-ABI build, pluggy, jedi, parso), last on the path,
 so that the environment's own copies win. The environment's packages are what the session
 imports; ``install_dependencies`` adds to the session's own folder on top, for that
-interpreter, and never touches the environment.
+interpreter, and never touches the environment. ``SessionEnvironment`` is a session's, in its
+actor: the environment and its links.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,3 +185,56 @@ def _link(link: Path, target: Path) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
     if not link.is_symlink():
         link.symlink_to(target.resolve(), target_is_directory=target.is_dir())
+
+
+class SessionEnvironment:
+    """A session's own Python environment, if it has one (the claim names it): its
+    interpreter, what a confined process must read of it, and the links that bring the
+    kernel's code to it."""
+
+    def __init__(self) -> None:
+        self.environment: Environment | None = None
+        # What its kernels and installs must read of it, found once at the claim.
+        self.reads: list[str] = []
+        self._support: tuple[list[str], str, list[str]] | None = None
+        self._links: Path | None = None
+
+    async def use(self, data: dict[str, str]) -> None:
+        """Serve environment ``data`` (``Environment.as_dict``): its links made, what it
+        reads found."""
+        self.environment = Environment.from_dict(data)
+        # Not in the kernel's temp folder: a kernel starts before it confines itself, so
+        # what it imports then must be out of its sessions' reach.
+        links = Path(tempfile.mkdtemp(prefix=f"raykernel-links-{os.getpid()}-"))
+        self._links = links
+        self._support = await asyncio.to_thread(support_folders, links)
+        paths = await asyncio.to_thread(self.environment.paths)
+        # Its installation, and the kernel code the links lead to.
+        self.reads = [*paths, *self._support[2]]
+
+    @property
+    def python(self) -> str | None:
+        """Its interpreter; None: the server's."""
+        return self.environment.python if self.environment is not None else None
+
+    @property
+    def name(self) -> str | None:
+        return self.environment.name if self.environment is not None else None
+
+    def apply(self, env: dict[str, str]) -> None:
+        """A kernel's variables for another interpreter: nothing of the server's environment,
+        the kernel's own code first on its path and its dependencies last."""
+        if self._support is None:
+            return
+        for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX"):
+            env.pop(name, None)
+        first, last, _targets = self._support
+        env["PYTHONPATH"] = os.pathsep.join(first)
+        env[FALLBACK_ENV] = last
+        env["RAYKERNEL_KERNEL_SITE"] = "1"
+
+    def drop(self) -> None:
+        """Remove its links."""
+        if self._links is not None:
+            shutil.rmtree(self._links, ignore_errors=True)
+            self._links = None

@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from raykernel.errors import SessionUnavailable
 from raykernel.kernel import wire
 from raykernel.protocol import KernelOp
 from raykernel.replies import failed_reply, kernel_died_reply
@@ -45,6 +46,9 @@ class ForkSet:
 
 
 class Forks:
+    """A session's fork sets, by id. A kernel or fork lost under one of its operations is the
+    session's ``SessionUnavailable``, saying which."""
+
     def __init__(self, folder: Path, grace: float) -> None:
         self.folder = folder
         self.grace = grace
@@ -54,6 +58,12 @@ class Forks:
     async def make(self, kernel: KernelProcess, count: int) -> str:
         """``count`` forks of ``kernel`` (which must be idle: the caller holds the session's
         turn); the id of the set."""
+        try:
+            return await self._make(kernel, count)
+        except KernelGone as exc:
+            raise SessionUnavailable(f"the session's process did not fork: {exc.reason}") from None
+
+    async def _make(self, kernel: KernelProcess, count: int) -> str:
         set_id = uuid.uuid4().hex[:12]
         path = self.folder / f"fork-{set_id}.sock"
         expected = {secrets.token_hex(16): index for index in range(count)}
@@ -143,15 +153,18 @@ class Forks:
     ) -> list[dict[str, Any]]:
         """Run variant ``i`` in fork ``i``, all at once; each one's reply and ``compare``
         values. A variant past ``timeout`` is interrupted, and killed if it ignores that."""
-        forks = self._find(set_id).kernels
-        return list(
-            await asyncio.gather(
-                *(
-                    self._one(kernel, code, timeout, count, session_id, compare)
-                    for kernel, code in zip(forks, variants, strict=True)
+        try:
+            forks = self._find(set_id).kernels
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._one(kernel, code, timeout, count, session_id, compare)
+                        for kernel, code in zip(forks, variants, strict=True)
+                    )
                 )
             )
-        )
+        except KernelGone as exc:
+            raise SessionUnavailable(exc.reason) from None
 
     async def _one(
         self,
@@ -200,8 +213,11 @@ class Forks:
 
     async def snapshot(self, set_id: str, index: int) -> dict[str, Any]:
         """Fork ``index``'s picklable state (to become a session of its own)."""
-        kernel = self._find(set_id).kernels[index]
-        return await kernel.request(KernelOp.SNAPSHOT)
+        try:
+            kernel = self._find(set_id).kernels[index]
+            return await kernel.request(KernelOp.SNAPSHOT)
+        except KernelGone as exc:
+            raise SessionUnavailable(f"the variant's process is gone: {exc.reason}") from None
 
     async def drop(self, set_id: str) -> None:
         found = self._sets.pop(set_id, None)

@@ -24,6 +24,10 @@ CODE_CHARS = 20_000
 class History:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=max_entries)
+        # Where the timeline is: its last run's count (a new kernel goes on from it, the
+        # session's runs are counted here) and when that run ended.
+        self.execution_count = 0
+        self.last_execution_time: float | None = None
 
     def record(
         self,

@@ -2,57 +2,35 @@
 a thin shell over it, and tests drive it directly).
 
 It owns the session's kernel process (started before anyone claims the session, so a pooled
-actor needs no cold start; restarted in place when it dies or will not stop), its package
-folder (installs run here, with the network the kernel may lack), its identity, and the file
-operations made for it. It answers while the kernel is busy: interrupts, the live output tail,
-health and files never wait behind a run.
+actor needs no cold start; restarted in place when it dies or will not stop), its identity, the
+file operations made for it, and its parts, each a collaborator given what it needs of the
+others: how its kernels start (KernelLaunch), its network, installs (run here, with the network
+the kernel may lack), state beyond the process, forks, run book and history. It answers while
+the kernel is busy: interrupts, the live output tail, health and files never wait behind a run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import os
-import shutil
-import socket
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from raykernel.errors import InvalidArgument, NodeFull, SessionMoved, SessionUnavailable
-from raykernel.kernel.capture import truncate_text
-from raykernel.memory import critical_mark, node_memory
-from raykernel.protocol import KernelOp, RunKind
+from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
+from raykernel.memory import refuse_if_full
+from raykernel.protocol import Claim, KernelOp, Network, RunKind
 from raykernel.replies import kernel_died_reply, revival_notice
 from raykernel.workspace import OPERATIONS, Workspace, WorkspaceOp
 
-from .egress import EgressProxy, Policy, parse_rules
-from .environments import FALLBACK_ENV, Environment, support_folders
+from .egress import SessionNetwork
 from .forks import Forks
 from .history import History
-from .installer import Installer, parse_requirements, run_installer
-from .kernel_client import KernelGone, KernelProcess, KernelRefused
+from .installer import SessionInstalls
+from .kernel_client import KernelGone, KernelLaunch, KernelProcess, KernelRefused
 from .runbook import BookedRun, Driver, RunBook
-from .store import CheckpointStore, read_snapshot, write_snapshot
-from .upstream_calls import UpstreamCalls
-
-log = logging.getLogger(__name__)
-
-# Environment variables no kernel inherits: Ray's (its address, its token settings) and the
-# server's own (an auth token, a JWT key).
-DROPPED_ENV_PREFIXES = ("RAY_", "RAYKERNEL_")
-
-
-# A session's network: "on", "off", or the destinations it may reach (see egress).
-Network = str | list[str]
+from .store import CheckpointStore, SessionState
+from .upstream_calls import UpstreamCalls, to_kernel
 
 
 @dataclass
@@ -81,108 +59,55 @@ class HostConfig:
     memory_high_water: float = 0.0
 
 
-@dataclass
-class Claim:
-    """Who a fresh host becomes: the session it serves, and where its own files go."""
-
-    session_id: str
-    owner: str
-    description: str
-    created_at: float
-    site_dir: str
-    placement: dict[str, Any]
-    network: Network
-    checkpoints_dir: str | None = None
-    # The installer's cache for this identity (None: the installer's own, the user's).
-    install_cache: str | None = None
-    # The identity's workspace (None: the server's, as the local identity has it).
-    workspace: str | None = None
-    # The last execution count the front end saw: a new actor's timeline goes on from it.
-    execution_count: int = 0
-    # The session's Python environment (environments.Environment.as_dict); None: the server's.
-    environment: dict[str, str] | None = None
-
-
-_swept = False
-
-
-def sweep_stale_temp() -> None:
-    """Remove kernels' temp folders whose owner process is gone (a server or an actor killed
-    with SIGKILL cannot remove its own), once per process; only this user's, and never one
-    whose process id is alive (reused or not)."""
-    global _swept
-    if _swept:
-        return
-    _swept = True
-    root = Path(tempfile.gettempdir())
-    for path in [*root.glob("raykernel-kernel-*-*"), *root.glob("raykernel-links-*-*")]:
-        try:
-            pid = int(path.name.split("-")[2])
-            if path.stat().st_uid != os.getuid() or psutil.pid_exists(pid):
-                continue
-        except (ValueError, OSError):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-
-
 class SessionHost:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
-        self.session_id = ""
-        self.owner = ""
-        self.description = ""
         self.created_at = time.time()
         self.started_at = time.time()
-        self.placement: dict[str, Any] = {}
-        self.network = config.network
         self.kernel: KernelProcess | None = None
         self.kernel_restarts = 0
-        # The session's timeline, kept here across kernels (see History).
-        self.execution_count = 0
-        self.last_execution_time: float | None = None
-        self.history = History()
-        # Named with this process's id: a leftover (its actor killed) is recognisable.
-        sweep_stale_temp()
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
-        # The session's packages folder, in the store; the claim names it.
-        self.site_dir = self.tmp / "site"
         self.install_cache: Path | None = None
-        # An allow-listed session's proxy (see egress), and the cluster's nodes, which it
-        # reaches only if its list names their very addresses (the actor gives them).
-        self.egress: EgressProxy | None = None
-        self.cluster_nodes: list[str] = []
-        self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
-        self._checkpointing = asyncio.Lock()
-        self._background: set[asyncio.Future[Any]] = set()
-        self._installs: dict[str, Any] = {}
-        self._install_tails: dict[str, str] = {}
-        self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
         self._reviving = asyncio.Lock()
-        # Set once the session has been handed on (hibernated): no run is taken any more.
-        self.closed = False
-        self.book = self._new_book()
-        # run_variants' copy-on-write forks of the kernel, while the call lasts.
-        self.forks = Forks(self.tmp, config.interrupt_grace)
-        # The session's own Python environment, if it has one, and the links that bring the
-        # kernel's code to it (see environments).
-        self.environment: Environment | None = None
-        self._support: tuple[list[str], str, list[str]] | None = None
-        # What its kernels and installs must read of it, found once at the claim.
-        self._environment_read: list[str] = []
-        self._links: Path | None = None
         # Code mode's requests from session code, until the front end answers them.
-        self.upstream = UpstreamCalls(self._answer_kernel, self._current_token)
+        self.upstream = UpstreamCalls(to_kernel(lambda: self.kernel), self._current_token)
+        self._fresh()
 
-    def _new_book(self) -> RunBook:
+    def _fresh(self) -> None:
+        """What an unclaimed host starts with, and a recycled one again: its collaborators,
+        each given what it needs of the others."""
+        config = self.config
+        self.session_id = self.owner = self.description = ""
+        self.placement: dict[str, Any] = {}
+        # The session's timeline, kept here across kernels (see History).
+        self.history = History()
+        # Its kernels' temp folder, package folder and environment (see KernelLaunch).
+        self.launch = KernelLaunch(config)
+        self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
+        # run_variants' copy-on-write forks of the kernel, while the call lasts.
+        self.forks = Forks(self.launch.tmp, config.interrupt_grace)
+        self.net = SessionNetwork(
+            config.network, self.launch.tmp / "egress.sock", lambda: self.session_id
+        )
         driver = Driver(
             start=self._start_run,
             interrupt=self.interrupt,
             replace_kernel=self._replace_kernel,
             revive=self.revive,
-            execution_count=lambda: self.execution_count,
+            execution_count=lambda: self.history.execution_count,
             session_id=lambda: self.session_id,
         )
-        return RunBook(driver, self.config.interrupt_grace)
+        self.book = RunBook(driver, config.interrupt_grace)
+        # What it saves and loads beyond its process (see SessionState).
+        self.state = SessionState(
+            self.call, self.book, self.history, lambda: self.session_id, self.measure
+        )
+        # Its installs, and those under way; made again when the claim says where they go.
+        self.installs = self._new_installs()
+
+    def _new_installs(self) -> SessionInstalls:
+        return SessionInstalls(
+            self.launch, self.install_cache, self._workspace, lambda: self.kernel
+        )
 
     # -- the kernel -----------------------------------------------------------------------------
 
@@ -190,63 +115,34 @@ class SessionHost:
         """Spawn the kernel process ahead of the claim: it imports what it needs and waits for
         its spec, which only the claim can give (whose workspace, which network)."""
         if self.kernel is None or not self.kernel.spawned:
-            kernel = KernelProcess(self._env())
+            kernel = KernelProcess(self.launch.env())
             await kernel.spawn()
             self.kernel = kernel
 
-    @property
-    def _egress_path(self) -> Path:
-        return self.tmp / "egress.sock"
-
-    def _serve_egress(self) -> None:
-        """An allow-listed session's proxy, before its kernel starts (and its waiter forwards
-        to it); the policy follows the session's list."""
-        if not isinstance(self.network, list):
-            self._stop_egress()
-            return
-        policy = Policy(parse_rules(self.network), map(ip_address, self.cluster_nodes))
-        if self.egress is None:
-            self.egress = EgressProxy(policy, self._egress_path, self.session_id)
-            self.egress.start()
-        else:
-            self.egress.set_policy(policy)
-
-    def _stop_egress(self) -> None:
-        if self.egress is not None:
-            self.egress.stop()
-            self.egress = None
-
     def set_network(self, network: list[str]) -> dict[str, Any]:
         """New destinations for an allow-listed session, for its new connections."""
-        if not isinstance(self.network, list):
-            raise InvalidArgument(
-                f"session {self.session_id!r} has network {self.network!r}: only an allow-list "
-                "can change while the session lives (create it with a list)"
-            )
-        parse_rules(network)  # refused before anything changes
-        self.network = list(network)
-        self._serve_egress()
-        return self.network_report()
+        return self.net.change(network)
 
     def network_report(self) -> dict[str, Any]:
-        if self.egress is not None:
-            return self.egress.report()
-        return {"mode": self.network if isinstance(self.network, str) else "allowlist"}
+        return self.net.report()
 
     async def start(self) -> dict[str, Any]:
         """Start the kernel (again): the one spawned ahead if it waits, else a new one; returns
         its isolation report."""
-        self._serve_egress()
+        self.net.serve()
         kernel = self.kernel
         if kernel is not None and not kernel.spawned:
             await kernel.kill("replaced by a new kernel")
             kernel = None
-        self.site_dir.mkdir(parents=True, exist_ok=True)
-        kernel = kernel or self._new_kernel()
-        kernel.on_event = self._kernel_event
+        self.launch.site_dir.mkdir(parents=True, exist_ok=True)
+        kernel = kernel or self.launch.kernel()
+        kernel.on_event = self.upstream.heard
         self.kernel = kernel
+        spec = self.launch.spec(
+            self.session_id, self._workspace.root, self.net.mode, self.net.socket
+        )
         try:
-            report = await kernel.start(self._spec())
+            report = await kernel.start(spec)
         except KernelRefused as exc:
             raise InvalidArgument(str(exc)) from None
         except KernelGone as exc:
@@ -261,65 +157,6 @@ class SessionHost:
         self.kernel_restarts += 1
         return await self.start()
 
-    def _spec(self) -> dict[str, Any]:
-        config = self.config
-        return {
-            "workspace": str(self._workspace.root),
-            "session_id": self.session_id,
-            "site_dir": str(self.site_dir),
-            "max_output_bytes": config.max_output_bytes,
-            "max_image_bytes": config.max_image_bytes,
-            "memory_limit": config.memory_limit,
-            "max_processes": config.max_processes,
-            "plugin_specs": config.plugin_specs,
-            "isolation": config.isolation,
-            "network": "allowlist" if isinstance(self.network, list) else self.network,
-            "proxy": str(self._egress_path),
-            "write": [str(self._workspace.root), str(self.site_dir), str(self.tmp)],
-            "read": [*config.read, *self._environment_read],
-            "hide": config.hide,
-            "shm_bytes": config.memory_limit or None,
-        }
-
-    def _new_kernel(self) -> KernelProcess:
-        python = self.environment.python if self.environment is not None else None
-        return KernelProcess(self._env(), python=python)
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
-        if self._support is not None:
-            # Another interpreter: nothing of the server's environment, the kernel's own
-            # code first on its path and its dependencies last.
-            for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX"):
-                env.pop(name, None)
-            first, last, _targets = self._support
-            env["PYTHONPATH"] = os.pathsep.join(first)
-            env[FALLBACK_ENV] = last
-            env["RAYKERNEL_KERNEL_SITE"] = "1"
-        if self.config.python_path:
-            env["PYTHONPATH"] = os.pathsep.join(
-                [*self.config.python_path, *filter(None, [env.get("PYTHONPATH")])]
-            )
-        env["MPLBACKEND"] = "Agg"
-        env["PYTHONNOUSERSITE"] = "1"  # see KernelProcess.spawn's -s
-        env["TMPDIR"] = str(self._folder("tmp"))
-        if self.config.isolation == "confined":
-            # The kernel cannot reach the real home: caches and configs get a private one.
-            env["HOME"] = str(self._folder("home"))
-            env["XDG_CACHE_HOME"] = str(self._folder("cache"))
-            env["MPLCONFIGDIR"] = str(self._folder("mpl"))
-        return env
-
-    def _drop_links(self) -> None:
-        if self._links is not None:
-            shutil.rmtree(self._links, ignore_errors=True)
-            self._links = None
-
-    def _folder(self, name: str) -> Path:
-        folder = self.tmp / name
-        folder.mkdir(exist_ok=True)
-        return folder
-
     def _running(self) -> KernelProcess:
         if self.kernel is None:
             raise SessionUnavailable("the kernel has not started")
@@ -332,64 +169,31 @@ class SessionHost:
         kernel spawned ahead of time gets its spec now, and confines itself to it."""
         if self.session_id:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
-        self._refuse_if_node_full()
+        config = self.config
+        refuse_if_full(config.memory_high_water)
         if claim.checkpoints_dir:
-            config = self.config
-            self.checkpoints = CheckpointStore(
+            self.state.checkpoints = CheckpointStore(
                 Path(claim.checkpoints_dir), config.checkpoint_depth, config.checkpoint_max_bytes
             )
         self.session_id, self.owner = claim.session_id, claim.owner
         self.description, self.created_at = claim.description, claim.created_at
         self.placement = claim.placement
-        self.site_dir = Path(claim.site_dir)
+        self.launch.site_dir = Path(claim.site_dir)
         self.install_cache = Path(claim.install_cache) if claim.install_cache else None
         if claim.workspace is not None:
-            config = self.config
             self._workspace = Workspace(Path(claim.workspace), config.max_file_bytes, config.store)
             await asyncio.to_thread(self._workspace.ensure)
-        self.network = claim.network
+        self.net.network = claim.network
         if claim.environment is not None:
             # The kernel spawned ahead runs the server's Python: this one needs its own.
-            self.environment = Environment.from_dict(claim.environment)
-            # Not in the kernel's temp folder: a kernel starts before it confines itself, so
-            # what it imports then must be out of its sessions' reach.
-            links = Path(tempfile.mkdtemp(prefix=f"raykernel-links-{os.getpid()}-"))
-            self._links = links
-            self._support = await asyncio.to_thread(support_folders, links)
-            paths = await asyncio.to_thread(self.environment.paths)
-            # Its installation, and the kernel code the links lead to.
-            self._environment_read = [*paths, *self._support[2]]
+            await self.launch.environment.use(claim.environment)
             if self.kernel is not None:
                 await self.kernel.kill("replaced by the session's environment")
                 self.kernel = None
-        # The timeline goes on: from the front end's count (a new actor after the old one was
-        # lost), or from the store's history when the session keeps checkpoints.
-        self.execution_count = max(self.execution_count, claim.execution_count)
-        if self.checkpoints is not None:
-            kept = await asyncio.to_thread(self.checkpoints.history)
-            if kept:
-                self.history.load(kept)
-                counts = [e["execution_count"] for e in kept if e.get("execution_count")]
-                self.execution_count = max([self.execution_count, *counts])
+        self.installs = self._new_installs()
+        await self.state.go_on(claim.execution_count)
         await self.start()
         return await self.info()
-
-    def _refuse_if_node_full(self) -> None:
-        """A node about to run out of memory (past the guard's critical mark, halfway from its
-        high-water mark to full) takes no new, resumed or forked session: it would only be
-        the next one stopped. Below that the guard's stops keep the node in hand (a laptop
-        whose browser fills it must still start a session)."""
-        high = self.config.memory_high_water
-        if not high:
-            return
-        mark = critical_mark(high)
-        used, total = node_memory()
-        if used / total >= mark:
-            raise NodeFull(
-                f"this node ({socket.gethostname()}) has {used / 2**30:.1f} GiB of "
-                f"{total / 2**30:.1f} GiB in use ({used / total:.0%}), past the memory guard's "
-                f"critical mark of {mark:.0%}: no session starts here until memory is freed"
-            )
 
     async def info(self) -> dict[str, Any]:
         kernel = self.kernel
@@ -401,12 +205,12 @@ class SessionHost:
             "started_at": self.started_at,
             "kernel_pid": kernel.pid if kernel is not None else None,
             "isolation": kernel.isolation if kernel is not None else {},
-            "network": self.network,
-            "checkpoint": "after_run" if self.checkpoints is not None else "off",
+            "network": self.net.network,
+            "checkpoint": "after_run" if self.state.checkpoints is not None else "off",
             "placement": self.placement,
-            "execution_count": self.execution_count,
-            "last_execution_time": self.last_execution_time,
-            "environment": self.environment.name if self.environment is not None else None,
+            "execution_count": self.history.execution_count,
+            "last_execution_time": self.history.last_execution_time,
+            "environment": self.launch.environment.name,
             "python_version": (kernel.python_info.get("version") if kernel is not None else None),
         }
 
@@ -434,7 +238,7 @@ class SessionHost:
         self, run_id: str, kind: RunKind, args: list[Any], timeout: float, background: bool
     ) -> dict[str, Any]:
         """Queue a run; its view."""
-        if self.closed:
+        if self.state.closed:
             raise SessionMoved(f"session {self.session_id!r} has been handed on")
         return self.book.submit(BookedRun(run_id, kind, tuple(args), timeout, background))
 
@@ -450,7 +254,7 @@ class SessionHost:
     async def _replace_kernel(self, reason: str) -> dict[str, Any] | None:
         await self.restart_kernel(reason)
         restored = await self.restore_checkpoint(None)
-        self._keep(self.history.crashed_then(restored))
+        self.state.keep(self.history.crashed_then(restored))
         return restored
 
     async def revive(self) -> dict[str, Any] | None:
@@ -472,23 +276,21 @@ class SessionHost:
         on from it), its history entry and, when the session keeps them, a checkpoint."""
         kernel = self._running()
         counted = code is not None
-        count = self.execution_count + 1 if counted else None
-        refused_before = self.egress.refused if self.egress is not None else 0
+        count = self.history.execution_count + 1 if counted else None
+        refused_before = self.net.refused
         started = time.time()
         try:
             reply = await kernel.request(op, *args, *([count] if counted else []))
-            if counted and self.checkpoints is not None and reply.get("success"):
-                self._checkpoint_soon(kernel, self.checkpoints)
-            if self.egress is not None and self.egress.refused > refused_before:
+            if counted and reply.get("success"):
+                self.state.checkpoint_soon(kernel)
+            if (refused := self.net.refused_since(refused_before)) is not None:
                 # For the run's trace and its reader: what its list refused meanwhile.
-                reply["network_refused"] = {
-                    "count": self.egress.refused - refused_before,
-                    "last": self.egress.last_refused,
-                }
+                reply["network_refused"] = refused
             status = None
         except KernelGone as exc:
+            count_now = count or self.history.execution_count
             reply = {
-                **kernel_died_reply(self.session_id, count or self.execution_count, exc.reason),
+                **kernel_died_reply(self.session_id, count_now, exc.reason),
                 "kernel_died": exc.reason,
             }
             status = "crashed"
@@ -496,39 +298,17 @@ class SessionHost:
             kernel.forget_tail(token)
             upstream = self.upstream.run_ended(token)
         if counted and count is not None:
-            self.execution_count = max(self.execution_count, count)
-            self.last_execution_time = time.time()
+            history = self.history
+            history.execution_count = max(history.execution_count, count)
+            history.last_execution_time = time.time()
             assert code is not None
-            self._keep(self.history.record(code, reply, started, status, upstream))
+            self.state.keep(history.record(code, reply, started, status, upstream))
         return reply
 
-    # -- code mode: session code calling upstream MCP tools through the front end ----------
-
-    def _kernel_event(self, message: dict[str, Any]) -> None:
-        if message.get("event") == "upstream":
-            self.upstream.asked(message)
-
     def _current_token(self) -> str | None:
+        """The run in progress, the only one code mode answers (see UpstreamCalls)."""
         run = self.book.current
         return run.token if run is not None else None
-
-    async def _answer_kernel(self, call_id: int, answer: dict[str, Any]) -> None:
-        kernel = self.kernel
-        if kernel is None or not kernel.alive:
-            return  # the run died with its kernel: nothing waits for the answer
-        with contextlib.suppress(KernelGone, RuntimeError):
-            await kernel.request(KernelOp.UPSTREAM_REPLY, call_id, answer)
-
-    def _keep(self, entry: dict[str, Any] | None) -> None:
-        """A history entry made or changed: for a session that keeps checkpoints, into the
-        store too (off the reply's path), so that a new actor (its node lost) goes on with
-        the whole timeline."""
-        store = self.checkpoints
-        if entry is None or store is None:
-            return
-        task = asyncio.ensure_future(asyncio.to_thread(store.add_history, dict(entry)))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def history_entries(self, last: int | None, full: bool = False) -> list[dict[str, Any]]:
         """The session's history (answered here, never behind a run)."""
@@ -537,103 +317,8 @@ class SessionHost:
     async def install(
         self, specs: list[str], allow_urls: bool, allow_builds: bool, timeout: float, token: str
     ) -> dict[str, Any]:
-        """Install into the session's own folder, then let the kernel import from it. The
-        installer runs confined like the kernel (plus the network, to reach the index): a
-        package's build may write its target, the cache and a temp folder, and read nothing of
-        the server's (see installer.Installer and confinement)."""
-        requirements = parse_requirements(specs, allow_urls=allow_urls)
-        self.site_dir.mkdir(parents=True, exist_ok=True)
-        installer = Installer.find(self.install_cache, allow_builds)
-        installer.cache.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="install-", dir=self.tmp))
-        # A "name @ file://..." requirement (allowed by allow_package_urls) must be in the
-        # session's own workspace, where its code may write anyway (a source tree builds in
-        # place); anywhere else would hand the build what the session cannot reach.
-        local = [
-            str(self._workspace.resolve(url.removeprefix("file://")))
-            for r in requirements
-            if (url := r.url or "").startswith("file://")
-        ]
-        command = self._confined(
-            installer.command(requirements, self.site_dir, self._python()),
-            installer,
-            work,
-            local,
-        )
-        self._install_tails[token] = ""
-
-        def feed(line: str) -> None:
-            self._install_tails[token] = (self._install_tails.get(token, "") + line)[-4000:]
-
-        def started(process: Any) -> None:
-            self._installs[token] = process
-
-        try:
-            stdout, stderr, ok = await asyncio.to_thread(
-                run_installer, command, timeout, feed, started, self._install_env(work), work
-            )
-        finally:
-            self._installs.pop(token, None)
-            self._install_tails.pop(token, None)
-            shutil.rmtree(work, ignore_errors=True)
-        if ok and self.kernel is not None and self.kernel.alive:
-            await self.kernel.request(KernelOp.ACTIVATE_SITE)
-        limit = self.config.max_output_bytes
-        reply: dict[str, Any] = {
-            "success": ok,
-            "installed": [r.name for r in requirements] if ok else [],
-            "stdout": truncate_text(stdout, limit),
-            "stderr": truncate_text(stderr, limit),
-        }
-        refused = [] if ok else installer.refused_builds(stderr)
-        if refused:
-            reply["error"] = {
-                "ename": "SourceBuildRefused",
-                "evalue": f"{', '.join(refused)} {'has' if len(refused) == 1 else 'have'} no "
-                "wheel for this platform, only a source package, and building one runs the "
-                "package's own code: refused. Nothing was installed. A server that trusts its "
-                "index can set allow_source_builds = true (RAYKERNEL_ALLOW_SOURCE_BUILDS=1); "
-                "builds then run in the session's sandbox.",
-            }
-        return reply
-
-    def _confined(
-        self, command: list[str], installer: Installer, work: Path, sources: list[str]
-    ) -> list[str]:
-        """``command`` run through the jail, with the kernel's confinement but the network on:
-        write the target, the cache, ``work`` and ``sources`` (local packages of the
-        workspace); read Python, the system and its configuration."""
-        config = self.config
-        policy = {
-            "isolation": config.isolation,
-            "network": "on",
-            "write": [str(self.site_dir), str(installer.cache), str(work), *sources],
-            "read": [*installer.reads(), *config.read, *self._environment_read],
-            "hide": config.hide,
-        }
-        return [
-            sys.executable,
-            "-P",
-            "-s",  # the installer's home is in the session's temp folder
-            "-m",
-            "raykernel.kernel.sandbox",
-            json.dumps(policy),
-            "--",
-            *command,
-        ]
-
-    def _python(self) -> str:
-        return self.environment.python if self.environment is not None else sys.executable
-
-    def _install_env(self, work: Path) -> dict[str, str]:
-        """The installer's environment: no Ray or raykernel variable (no token), and a home and
-        temp folder of its own (its configuration is still found where the user keeps it)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
-        home = work / "home"
-        home.mkdir()
-        env["XDG_CONFIG_HOME"] = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        env.update(HOME=str(home), TMPDIR=str(work))
-        return env
+        """Install into the session's own folder, for its kernel to import (see SessionInstalls)."""
+        return await self.installs.install(specs, allow_urls, allow_builds, timeout, token)
 
     # -- memory pressure (see raykernel.memory: the node's guard asks and decides) ----------
 
@@ -658,10 +343,7 @@ class SessionHost:
 
     def interrupt(self, token: str) -> bool:
         """Stop run (or install) ``token``; answered at once, the run's reply tells the rest."""
-        installer = self._installs.get(token)
-        if installer is not None:
-            with contextlib.suppress(ProcessLookupError):
-                installer.kill()
+        if self.installs.kill(token):
             return True
         if self.kernel is None:
             return False
@@ -669,8 +351,9 @@ class SessionHost:
         return True
 
     def tail(self, token: str) -> str | None:
-        if token in self._install_tails:
-            return self._install_tails[token]
+        tail = self.installs.tail(token)
+        if tail is not None:
+            return tail
         return self.kernel.tail(token) if self.kernel is not None else None
 
     async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
@@ -699,8 +382,7 @@ class SessionHost:
 
     def reopen(self) -> bool:
         """Serve again after a hibernation that never finished; whether it was closed."""
-        was, self.closed = self.closed, False
-        return was
+        return self.state.reopen()
 
     async def kill_kernel(self, reason: str) -> None:
         if self.kernel is not None:
@@ -724,10 +406,7 @@ class SessionHost:
     async def fork_kernel(self, count: int) -> str:
         """``count`` copy-on-write forks of the kernel (see forks); the id of the set. The
         caller holds the session's turn: the kernel is between runs."""
-        try:
-            return await self.forks.make(self._running(), count)
-        except KernelGone as exc:
-            raise SessionUnavailable(f"the session's process did not fork: {exc.reason}") from None
+        return await self.forks.make(self._running(), count)
 
     async def run_forks(
         self, set_id: str, variants: list[str], timeout: float, compare: list[str]
@@ -735,145 +414,51 @@ class SessionHost:
         """Variant ``i`` in fork ``i``, all at once: each one's reply and compared values.
         Each is run ``execution_count + 1`` of its own branch; the session's timeline does
         not move."""
-        try:
-            return await self.forks.run(
-                set_id, variants, timeout, self.execution_count + 1, self.session_id, compare
-            )
-        except KernelGone as exc:
-            raise SessionUnavailable(exc.reason) from None
+        count = self.history.execution_count + 1
+        return await self.forks.run(set_id, variants, timeout, count, self.session_id, compare)
 
     async def fork_snapshot(self, set_id: str, index: int) -> dict[str, Any]:
         """Fork ``index``'s picklable state, as ``call("snapshot")`` gives the kernel's."""
-        try:
-            return await self.forks.snapshot(set_id, index)
-        except KernelGone as exc:
-            raise SessionUnavailable(f"the variant's process is gone: {exc.reason}") from None
+        return await self.forks.snapshot(set_id, index)
 
     async def drop_forks(self, set_id: str) -> None:
         await self.forks.drop(set_id)
 
+    # -- state beyond the process (see SessionState) -----------------------------------------
+
     async def save_snapshot(self, path: str) -> dict[str, Any]:
-        """Write the kernel's picklable state to ``path`` (the kernel cannot reach the store;
-        its pickles are written here as the bytes they are, never loaded)."""
-        snap = await self.call(KernelOp.SNAPSHOT)
-        size = await asyncio.to_thread(
-            write_snapshot, Path(path), self.session_id, snap["blobs"], snap["not_preserved"]
-        )
-        return {
-            "saved": sorted(snap["blobs"]),
-            "not_preserved": snap["not_preserved"],
-            "size_bytes": size,
-        }
+        """Write the kernel's picklable state to ``path``."""
+        return await self.state.save_snapshot(path)
 
     async def load_snapshot(self, path: str) -> dict[str, Any]:
         """Read a snapshot file here and hand its pickles to the kernel to load."""
-        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
-        report = await self.call(KernelOp.RESTORE, blobs)
-        report["not_preserved"].update(manifest.get("not_preserved", {}))
-        report["snapshot_of"] = manifest.get("session_id")
-        return report
-
-    # -- state beyond the process -----------------------------------------------------------
-
-    def _checkpoint_soon(self, kernel: KernelProcess, store: CheckpointStore) -> None:
-        """Save what changed in the run that just ended, off the reply's path. The kernel is
-        asked now, before the reply leaves: it then takes the checkpoint before any later
-        request, so a next run that crashes the kernel cannot overtake it (waiting for the
-        previous checkpoint's store first could let it)."""
-        asked = asyncio.ensure_future(kernel.request(KernelOp.CHECKPOINT, store.max_bytes))
-        task = asyncio.ensure_future(self._store_checkpoint(kernel, store, asked))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _store_checkpoint(
-        self, kernel: KernelProcess, store: CheckpointStore, asked: asyncio.Future[Any]
-    ) -> dict[str, Any] | None:
-        """Store what the kernel pickled (as bytes), one checkpoint at a time, in order."""
-        async with self._checkpointing:
-            try:
-                changes = await asked
-                return await asyncio.to_thread(store.save, changes["execution_count"], changes)
-            except FileNotFoundError:  # the store lost pickles: hand everything over again
-                await kernel.request(KernelOp.FORGET_CHECKPOINTS)
-                return None
-            except (KernelGone, OSError) as exc:
-                log.warning("checkpoint of %s failed: %s", self.session_id, exc)
-                return None
+        return await self.state.load_snapshot(path)
 
     async def restore_checkpoint(self, count: int | None = None) -> dict[str, Any] | None:
         """Load checkpoint ``count`` (the latest when None) into a fresh namespace; the report,
         or None when there is no checkpoint."""
-        store = self.checkpoints
-        if store is None:
-            return None
-        # The checkpoint of the last run may be on its way.
-        await asyncio.gather(*list(self._background), return_exceptions=True)
-        point = await asyncio.to_thread(store.point, count)
-        if point is None:
-            return None
-        blobs = await asyncio.to_thread(store.blobs_of, point)
-        report = await self.call(KernelOp.REWIND, blobs, point["execution_count"])
-        report["not_preserved"].update(point.get("not_preserved", {}))
-        if count is not None:  # asked for (rewind_session), not a revival
-            self._keep(self.history.note(f"rewound to the state after run {count}"))
-        return {**report, "execution_count": point["execution_count"]}
+        return await self.state.restore_checkpoint(count)
 
     def checkpoint_counts(self) -> list[int]:
         """The runs whose state a checkpoint keeps."""
-        return self.checkpoints.counts() if self.checkpoints is not None else []
+        return self.state.checkpoint_counts()
 
     async def hibernate(
         self, path: str, session: dict[str, Any], wait: bool = False
     ) -> dict[str, Any]:
         """Write the session's image (its picklable state, its history, who it is) to
         ``path``, whole or not at all; the caller then frees the processes."""
-        if self.book.busy and not wait:
-            raise SessionUnavailable("the session has runs in progress or queued")
-        idle_since = self.book.last_activity
-        # Asked for (``wait``), it takes its turn after the run in progress; never with runs
-        # queued (they would be lost with the processes).
-        async with self.book.exclusive():
-            if self.book.busy or (not wait and self.book.last_activity != idle_since):
-                raise SessionUnavailable("the session has runs in progress or queued")
-            if (await self.measure()).get("num_children"):
-                raise SessionUnavailable("the session has child processes running")
-            snap = await self.call(KernelOp.SNAPSHOT)
-            history = {
-                "entries": self.history.last(None, full=True),
-                "execution_count": self.execution_count,
-                "last_execution_time": self.last_execution_time,
-            }
-            extra = {"history": history, "session": session, "runs": self.book.export()}
-            size = await asyncio.to_thread(
-                write_snapshot,
-                Path(path),
-                self.session_id,
-                snap["blobs"],
-                snap["not_preserved"],
-                extra,
-            )
-            self.closed = True
-        return {"size_bytes": size, "not_preserved": snap["not_preserved"]}
+        return await self.state.hibernate(path, session, wait)
 
     def idle_for(self) -> float | None:
         """Seconds since the last run ended (None while one runs or waits), whichever front
         end sent it: the idle watch of every front end asks the session itself."""
-        if self.book.busy:
-            return None
-        return time.time() - self.book.last_activity
+        return self.book.idle_for()
 
     async def resume(self, path: str) -> dict[str, Any]:
         """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
         history; the report names what could not be carried."""
-        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
-        report = await self.call(KernelOp.RESTORE, blobs)
-        saved = manifest.get("history") or {}
-        self.history.load(saved.get("entries") or [])
-        self.execution_count = max(self.execution_count, int(saved.get("execution_count") or 0))
-        self.last_execution_time = saved.get("last_execution_time")
-        self.book.load(manifest.get("runs") or [])
-        report["not_preserved"].update(manifest.get("not_preserved", {}))
-        return report
+        return await self.state.resume(path)
 
     async def measure(self) -> dict[str, Any]:
         """The kernel's liveness (and how it died), memory and CPU."""
@@ -883,7 +468,7 @@ class SessionHost:
         return {
             "kernel_pid": kernel.pid,
             **(await kernel.measure()),
-            "network": self.network_report(),
+            "network": self.net.report(),
         }
 
     async def workspace(self, op: WorkspaceOp, args: list[Any]) -> dict[str, Any]:
@@ -898,34 +483,18 @@ class SessionHost:
         if self.kernel is not None:
             await self.kernel.kill("recycled")
         self.kernel = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
-        self.site_dir = self.tmp / "site"
-        config = self.config
-        self._workspace = Workspace(config.workspace, config.max_file_bytes, config.store)
+        self.launch.remove()
         await self.forks.close()
-        self.forks = Forks(self.tmp, config.interrupt_grace)
-        self.session_id = self.owner = self.description = ""
-        self.placement, self.checkpoints = {}, None
-        self.execution_count, self.last_execution_time = 0, None
-        self.history = History()
-        self.closed = False
-        self.book = self._new_book()
-        self.network = self.config.network
-        self.environment, self._support, self._environment_read = None, None, []
-        self._drop_links()
-        self._stop_egress()
+        self.net.stop()
+        self._fresh()
         await self.prepare()
 
     async def shutdown(self) -> None:
         """Kill the kernel and what it started, and any install under way; remove the
         kernel's temp folder."""
-        for installer in list(self._installs.values()):
-            with contextlib.suppress(ProcessLookupError):
-                installer.kill()
+        self.installs.kill_all()
         await self.forks.close()
         if self.kernel is not None:
             await self.kernel.kill("the session was deleted")
-        self._stop_egress()
-        self._drop_links()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.net.stop()
+        self.launch.remove()

@@ -8,16 +8,21 @@ shell string), so nothing in a requirement can reach a shell.
 
 A package's build runs its own code (``setup.py``): wheels only, unless builds are allowed, and
 the installer runs in the same sandbox as a kernel (see ``confinement``), able to write only its
-target, its cache and a temp folder.
+target, its cache and a temp folder. ``SessionInstalls`` is a session's: its installs and those
+under way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +32,11 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from raykernel.errors import InvalidPackageSpec
+from raykernel.kernel.capture import truncate_text
+from raykernel.protocol import KernelOp
+from raykernel.workspace import Workspace
+
+from .kernel_client import DROPPED_ENV_PREFIXES, KernelLaunch, KernelProcess
 
 MAX_PACKAGES = 50
 MAX_SPEC_LENGTH = 200
@@ -234,3 +244,143 @@ def run_installer(
     if timed_out:
         stderr += f"\ninstall timed out after {timeout:g} s"
     return stdout, stderr, not timed_out and proc.returncode == 0
+
+
+class SessionInstalls:
+    """A session's installs into its package folder, each run confined like its kernel (plus
+    the network, to reach the index), and the ones under way: an interrupt or the session's
+    end kills them, and the live tail shows what they print. Made again with the cache and the
+    workspace a claim names."""
+
+    def __init__(
+        self,
+        launch: KernelLaunch,
+        cache: Path | None,
+        workspace: Workspace,
+        kernel: Callable[[], KernelProcess | None],
+    ) -> None:
+        self.launch = launch  # where the session's kernels live, and how they are confined
+        self.cache = cache
+        self.workspace = workspace
+        self._kernel = kernel  # the session's kernel now, to import what was installed
+        self._running: dict[str, Any] = {}
+        self._tails: dict[str, str] = {}
+
+    async def install(
+        self, specs: list[str], allow_urls: bool, allow_builds: bool, timeout: float, token: str
+    ) -> dict[str, Any]:
+        """Install into the session's own folder, then let the kernel import from it. The
+        installer runs confined like the kernel (plus the network, to reach the index): a
+        package's build may write its target, the cache and a temp folder, and read nothing of
+        the server's (see Installer and raykernel.kernel.confinement)."""
+        requirements = parse_requirements(specs, allow_urls=allow_urls)
+        site_dir = self.launch.site_dir
+        site_dir.mkdir(parents=True, exist_ok=True)
+        installer = Installer.find(self.cache, allow_builds)
+        installer.cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="install-", dir=self.launch.tmp))
+        # A "name @ file://..." requirement (allowed by allow_package_urls) must be in the
+        # session's own workspace, where its code may write anyway (a source tree builds in
+        # place); anywhere else would hand the build what the session cannot reach.
+        local = [
+            str(self.workspace.resolve(url.removeprefix("file://")))
+            for r in requirements
+            if (url := r.url or "").startswith("file://")
+        ]
+        command = self._confined(
+            installer.command(
+                requirements, site_dir, self.launch.environment.python or sys.executable
+            ),
+            installer,
+            work,
+            local,
+        )
+        self._tails[token] = ""
+
+        def feed(line: str) -> None:
+            self._tails[token] = (self._tails.get(token, "") + line)[-4000:]
+
+        def started(process: Any) -> None:
+            self._running[token] = process
+
+        try:
+            stdout, stderr, ok = await asyncio.to_thread(
+                run_installer, command, timeout, feed, started, self._env(work), work
+            )
+        finally:
+            self._running.pop(token, None)
+            self._tails.pop(token, None)
+            shutil.rmtree(work, ignore_errors=True)
+        kernel = self._kernel()
+        if ok and kernel is not None and kernel.alive:
+            await kernel.request(KernelOp.ACTIVATE_SITE)
+        limit = self.launch.config.max_output_bytes
+        reply: dict[str, Any] = {
+            "success": ok,
+            "installed": [r.name for r in requirements] if ok else [],
+            "stdout": truncate_text(stdout, limit),
+            "stderr": truncate_text(stderr, limit),
+        }
+        refused = [] if ok else installer.refused_builds(stderr)
+        if refused:
+            reply["error"] = {
+                "ename": "SourceBuildRefused",
+                "evalue": f"{', '.join(refused)} {'has' if len(refused) == 1 else 'have'} no "
+                "wheel for this platform, only a source package, and building one runs the "
+                "package's own code: refused. Nothing was installed. A server that trusts its "
+                "index can set allow_source_builds = true (RAYKERNEL_ALLOW_SOURCE_BUILDS=1); "
+                "builds then run in the session's sandbox.",
+            }
+        return reply
+
+    def kill(self, token: str) -> bool:
+        """Kill install ``token``; whether it is one under way."""
+        process = self._running.get(token)
+        if process is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        return True
+
+    def kill_all(self) -> None:
+        for token in list(self._running):
+            self.kill(token)
+
+    def tail(self, token: str) -> str | None:
+        """What install ``token`` printed last; None when it is no install under way."""
+        return self._tails.get(token)
+
+    def _confined(
+        self, command: list[str], installer: Installer, work: Path, sources: list[str]
+    ) -> list[str]:
+        """``command`` run through the jail, with the kernel's confinement but the network on:
+        write the target, the cache, ``work`` and ``sources`` (local packages of the
+        workspace); read Python, the system and its configuration."""
+        config = self.launch.config
+        policy = {
+            "isolation": config.isolation,
+            "network": "on",
+            "write": [str(self.launch.site_dir), str(installer.cache), str(work), *sources],
+            "read": [*installer.reads(), *self.launch.reads],
+            "hide": config.hide,
+        }
+        return [
+            sys.executable,
+            "-P",
+            "-s",  # the installer's home is in the session's temp folder
+            "-m",
+            "raykernel.kernel.sandbox",
+            json.dumps(policy),
+            "--",
+            *command,
+        ]
+
+    def _env(self, work: Path) -> dict[str, str]:
+        """The installer's environment: no Ray or raykernel variable (no token), and a home and
+        temp folder of its own (its configuration is still found where the user keeps it)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
+        home = work / "home"
+        home.mkdir()
+        env["XDG_CONFIG_HOME"] = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        env.update(HOME=str(home), TMPDIR=str(work))
+        return env

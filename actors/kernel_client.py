@@ -3,7 +3,8 @@ asking it to do things, interrupting its run, keeping the tail of its output and
 and killing it with everything it started. Plain asyncio, no Ray: tested on its own.
 
 The kernel runs user code: what it sends is data, bounded (``max_message_bytes``) and never
-unpickled here, and a kernel that sends what no kernel sends is killed.
+unpickled here, and a kernel that sends what no kernel sends is killed. ``KernelLaunch`` is what
+a session's kernels start with.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import asyncio
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import socket
 import stat
 import sys
+import tempfile
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -26,8 +30,16 @@ from raykernel.kernel import wire
 from raykernel.kernel.containment import death_reason
 from raykernel.protocol import KernelOp
 
+from .environments import SessionEnvironment
+
+if TYPE_CHECKING:
+    from .host import HostConfig
+
 STDERR_TAIL = 8192
 START_TIMEOUT = 60.0
+# Environment variables no kernel (nor installer) inherits: Ray's (its address, its token
+# settings) and the server's own (an auth token, a JWT key).
+DROPPED_ENV_PREFIXES = ("RAY_", "RAYKERNEL_")
 
 
 class KernelGone(Exception):
@@ -391,3 +403,96 @@ def _namespace_pids(waiter: int) -> tuple[int, int]:
     if len(kernel) != 1:
         raise KernelGone(f"the kernel's process tree is not the one started ({reaper})")
     return reaper[0].pid, kernel[0].pid
+
+
+_swept = False
+
+
+def sweep_stale_temp() -> None:
+    """Remove kernels' temp folders whose owner process is gone (a server or an actor killed
+    with SIGKILL cannot remove its own), once per process; only this user's, and never one
+    whose process id is alive (reused or not)."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    root = Path(tempfile.gettempdir())
+    for path in [*root.glob("raykernel-kernel-*-*"), *root.glob("raykernel-links-*-*")]:
+        try:
+            pid = int(path.name.split("-")[2])
+            if path.stat().st_uid != os.getuid() or psutil.pid_exists(pid):
+                continue
+        except (ValueError, OSError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class KernelLaunch:
+    """What a session's kernels start with: a temp folder of their own, the session's
+    package folder and Python environment (the claim names them), and the variables and
+    spec each kernel is given. Made again when its host is recycled."""
+
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        # Named with this process's id: a leftover (its actor killed) is recognisable.
+        sweep_stale_temp()
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"raykernel-kernel-{os.getpid()}-"))
+        # The session's packages folder, in the store; the claim names it.
+        self.site_dir = self.tmp / "site"
+        self.environment = SessionEnvironment()
+
+    @property
+    def reads(self) -> list[str]:
+        """What its kernels and installs may read beyond Python and the system."""
+        return [*self.config.read, *self.environment.reads]
+
+    def kernel(self) -> KernelProcess:
+        return KernelProcess(self.env(), python=self.environment.python)
+
+    def env(self) -> dict[str, str]:
+        config = self.config
+        env = {k: v for k, v in os.environ.items() if not k.startswith(DROPPED_ENV_PREFIXES)}
+        self.environment.apply(env)
+        if config.python_path:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [*config.python_path, *filter(None, [env.get("PYTHONPATH")])]
+            )
+        env["MPLBACKEND"] = "Agg"
+        env["PYTHONNOUSERSITE"] = "1"  # see KernelProcess.spawn's -s
+        env["TMPDIR"] = str(self._folder("tmp"))
+        if config.isolation == "confined":
+            # The kernel cannot reach the real home: caches and configs get a private one.
+            env["HOME"] = str(self._folder("home"))
+            env["XDG_CACHE_HOME"] = str(self._folder("cache"))
+            env["MPLCONFIGDIR"] = str(self._folder("mpl"))
+        return env
+
+    def spec(self, session_id: str, workspace: Path, network: str, proxy: Path) -> dict[str, Any]:
+        config = self.config
+        return {
+            "workspace": str(workspace),
+            "session_id": session_id,
+            "site_dir": str(self.site_dir),
+            "max_output_bytes": config.max_output_bytes,
+            "max_image_bytes": config.max_image_bytes,
+            "memory_limit": config.memory_limit,
+            "max_processes": config.max_processes,
+            "plugin_specs": config.plugin_specs,
+            "isolation": config.isolation,
+            "network": network,
+            "proxy": str(proxy),
+            "write": [str(workspace), str(self.site_dir), str(self.tmp)],
+            "read": self.reads,
+            "hide": config.hide,
+            "shm_bytes": config.memory_limit or None,
+        }
+
+    def _folder(self, name: str) -> Path:
+        folder = self.tmp / name
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def remove(self) -> None:
+        """Remove its temp folder and the environment's links."""
+        self.environment.drop()
+        shutil.rmtree(self.tmp, ignore_errors=True)

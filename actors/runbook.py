@@ -159,6 +159,12 @@ class RunBook:
         """A run in progress or queued (a hibernation must wait)."""
         return self.current is not None or bool(self._queue)
 
+    def idle_for(self) -> float | None:
+        """Seconds since the last run ended (None while one runs or waits)."""
+        if self.busy:
+            return None
+        return time.time() - self.last_activity
+
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
         """Hold the session between runs: no run starts until this ends."""

@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 
 from raykernel import telemetry
-from raykernel.actors.host import Claim, HostConfig, SessionHost
+from raykernel.actors.host import HostConfig, SessionHost
 from raykernel.errors import InvalidArgument, NodeFull, SessionUnavailable
-from raykernel.protocol import RunKind
+from raykernel.protocol import Claim, RunKind
 from raykernel.settings import default_ray_temp
 from raykernel.workspace import WorkspaceOp
 
@@ -165,7 +165,7 @@ class SessionActor:
     async def claim(self, claim: Claim) -> dict[str, Any]:
         """Become session ``claim.session_id``; an actor is claimed once, before it runs any
         code. What the session is lives here, so that a new front end can find it again."""
-        self.host.cluster_nodes = cluster_addresses()
+        self.host.net.cluster_nodes = cluster_addresses()
         try:
             await self.host.claim(claim)
         except NodeFull as exc:

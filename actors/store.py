@@ -11,16 +11,30 @@ once, shared by every checkpoint that has them) and one small manifest per check
 (``points/<execution_count>.json``), the last ``depth`` of them kept within a byte budget. Every
 file is written under a temporary name and renamed, so a crash leaves whole checkpoints only.
 The actor never unpickles what it stores.
+
+``SessionState`` is a session's: what it saves there and loads back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import time
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from raykernel.errors import SessionUnavailable
+from raykernel.protocol import KernelOp
+
+from .history import History
+from .kernel_client import KernelGone, KernelProcess
+from .runbook import RunBook
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
@@ -204,3 +218,186 @@ def _write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+class SessionState:
+    """A session's state beyond its kernel's process: snapshot files, a checkpoint after each
+    run (for a session that keeps them) with its history beside it, and the image a
+    hibernation writes and a resume loads. Its host gives it what that state is made of: the
+    kernel's control calls (``call``), the run book, the timeline (``history``); it is made
+    again with them when the host is recycled."""
+
+    def __init__(
+        self,
+        call: Callable[..., Awaitable[Any]],
+        book: RunBook,
+        history: History,
+        session_id: Callable[[], str],
+        measure: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> None:
+        self.checkpoints: CheckpointStore | None = None  # set when the session keeps them
+        # Set once the session has been handed on (hibernated): no run is taken any more.
+        self.closed = False
+        self._call = call
+        self._book = book
+        self._history = history
+        self._session_id = session_id
+        self._measure = measure  # the kernel's, to find its child processes
+        self._checkpointing = asyncio.Lock()
+        self._background: set[asyncio.Future[Any]] = set()
+
+    async def go_on(self, count: int) -> None:
+        """The timeline goes on: from the front end's ``count`` (a new actor after the old one
+        was lost), or from the store's history when the session keeps checkpoints."""
+        history = self._history
+        history.execution_count = max(history.execution_count, count)
+        if self.checkpoints is not None:
+            kept = await asyncio.to_thread(self.checkpoints.history)
+            if kept:
+                history.load(kept)
+                counts = [e["execution_count"] for e in kept if e.get("execution_count")]
+                history.execution_count = max([history.execution_count, *counts])
+
+    # -- snapshot files ---------------------------------------------------------------------
+
+    async def save_snapshot(self, path: str) -> dict[str, Any]:
+        """Write the kernel's picklable state to ``path`` (the kernel cannot reach the store;
+        its pickles are written here as the bytes they are, never loaded)."""
+        snap = await self._call(KernelOp.SNAPSHOT)
+        size = await asyncio.to_thread(
+            write_snapshot, Path(path), self._session_id(), snap["blobs"], snap["not_preserved"]
+        )
+        return {
+            "saved": sorted(snap["blobs"]),
+            "not_preserved": snap["not_preserved"],
+            "size_bytes": size,
+        }
+
+    async def load_snapshot(self, path: str) -> dict[str, Any]:
+        """Read a snapshot file here and hand its pickles to the kernel to load."""
+        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
+        report = await self._call(KernelOp.RESTORE, blobs)
+        report["not_preserved"].update(manifest.get("not_preserved", {}))
+        report["snapshot_of"] = manifest.get("session_id")
+        return report
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def checkpoint_soon(self, kernel: KernelProcess) -> None:
+        """Save what changed in the run that just ended, off the reply's path. The kernel is
+        asked now, before the reply leaves: it then takes the checkpoint before any later
+        request, so a next run that crashes the kernel cannot overtake it (waiting for the
+        previous checkpoint's store first could let it)."""
+        store = self.checkpoints
+        if store is None:
+            return
+        asked = asyncio.ensure_future(kernel.request(KernelOp.CHECKPOINT, store.max_bytes))
+        self._off_the_path(self._store_checkpoint(kernel, store, asked))
+
+    async def _store_checkpoint(
+        self, kernel: KernelProcess, store: CheckpointStore, asked: asyncio.Future[Any]
+    ) -> dict[str, Any] | None:
+        """Store what the kernel pickled (as bytes), one checkpoint at a time, in order."""
+        async with self._checkpointing:
+            try:
+                changes = await asked
+                return await asyncio.to_thread(store.save, changes["execution_count"], changes)
+            except FileNotFoundError:  # the store lost pickles: hand everything over again
+                await kernel.request(KernelOp.FORGET_CHECKPOINTS)
+                return None
+            except (KernelGone, OSError) as exc:
+                log.warning("checkpoint of %s failed: %s", self._session_id(), exc)
+                return None
+
+    def keep(self, entry: dict[str, Any] | None) -> None:
+        """A history entry made or changed: for a session that keeps checkpoints, into the
+        store too (off the reply's path), so that a new actor (its node lost) goes on with
+        the whole timeline."""
+        store = self.checkpoints
+        if entry is None or store is None:
+            return
+        self._off_the_path(asyncio.to_thread(store.add_history, dict(entry)))
+
+    def _off_the_path(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def restore_checkpoint(self, count: int | None = None) -> dict[str, Any] | None:
+        """Load checkpoint ``count`` (the latest when None) into a fresh namespace; the report,
+        or None when there is no checkpoint."""
+        store = self.checkpoints
+        if store is None:
+            return None
+        # The checkpoint of the last run may be on its way.
+        await asyncio.gather(*list(self._background), return_exceptions=True)
+        point = await asyncio.to_thread(store.point, count)
+        if point is None:
+            return None
+        blobs = await asyncio.to_thread(store.blobs_of, point)
+        report = await self._call(KernelOp.REWIND, blobs, point["execution_count"])
+        report["not_preserved"].update(point.get("not_preserved", {}))
+        if count is not None:  # asked for (rewind_session), not a revival
+            self.keep(self._history.note(f"rewound to the state after run {count}"))
+        return {**report, "execution_count": point["execution_count"]}
+
+    def checkpoint_counts(self) -> list[int]:
+        """The runs whose state a checkpoint keeps."""
+        return self.checkpoints.counts() if self.checkpoints is not None else []
+
+    # -- hibernation ------------------------------------------------------------------------
+
+    async def hibernate(
+        self, path: str, session: dict[str, Any], wait: bool = False
+    ) -> dict[str, Any]:
+        """Write the session's image (its picklable state, its history, who it is) to
+        ``path``, whole or not at all; the caller then frees the processes."""
+        book = self._book
+        if book.busy and not wait:
+            raise SessionUnavailable("the session has runs in progress or queued")
+        idle_since = book.last_activity
+        # Asked for (``wait``), it takes its turn after the run in progress; never with runs
+        # queued (they would be lost with the processes).
+        async with book.exclusive():
+            if book.busy or (not wait and book.last_activity != idle_since):
+                raise SessionUnavailable("the session has runs in progress or queued")
+            if (await self._measure()).get("num_children"):
+                raise SessionUnavailable("the session has child processes running")
+            snap = await self._call(KernelOp.SNAPSHOT)
+            history = {
+                "entries": self._history.last(None, full=True),
+                "execution_count": self._history.execution_count,
+                "last_execution_time": self._history.last_execution_time,
+            }
+            extra = {"history": history, "session": session, "runs": book.export()}
+            size = await asyncio.to_thread(
+                write_snapshot,
+                Path(path),
+                self._session_id(),
+                snap["blobs"],
+                snap["not_preserved"],
+                extra,
+            )
+            self.closed = True
+        return {"size_bytes": size, "not_preserved": snap["not_preserved"]}
+
+    def reopen(self) -> bool:
+        """Serve again after a hibernation that never finished; whether it was closed."""
+        was, self.closed = self.closed, False
+        return was
+
+    async def resume(self, path: str) -> dict[str, Any]:
+        """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
+        history; the report names what could not be carried."""
+        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
+        report = await self._call(KernelOp.RESTORE, blobs)
+        saved = manifest.get("history") or {}
+        history = self._history
+        history.load(saved.get("entries") or [])
+        history.execution_count = max(
+            history.execution_count, int(saved.get("execution_count") or 0)
+        )
+        history.last_execution_time = saved.get("last_execution_time")
+        self._book.load(manifest.get("runs") or [])
+        report["not_preserved"].update(manifest.get("not_preserved", {}))
+        return report

@@ -12,11 +12,16 @@ and one that fails the check is answered with a refusal at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from raykernel.protocol import KernelOp
+
+from .kernel_client import KernelGone, KernelProcess
 
 OPS = ("servers", "tools", "call")
 MAX_PENDING = 64  # per run: session code with more calls in flight waits its answers first
@@ -27,6 +32,19 @@ LOG_ARGUMENT_CHARS = 500
 
 # Sends ``(call id, answer)`` to the kernel.
 Reply = Callable[[int, dict[str, Any]], Awaitable[None]]
+
+
+def to_kernel(kernel: Callable[[], KernelProcess | None]) -> Reply:
+    """The ``Reply`` that hands answers to the session's kernel of the moment."""
+
+    async def reply(call_id: int, answer: dict[str, Any]) -> None:
+        current = kernel()
+        if current is None or not current.alive:
+            return  # the run died with its kernel: nothing waits for the answer
+        with contextlib.suppress(KernelGone, RuntimeError):
+            await current.request(KernelOp.UPSTREAM_REPLY, call_id, answer)
+
+    return reply
 
 
 class UpstreamCalls:
@@ -41,6 +59,11 @@ class UpstreamCalls:
         self._tasks: set[asyncio.Future[Any]] = set()
 
     # -- from the kernel ----------------------------------------------------------------------
+
+    def heard(self, message: dict[str, Any]) -> None:
+        """An event the kernel sent unasked: a request (see ``asked``), or none of ours."""
+        if message.get("event") == "upstream":
+            self.asked(message)
 
     def asked(self, message: dict[str, Any]) -> None:
         """A request event from the kernel; queued for its run's front end, or refused."""

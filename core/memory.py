@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from .errors import NodeFull
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,23 @@ def critical_mark(high_water: float) -> float:
     biggest kernel is killed, and no session starts on the node (0.925 for the default 0.85,
     below Ray's own 0.95)."""
     return high_water + (1 - high_water) / 2
+
+
+def refuse_if_full(high_water: float) -> None:
+    """A node about to run out of memory (past the guard's critical mark, halfway from its
+    high-water mark to full) takes no new, resumed or forked session: it would only be the
+    next one stopped. Below that the guard's stops keep the node in hand (a laptop whose
+    browser fills it must still start a session). ``high_water`` 0: no check."""
+    if not high_water:
+        return
+    mark = critical_mark(high_water)
+    used, total = node_memory()
+    if used / total >= mark:
+        raise NodeFull(
+            f"this node ({socket.gethostname()}) has {used / 2**30:.1f} GiB of "
+            f"{total / 2**30:.1f} GiB in use ({used / total:.0%}), past the memory guard's "
+            f"critical mark of {mark:.0%}: no session starts here until memory is freed"
+        )
 
 
 def tree_sizes(roots: Iterable[int]) -> dict[int, int]:

@@ -1,14 +1,21 @@
 """What crosses the process walls, named once: the operations a session's actor asks of its
-kernel (``KernelOp``, the kernel's explicit table answers them) and the kinds of runs the
-actor's run book takes (``RunKind``). Both sides import these; a misspelt operation is an
-``AttributeError`` where it is written, not a refusal in another process.
+kernel (``KernelOp``, the kernel's explicit table answers them), the kinds of runs the actor's
+run book takes (``RunKind``) and who a session's actor becomes (``Claim``). Both sides import
+these; a misspelt operation is an ``AttributeError`` where it is written, not a refusal in
+another process.
 
 Plain Python (the kernel imports it too): no Ray, no front end.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+# A session's network: "on", "off", or the destinations it may reach (see
+# raykernel.actors.egress).
+Network = str | list[str]
 
 
 class KernelOp(StrEnum):
@@ -58,3 +65,26 @@ class SessionStatus(StrEnum):
     HIBERNATED = "hibernated"
     COLD = "cold"
     UNRESPONSIVE = "unresponsive"
+
+
+@dataclass
+class Claim:
+    """Who a fresh host becomes: the session it serves, and where its own files go."""
+
+    session_id: str
+    owner: str
+    description: str
+    created_at: float
+    site_dir: str
+    placement: dict[str, Any]
+    network: Network
+    checkpoints_dir: str | None = None
+    # The installer's cache for this identity (None: the installer's own, the user's).
+    install_cache: str | None = None
+    # The identity's workspace (None: the server's, as the local identity has it).
+    workspace: str | None = None
+    # The last execution count the front end saw: a new actor's timeline goes on from it.
+    execution_count: int = 0
+    # The session's Python environment (actors.environments.Environment.as_dict); None: the
+    # server's.
+    environment: dict[str, str] | None = None

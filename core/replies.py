@@ -131,7 +131,7 @@ def failed_reply(
 
 
 def kernel_died_reply(
-    session_id: str, execution_count: int, cause: str, *, variant: bool = False
+    session_id: str, execution_count: int, cause: str | None, *, variant: bool = False
 ) -> RunReply:
     """The one ``KernelDied`` reply: the process that ran the code died under it (a
     run_variants fork: ``variant``, the session itself unchanged)."""

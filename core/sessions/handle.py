@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
 from raykernel import telemetry
-from raykernel.actors.host import Claim, SessionHost
+from raykernel.actors.host import SessionHost
 from raykernel.actors.session_actor import SessionActor, remote_class
 from raykernel.errors import RaykernelError, SessionUnavailable
-from raykernel.protocol import KernelOp, RunKind
+from raykernel.protocol import Claim, KernelOp, RunKind
 from raykernel.workspace import WorkspaceOp
 
 ACTOR_NAME_PREFIX = "raykernel-session:"

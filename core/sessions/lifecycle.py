@@ -22,10 +22,9 @@ from typing import Any
 import psutil
 
 from raykernel.actors.environments import EnvironmentRefused, probe, support_folders
-from raykernel.actors.host import Claim
 from raykernel.errors import InvalidArgument, NodeFull, RaykernelError, SessionUnavailable
 from raykernel.kernel import containment
-from raykernel.protocol import SessionStatus
+from raykernel.protocol import Claim, SessionStatus
 from raykernel.sessions.cluster import Nodes, Placement, actor_options, check_feasible, choose_node
 from raykernel.sessions.handle import ACTOR_NAME_PREFIX, SessionHandle, first_line
 from raykernel.sessions.record import LOCAL, SessionRecord

@@ -142,9 +142,7 @@ class Recovery:
         self.mark_dead(record, reason, actor_gone)
         if actor_gone:  # the actor that kept the count is gone with it
             record.execution_count += 1
-        return kernel_died_reply(
-            record.session_id, record.execution_count, str(record.death_reason)
-        )
+        return kernel_died_reply(record.session_id, record.execution_count, record.death_reason)
 
     async def revive_if_dead(self, record: SessionRecord) -> dict[str, Any] | None:
         """Bring a dead session back before a run; the notice that run's reply must carry."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastmcp import Client
 
-from raykernel.actors.host import Claim
+from raykernel.protocol import Claim
 from tests.helpers import call, run
 
 

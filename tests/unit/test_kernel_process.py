@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from raykernel.actors import host
+from raykernel.actors import kernel_client
 
 
 def test_stale_kernel_temp_folders_of_dead_owners_are_swept(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(host.tempfile, "gettempdir", lambda: str(tmp_path))
-    monkeypatch.setattr(host, "_swept", False)
+    monkeypatch.setattr(kernel_client.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(kernel_client, "_swept", False)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     stale = tmp_path / f"raykernel-kernel-{gone.pid}-abc"
     live = tmp_path / f"raykernel-kernel-{os.getpid()}-def"
     for folder in (stale, live):
         (folder / "tmp").mkdir(parents=True)
-    host.sweep_stale_temp()
+    kernel_client.sweep_stale_temp()
     assert not stale.exists() and live.exists()
 
 
