@@ -276,8 +276,11 @@ def _operations(cls: type, leave_out: set[str]) -> frozenset[Callable[..., Any]]
 
 # What ``perform`` may call: the actor's own operations, and the host's that the actor does not
 # wrap (a host method the actor has a method of the same name for is reached through the actor's).
+# A run reaches the kernel only through the run book (``submit``), and the kernel is started
+# only by ``ready`` and ``claim``: the host's run starts and kernel starts are not operations.
+RUN_AND_KERNEL_STARTS = {"execute", "run_script", "call_function", "install", "start", "prepare"}
 ACTOR_OPERATIONS = _operations(SessionActor, {"perform"})
-HOST_OPERATIONS = _operations(SessionHost, set(vars(SessionActor)))
+HOST_OPERATIONS = _operations(SessionHost, set(vars(SessionActor)) | RUN_AND_KERNEL_STARTS)
 
 
 def remote_class() -> Any:

@@ -235,3 +235,15 @@ def test_every_operation_named_across_a_wall_exists() -> None:
                         )
     assert seen > 100  # the walls are crossed this way (not by strings)
     assert missing == []
+
+
+def test_a_run_reaches_the_kernel_only_through_the_run_book() -> None:
+    """The session actor's one entry calls none of the host's run or kernel starts: a run is
+    booked (``SessionActor.submit``), never executed past the session's queue."""
+    from raykernel.actors.host import SessionHost
+    from raykernel.actors.session_actor import HOST_OPERATIONS
+
+    starts = {SessionHost.execute, SessionHost.run_script, SessionHost.call_function}
+    starts |= {SessionHost.install, SessionHost.start, SessionHost.prepare}
+    assert starts.isdisjoint(HOST_OPERATIONS)
+    assert SessionHost.interrupt in HOST_OPERATIONS and SessionHost.wait_run in HOST_OPERATIONS
