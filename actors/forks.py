@@ -106,11 +106,28 @@ class Forks:
             for index, secret in enumerate(list(expected)):
                 stderr = str(self._stderr_file(set_id, index))
                 await kernel.request(KernelOp.FORK, str(path), secret, stderr)
-            await all_in.wait()
+            # Forks live in the source's PID namespace: if the source ends before they are all
+            # in, the rest never come (the namespace went with it).
+            arriving = asyncio.ensure_future(all_in.wait())
+            ending = asyncio.ensure_future(kernel.wait_gone())
+            try:
+                await asyncio.wait({arriving, ending}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arriving.cancel()
+                ending.cancel()
+            if not all_in.is_set():
+                raise KernelGone(kernel.exit_reason or "the process ended")
 
         server = await asyncio.start_unix_server(arrived, path=str(path))
         try:  # one deadline for the whole set: a caller that gives up leaves nothing behind
             await asyncio.wait_for(fork_all(), CONNECT_TIMEOUT)
+        except TimeoutError:
+            closed = True
+            await ForkSet(list(made.values())).close()
+            raise SessionUnavailable(
+                f"the session's process did not fork: {count - len(made)} of {count} forks "
+                f"did not connect within {CONNECT_TIMEOUT:g} s"
+            ) from None
         except BaseException:
             closed = True
             await ForkSet(list(made.values())).close()
