@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import psutil
 from fastmcp import Client
@@ -19,6 +20,17 @@ def _namespace_processes(kernel_pid: int) -> list[psutil.Process]:
     reaper = psutil.Process(kernel_pid).parent()
     assert reaper is not None
     return reaper.children(recursive=True)
+
+
+def _markers(folder: Path, prefix: str, remove: bool = False) -> set[int]:
+    """The pids in the names of ``folder``'s files called ``<prefix><pid>`` (as the process
+    that wrote one saw its own pid)."""
+    found = set()
+    for marker in folder.glob(prefix + "*"):
+        found.add(int(marker.name.removeprefix(prefix)))
+        if remove:
+            marker.unlink()
+    return found
 
 
 async def test_variants_fork_the_kernel_and_never_write_into_the_session(
@@ -173,17 +185,25 @@ async def test_forks_end_with_their_session(client: Client, scratch: str) -> Non
     its namespace), and their replies say so."""
     await run(client, "x = 1", session_id=scratch)
     health = await call(client, "get_kernel_health", session_id=scratch)
-    stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)"
+    workspace = Path((await call(client, "get_workspace_info", session_id=scratch))["workspace"])
+    # Each variant says it runs (a fork that exists may not have connected yet: killing the
+    # source then is a different case, a set that never forms).
+    stubborn = (
+        "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        f"open('{scratch}-running-' + str(os.getpid()), 'w').close()\ntime.sleep(600)"
+    )
     call_variants = asyncio.ensure_future(
         call(client, "run_variants", session_id=scratch, variants=[stubborn] * 2, timeout=120)
     )
     forks: list[psutil.Process] = []
-    for _ in range(100):
+    for _ in range(200):
         await asyncio.sleep(0.1)
+        running = _markers(workspace, f"{scratch}-running-")  # pids in the kernel's namespace
         forks = [p for p in _namespace_processes(health["pid"]) if p.pid != health["pid"]]
-        if len(forks) == 2:
+        if len(running) == 2 and len(forks) == 2:
             break
     assert len(forks) == 2
+    _markers(workspace, f"{scratch}-running-", remove=True)
     psutil.Process(health["pid"]).send_signal(signal.SIGKILL)
     compared = await asyncio.wait_for(call_variants, 60)
     assert [(v["reply"]["error"] or {}).get("ename") for v in compared["variants"]] == [
