@@ -25,10 +25,9 @@ from raykernel.workspace import OPERATIONS, Workspace, WorkspaceOp
 
 from .egress import SessionNetwork
 from .forks import Forks
-from .history import History
 from .installer import SessionInstalls
 from .kernel_client import KernelGone, KernelLaunch, KernelProcess, KernelRefused
-from .runbook import BookedRun, Driver, RunBook
+from .runbook import BookedRun, Driver, History, RunBook
 from .store import CheckpointStore, SessionState
 from .upstream_calls import UpstreamCalls, to_kernel
 

@@ -30,9 +30,8 @@ from typing import Any
 from raykernel.errors import SessionUnavailable
 from raykernel.protocol import KernelOp
 
-from .history import History
 from .kernel_client import KernelGone, KernelProcess
-from .runbook import RunBook
+from .runbook import History, RunBook
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from raykernel.actors.history import History
+from raykernel.actors.runbook import History
 from raykernel.hookspecs import hookimpl
 from raykernel.kernel.interpreter import Interpreter, Interrupts
 from raykernel.pluginmanager import new_manager
