@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -91,12 +92,15 @@ def stdio_client(cmd: list[str], env: dict[str, str] | None = None) -> Client:
 
 
 class HttpServer:
-    def __init__(self, cmd: list[str], port: int, path: str = "/mcp") -> None:
+    def __init__(
+        self, cmd: list[str], port: int, path: str = "/mcp", env: dict[str, str] | None = None
+    ) -> None:
         self.cmd, self.port, self.path = cmd, port, path
+        self.env = {**clean_env(), **(env or {})}
 
     async def __aenter__(self) -> str:
         self.proc = subprocess.Popen(  # noqa: ASYNC220 - started, not waited on
-            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()
+            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -152,7 +156,14 @@ async def bench_latency(n: int, workspace: str) -> None:
                 args = ("--transport", "http", "--port", str(port))
                 if label == "floor":
                     args = ("http", str(port))
-                async with HttpServer(make(args), port) as url, Client(url) as client:
+                # raykernel's HTTP asks a loopback client for a token too (its local one, or
+                # the one it is given): the benchmark gives it one.
+                token = secrets.token_urlsafe(24) if label == "raykernel" else None
+                env = {"RAYKERNEL_AUTH_TOKEN": token} if token else None
+                async with (
+                    HttpServer(make(args), port, env=env) as url,
+                    Client(url, auth=token) as client,
+                ):
                     results[label] = await run_latency(client, n)
         rk, floor, seed = (statistics.median(results[k]) for k in ("raykernel", "floor", "seed"))
         name = f"1. run_python_code over {transport}"
