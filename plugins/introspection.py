@@ -1,10 +1,5 @@
 """What a session did and what its names are: get_history, code_completion, inspect_object.
-Answered by the session from its live namespace (queued behind a run in progress).
-
-list_variables: what a session's namespace holds.
-"""
-
-from __future__ import annotations
+Answered by the session from its live namespace (queued behind a run in progress)."""
 
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -118,18 +113,3 @@ def register_tools(register: Callable[..., Any]) -> None:
         annotations=hints(read_only=True),
         toolset="introspection",
     )
-    register(
-        list_variables,
-        title="List variables",
-        annotations=hints(read_only=True),
-        toolset="introspection",
-    )
-
-
-async def list_variables(
-    session_id: OptionalSessionId = None, app: App = Depends(current_app)
-) -> dict[str, Any]:
-    """A session's variables with their type and a short repr (not modules or _names)."""
-    session = app.resolve_session(session_id)
-    variables = await app.sessions.variables(session)
-    return {"session_id": app.shown(session), "variables": variables, "total": len(variables)}

@@ -1,21 +1,10 @@
-"""Session tools: create, switch, list, delete, restart, interrupt; health; toolsets offered.
+"""Session tools: create, switch, list, delete, restart, interrupt."""
 
-Health tools: answered from the router's bookkeeping and the process, never queued behind
-a running cell.
-
-enable_toolsets: turn on groups of tools the server does not offer by default (they cost
-every conversation's context while on, so most start off).
-"""
-
-from __future__ import annotations
-
-import shutil
 import time
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-import psutil
 from fastmcp.dependencies import Depends
 from pydantic import AfterValidator, Field
 
@@ -23,12 +12,9 @@ from raykernel.api import (
     App,
     CleanText,
     InvalidArgument,
-    InvalidSetting,
     NewSessionId,
-    NotAllowed,
     OptionalSessionId,
     SessionId,
-    __version__,
     current_app,
     hints,
     hookimpl,
@@ -301,87 +287,3 @@ def register_tools(register: Callable[..., Any], app: App) -> None:
         annotations=hints(read_only=False, idempotent=True),
         toolset="state",
     )
-    register(
-        get_kernel_health,
-        title="Session health",
-        annotations=hints(read_only=True),
-        toolset="sessions",
-    )
-    register(
-        check_kernel_responsiveness,
-        title="Check a session answers",
-        annotations=hints(read_only=True),
-        toolset="sessions",
-    )
-    register(ping, title="Ping the server", annotations=hints(read_only=True), toolset="sessions")
-    # The model learns here what it may turn on; a plugin's group is listed in the reply.
-    enable_toolsets.__doc__ = "Offer more tools to every client: " + "; ".join(
-        f"{name} ({what})" for name, what in app.toolsets.off_by_default().items()
-    )
-    register(
-        enable_toolsets,
-        title="Offer more tools",
-        annotations=hints(read_only=False, idempotent=True),
-        toolset="sessions",
-    )
-
-
-Wait = Annotated[float, Field(gt=0, le=60, description="Seconds to wait.")]
-
-
-async def get_kernel_health(
-    session_id: OptionalSessionId = None, app: App = Depends(current_app)
-) -> dict[str, Any]:
-    """A session's status, memory, CPU, uptime, runs, PID and node (answers while it runs)."""
-    session = app.resolve_session(session_id)
-    report = await app.health.health(session)
-    report["queue"]["background_runs"] = await app.runs.for_session(session)
-    return {**report, **_seed_health(report, app)}
-
-
-def _seed_health(report: dict[str, Any], app: App) -> dict[str, Any]:
-    """What python-mcp-server 0.6.2 answered besides raykernel's own keys."""
-    memory = report.get("memory_usage")
-    usage = shutil.disk_usage(app.workspace.root)
-    return {
-        "kernel_process": {
-            "pid": report.get("pid"),
-            "memory_mb": round(memory / 2**20, 2) if memory else None,
-            "cpu_percent": report.get("cpu_percent"),
-        },
-        "metadata": {},
-        "system": {
-            "system_memory_mb": round(psutil.virtual_memory().available / 2**20, 2),
-            "system_cpu_percent": psutil.cpu_percent(None),
-            "disk_free_gb": round(usage.free / 2**30, 2),
-        },
-    }
-
-
-async def check_kernel_responsiveness(
-    session_id: OptionalSessionId = None, timeout: Wait = 5.0, app: App = Depends(current_app)
-) -> dict[str, Any]:
-    """Whether a session answers, and how fast (a busy one does, with busy: true)."""
-    reply = await app.health.responsiveness(app.resolve_session(session_id), timeout)
-    return {**reply, "timeout": timeout}
-
-
-async def ping() -> dict[str, Any]:
-    """Check that the server is up (does not wait for Ray)."""
-    return {"status": "ok", "ok": True, "server": "raykernel", "version": __version__}
-
-
-Names = Annotated[
-    list[Annotated[str, Field(max_length=100)]],
-    Field(description="Toolset names, or 'all'.", min_length=1, max_length=64),
-]
-
-
-async def enable_toolsets(toolsets: Names, app: App = Depends(current_app)) -> dict[str, Any]:
-    if not app.is_operator():
-        raise NotAllowed("the tools offered are the server's: only its operator changes them")
-    try:
-        enabled = await app.toolsets.enable(toolsets)
-    except InvalidSetting as exc:  # an argument here, not the server's setting
-        raise InvalidArgument(exc.message.removeprefix("toolsets: ")) from None
-    return {"enabled": sorted(enabled), "toolsets": app.toolsets.describe()}
