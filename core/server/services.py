@@ -109,7 +109,9 @@ class Sessions:
         ``sys.argv`` the file's path and ``args``, its names left in the namespace; a run, as
         ``execute`` makes one."""
         qualified = self.resolve(session_id)
-        script = self.workspace_of(qualified).root / path
+        # Inside the owner's workspace and out of the store, like every file tool's path: the
+        # session's actor reads the script (for the history) with more rights than its kernel.
+        script = self.workspace_of(qualified).resolve(path)
         async with self._progress(progress) as on_start:
             return await self.router.run_script(
                 qualified, script, list(args), self.timeout_for(timeout), on_start

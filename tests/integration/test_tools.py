@@ -11,6 +11,7 @@ import psutil
 import pytest
 from fastmcp import Client
 
+from raykernel.errors import PathOutsideWorkspace
 from tests.helpers import HOSTILE_PACKAGE_SPECS, call, call_error, run
 
 
@@ -197,3 +198,12 @@ async def test_internal_errors_are_masked_at_the_mcp_boundary(
     error = await call_error(client, "get_workspace_info")
     assert "secret" not in error and "shadow" not in error and "RuntimeError" not in error
     assert "get_workspace_info" in error
+
+
+async def test_a_plugin_runs_only_scripts_inside_the_workspace(app) -> None:
+    """app.sessions.run_script takes a path as the file tools do: the session's actor reads the
+    script (for the history) with more rights than its kernel, so nothing outside the owner's
+    workspace, or in the server's store, is read or run."""
+    for path in ("../outside.py", "/etc/passwd", ".raykernel/pool.py"):
+        with pytest.raises(PathOutsideWorkspace):
+            await app.sessions.run_script(None, path)
