@@ -81,7 +81,13 @@ class App:
         identity's session is ``SessionNotFound``, exactly like one that does not exist."""
         identity = self.identity()
         if session_id is None:
-            return self.active.get(caller_key(), qualify(identity, DEFAULT_SESSION))
+            active = self.active.get(caller_key(), qualify(identity, DEFAULT_SESSION))
+            # Whoever set it, a caller's active session is one it may see.
+            return active if self.visible(active) else qualify(identity, DEFAULT_SESSION)
+        own = identity + "/"
+        if identity != LOCAL and isinstance(session_id, str) and session_id.startswith(own):
+            # The caller's own session, qualified (a service resolving what a tool resolved).
+            return qualify(identity, validate_session_id(session_id.removeprefix(own)))
         validate_session_id(session_id)
         if "/" not in session_id:
             return qualify(identity, session_id)
@@ -107,6 +113,11 @@ class App:
     def visible(self, qualified: str) -> bool:
         """Whether the caller may see the session ``qualified`` (its own, or it is admin)."""
         return self.caller().visible(qualified)
+
+    def _refuse_unseen(self, qualified: str) -> None:
+        """Another identity's session is not found, exactly like one that does not exist."""
+        if not self.visible(qualified):
+            raise SessionNotFound(f"session {split(qualified)[1]!r} does not exist")
 
     def shown(self, qualified: str) -> str:
         """How the caller names a session: its plain id when it is the caller's own."""
@@ -143,12 +154,14 @@ class App:
     async def session_summary(self, qualified: str) -> dict[str, Any]:
         """One session's summary, as ``session_listing`` shows it (``SessionNotFound`` if
         there is none)."""
+        self._refuse_unseen(qualified)
         record = await self.router.lookup(qualified)
         return record.summary(qualified == self.active_session())
 
     async def switch_session(self, qualified: str) -> str:
         """Make ``qualified`` the caller's active session (for every front end); return the
         previous one. A session that does not exist is ``SessionNotFound``."""
+        self._refuse_unseen(qualified)
         await self.router.lookup(qualified)
         default = qualify(self.identity(), DEFAULT_SESSION)
         key = caller_key()

@@ -76,10 +76,10 @@ def caller_key() -> str:
     request = ctx.request_context
     if request is not None and request.protocol_version not in MODERN_PROTOCOL_VERSIONS:
         return "mcp:" + ctx.session_id
-    token = get_access_token()
-    if token is not None:
-        subject = token.claims.get("sub") if token.claims else None
-        return f"user:{subject or token.client_id}"
+    if get_access_token() is not None:
+        # By identity, never by a raw claim: a JWT whose subject is "local" or "token:alice"
+        # is jwt:local, not the local identity or alice.
+        return f"user:{caller_identity()}"
     return SERVER_KEY
 
 

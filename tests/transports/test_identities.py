@@ -194,3 +194,35 @@ async def test_each_identity_has_a_workspace_of_its_own(tmp_path: Path) -> None:
                 session_id="jwt:alice@example.com/default",
             )
             assert seen["content"] == "alice code"
+
+
+async def test_a_jwt_subject_named_like_another_identity_is_not_that_identity(
+    tmp_path: Path,
+) -> None:
+    """A JWT whose subject spells another identity ("token:alice") is jwt:token:alice: it
+    never gets alice's active session, whatever alice switched to."""
+    from fastmcp.server.auth.providers.jwt import RSAKeyPair
+
+    keys = RSAKeyPair.generate()
+    claims = {"issuer": "https://issuer.test", "audience": "raykernel"}
+    impostor_jwt = keys.create_token(subject="token:alice", **claims)
+    env = {
+        "RAYKERNEL_AUTH_TOKENS": json.dumps({"alice": token_hash(TOKENS["alice"])}),
+        "RAYKERNEL_JWT_PUBLIC_KEY": keys.public_key,
+        "RAYKERNEL_JWT_ISSUER": "https://issuer.test",
+        "RAYKERNEL_JWT_AUDIENCE": "raykernel",
+        "RAYKERNEL_WARM_POOL_SIZE": "0",
+    }
+    with http_server_process(tmp_path, **env) as (url, *_):
+        async with Client(url, auth=TOKENS["alice"]) as alice:
+            await call(alice, "create_session", session_id="private")
+            await call(alice, "switch_session", session_id="private")
+            await run(alice, "secret = 'alice-only'")  # in alice's active session
+        async with Client(url, auth=impostor_jwt) as impostor:
+            reply = await run(impostor, "'secret' in globals()")
+            assert reply["result"] == "False"
+            listed = await call(impostor, "list_sessions")
+            assert set(listed["sessions"]) == {"default"}
+            await _refused(
+                impostor, "switch_session", "SessionNotFound", session_id="token:alice/private"
+            )
