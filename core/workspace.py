@@ -23,7 +23,6 @@ from .errors import FileNotFound, FileTooLarge, InvalidArgument, PathOutsideWork
 MAX_PATH_LENGTH = 1024
 MAX_NAME_LENGTH = 255
 MAX_LIST_ENTRIES = 1000
-# The methods a file tool may ask for on a session's node (see session_files, node_agent).
 # The server's own store inside the workspace (snapshots, package dirs): no file tool, resource
 # or listing reaches it, or a caller could plant a pickle that restore_session would load.
 STORE = ".raykernel"
