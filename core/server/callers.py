@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from raykernel.sessions.record import LOCAL, split
 
+from .http_security import is_named_token
+
 
 def caller_identity() -> str:
     """The identity of the current request (``local`` outside one, or without auth)."""
@@ -35,7 +37,7 @@ def caller_identity() -> str:
         return LOCAL
     if token is None:
         return LOCAL
-    if token.client_id == LOCAL or token.client_id.startswith("token"):
+    if is_named_token(token):
         return token.client_id  # the server's own local token, or a named one
     subject = (token.claims or {}).get("sub")
     return f"jwt:{subject}" if subject else f"jwt-client:{token.client_id}"

@@ -91,6 +91,19 @@ def token_hash(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
+# Marks the access tokens this process's own verifier made for its named tokens: an identity is
+# taken from a token's client_id only with it. A JWT names whatever it likes in client_id or sub
+# ("local", "token:alice"): unmarked, it is a jwt:... identity, never the one it spells.
+NAMED_TOKEN_CLAIM = "raykernel_named_token"
+NAMED_TOKEN_MARK = secrets.token_hex(16)
+
+
+def is_named_token(token: Any) -> bool:
+    """Whether ``token`` (an AccessToken) is one of this server's named or local tokens."""
+    claims = getattr(token, "claims", None) or {}
+    return hmac.compare_digest(str(claims.get(NAMED_TOKEN_CLAIM, "")), NAMED_TOKEN_MARK)
+
+
 def _named_tokens(named: dict[str, str], jwt: Any) -> Any:
     """A verifier of ``named`` (identity -> token hash), then of ``jwt`` if given."""
     from fastmcp.server.auth import AccessToken, TokenVerifier
@@ -106,7 +119,13 @@ def _named_tokens(named: dict[str, str], jwt: Any) -> Any:
                 if hmac.compare_digest(presented.encode(), digest.encode()):
                     found = name
             if found is not None:
-                return AccessToken(token="", client_id=found, scopes=[], subject=found)
+                return AccessToken(
+                    token="",
+                    client_id=found,
+                    scopes=[],
+                    subject=found,
+                    claims={NAMED_TOKEN_CLAIM: NAMED_TOKEN_MARK},
+                )
             return await jwt.verify_token(token) if jwt is not None else None
 
     return NamedBearerTokens()
