@@ -233,13 +233,13 @@ class SessionHost:
 
     # -- the run book: runs in order, from any front end ---------------------------------------
 
-    def submit(
+    def book_run(
         self, run_id: str, kind: RunKind, args: list[Any], timeout: float, background: bool
     ) -> dict[str, Any]:
         """Queue a run; its view."""
         if self.state.closed:
             raise SessionMoved(f"session {self.session_id!r} has been handed on")
-        return self.book.submit(BookedRun(run_id, kind, tuple(args), timeout, background))
+        return self.book.book(BookedRun(run_id, kind, tuple(args), timeout, background))
 
     def _start_run(self, run: BookedRun) -> Any:
         starts = {

@@ -116,7 +116,7 @@ class RunBook:
 
     # -- submitting and following ----------------------------------------------------------
 
-    def submit(self, run: BookedRun) -> dict[str, Any]:
+    def book(self, run: BookedRun) -> dict[str, Any]:
         """Queue ``run``; a run id seen before is that run (nothing is queued twice)."""
         known = self._runs.get(run.run_id)
         if known is not None:

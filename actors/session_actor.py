@@ -208,7 +208,7 @@ class SessionActor:
             node_id=ray_node()["node_id"],
         )
 
-    async def submit(
+    async def book_run(
         self,
         run_id: str,
         kind: RunKind,
@@ -218,7 +218,7 @@ class SessionActor:
         trace: Trace = None,
     ) -> dict[str, Any]:
         with self._continued(trace, kind):
-            return self.host.submit(run_id, kind, args, timeout, background)
+            return self.host.book_run(run_id, kind, args, timeout, background)
 
     async def restart_kernel(self, reason: str) -> dict[str, Any]:
         async with self.host.book.exclusive():  # between runs, whichever front end sent them
@@ -276,7 +276,7 @@ def _operations(cls: type, leave_out: set[str]) -> frozenset[Callable[..., Any]]
 
 # What ``perform`` may call: the actor's own operations, and the host's that the actor does not
 # wrap (a host method the actor has a method of the same name for is reached through the actor's).
-# A run reaches the kernel only through the run book (``submit``), and the kernel is started
+# A run reaches the kernel only through the run book (``book_run``), and the kernel is started
 # only by ``ready`` and ``claim``: the host's run starts and kernel starts are not operations.
 RUN_AND_KERNEL_STARTS = {"execute", "run_script", "call_function", "install", "start", "prepare"}
 ACTOR_OPERATIONS = _operations(SessionActor, {"perform"})

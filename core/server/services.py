@@ -347,7 +347,7 @@ class Runs:
 
     async def submit(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
         """Queue ``code`` in the session; the run's view (``run_id``, ``status``)."""
-        return await self.router.submit(session_id, code, timeout)
+        return await self.router.book_background(session_id, code, timeout)
 
     async def get(self, run_id: str, caller: Caller, wait: float = 0.0) -> dict[str, Any]:
         qualified = await self._session_of(run_id, caller)

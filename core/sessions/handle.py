@@ -193,7 +193,7 @@ class SessionHandle:
 
     # -- runs: booked in the session (its queue), followed by id from any front end ------------
 
-    async def submit(
+    async def book_run(
         self,
         run_id: str,
         kind: RunKind,
@@ -205,7 +205,7 @@ class SessionHandle:
         """Queue a run in the session (``kind``: execute, run_script, call_function, install);
         the same ``run_id`` again is the same run. Its view (``token``, ``status``)."""
         return await self._call(
-            SessionActor.submit,
+            SessionActor.book_run,
             run_id,
             kind,
             args,

@@ -346,10 +346,12 @@ class SessionRouter:
         record = await self.lookup(session_id)
         return await self.turns.run(record, RunKind.EXECUTE, [code], timeout, on_start, run_id)
 
-    async def submit(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
+    async def book_background(self, session_id: str, code: str, timeout: float) -> dict[str, Any]:
         """Queue ``code`` in the session as a background run; its view (``run_id``)."""
         record = await self.lookup(session_id)
-        return await self.turns.submit(record, RunKind.EXECUTE, [code], timeout, new_run_id())
+        return await self.turns.book_background(
+            record, RunKind.EXECUTE, [code], timeout, new_run_id()
+        )
 
     async def run_view(self, qualified: str, run_id: str, wait: float) -> dict[str, Any]:
         """Run ``run_id`` of the session, once finished or after ``wait`` seconds."""

@@ -126,7 +126,7 @@ class Turns:
             self.metrics.run(kind, outcome, time.perf_counter() - started)
             return reply
 
-    async def submit(
+    async def book_background(
         self, record: SessionRecord, kind: RunKind, args: list[Any], timeout: float, run_id: str
     ) -> dict[str, Any]:
         """Book a background run: the session is brought back first if it needs to be, then
@@ -236,7 +236,7 @@ class Turns:
             if handle is None:
                 raise SessionUnavailable(f"session {record.session_id!r} is not running; ask again")
             try:
-                return await handle.submit(run_id, kind, args, timeout, background)
+                return await handle.book_run(run_id, kind, args, timeout, background)
             except (SessionMoved, ActorDied) as exc:
                 if attempt == 1 and await self.moved(record):
                     continue  # it lives elsewhere now: booked there

@@ -239,7 +239,7 @@ def test_every_operation_named_across_a_wall_exists() -> None:
 
 def test_a_run_reaches_the_kernel_only_through_the_run_book() -> None:
     """The session actor's one entry calls none of the host's run or kernel starts: a run is
-    booked (``SessionActor.submit``), never executed past the session's queue."""
+    booked (``SessionActor.book_run``), never executed past the session's queue."""
     from raykernel.actors.host import SessionHost
     from raykernel.actors.session_actor import HOST_OPERATIONS
 

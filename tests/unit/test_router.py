@@ -81,11 +81,11 @@ class FakeHandle:
         if self.dead:
             raise ActorDied("the worker died")
 
-    async def submit(
+    async def book_run(
         self, run_id: str, kind: str, args: list[Any], timeout: float, background: bool = False
     ) -> dict[str, Any]:
         self._alive()
-        return self.book.submit(BookedRun(run_id, kind, tuple(args), timeout, background))
+        return self.book.book(BookedRun(run_id, kind, tuple(args), timeout, background))
 
     async def wait_run(self, run_id: str, wait: float) -> dict[str, Any]:
         while True:

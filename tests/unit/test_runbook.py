@@ -54,7 +54,7 @@ async def test_runs_from_several_callers_run_one_at_a_time_in_order() -> None:
     kernel = Kernel()
     book = _book(kernel)
     for i in range(6):
-        book.submit(BookedRun(f"r{i}", "execute", (f"c{i}",), 5.0))
+        book.book(BookedRun(f"r{i}", "execute", (f"c{i}",), 5.0))
     views = [await book.wait(f"r{i}", 5.0) for i in range(6)]
     assert kernel.ran == [f"c{i}" for i in range(6)]
     assert kernel.most == 1
@@ -64,8 +64,8 @@ async def test_runs_from_several_callers_run_one_at_a_time_in_order() -> None:
 async def test_the_same_run_id_twice_is_one_run() -> None:
     kernel = Kernel()
     book = _book(kernel)
-    first = book.submit(BookedRun("r", "execute", ("once",), 5.0))
-    again = book.submit(BookedRun("r", "execute", ("once",), 5.0))
+    first = book.book(BookedRun("r", "execute", ("once",), 5.0))
+    again = book.book(BookedRun("r", "execute", ("once",), 5.0))
     assert again["token"] == first["token"]
     await book.wait("r", 5.0)
     assert kernel.ran == ["once"]
@@ -74,8 +74,8 @@ async def test_the_same_run_id_twice_is_one_run() -> None:
 async def test_a_queued_run_is_dropped_and_a_running_one_interrupted() -> None:
     kernel = Kernel()
     book = _book(kernel)
-    book.submit(BookedRun("long", "execute", ("hang",), 60.0))
-    book.submit(BookedRun("queued", "execute", ("never",), 60.0))
+    book.book(BookedRun("long", "execute", ("hang",), 60.0))
+    book.book(BookedRun("queued", "execute", ("never",), 60.0))
     await asyncio.sleep(0.05)
     dropped = await book.cancel("queued")
     assert dropped["cancelled"] and dropped["was"] == "queued"
@@ -89,7 +89,7 @@ async def test_a_queued_run_is_dropped_and_a_running_one_interrupted() -> None:
 async def test_a_run_past_its_timeout_is_interrupted_here() -> None:
     kernel = Kernel()
     book = _book(kernel)
-    book.submit(BookedRun("r", "execute", ("hang",), 0.05))
+    book.book(BookedRun("r", "execute", ("hang",), 0.05))
     view = await book.wait("r", 5.0)
     assert view["reply"]["error"]["ename"] == "TimeoutError"
     assert view["reply"]["interrupted"] is True
@@ -98,9 +98,9 @@ async def test_a_run_past_its_timeout_is_interrupted_here() -> None:
 async def test_exclusive_waits_for_the_run_and_holds_the_next() -> None:
     kernel = Kernel()
     book = _book(kernel)
-    book.submit(BookedRun("a", "execute", ("a",), 5.0))
+    book.book(BookedRun("a", "execute", ("a",), 5.0))
     await asyncio.sleep(0)
-    book.submit(BookedRun("b", "execute", ("b",), 5.0))
+    book.book(BookedRun("b", "execute", ("b",), 5.0))
     async with book.exclusive():
         assert kernel.ran == ["a"] and kernel.running == 0
         await asyncio.sleep(0.05)
@@ -112,7 +112,7 @@ async def test_exclusive_waits_for_the_run_and_holds_the_next() -> None:
 async def test_finished_runs_travel_in_an_image() -> None:
     kernel = Kernel()
     book = _book(kernel)
-    book.submit(BookedRun("r", "execute", ("x",), 5.0, background=True))
+    book.book(BookedRun("r", "execute", ("x",), 5.0, background=True))
     await book.wait("r", 5.0)
     assert not book.busy
     other = _book(kernel)
