@@ -1,7 +1,8 @@
 """Code mode's front-end side: the upstream MCP servers session code calls through
 ``raykernel_tools`` (docs/tools.md: Code mode).
 
-The front end holds the connections (fastmcp Clients, opened at first use and kept until the
+The front end holds the connections (fastmcp Clients, one per identity and server: a stateful
+server keeps nothing of one identity's for another; opened at first use and kept until the
 server stops), never the kernel: a session with ``network: "off"`` calls them too, and a call
 is made as the session's owner, within the servers that identity may use
 (``mcp_server_access``). A tool that can do harm (``destructiveHint``, or listed in
@@ -119,8 +120,11 @@ class Upstreams:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._connections: dict[str, _Connection] = {}
-        self._tools: dict[str, dict[str, Any]] = {}
+        # By (identity, server): a stateful upstream server keeps what one identity's session
+        # left there (a note, a login) for whoever calls next on the same connection, so no
+        # two identities share one.
+        self._connections: dict[tuple[str, str], _Connection] = {}
+        self._tools: dict[tuple[str, str], dict[str, Any]] = {}
         # (session, server, tool) the client allowed for the rest of the session's life.
         self._always: set[tuple[str, str, str]] = set()
 
@@ -155,24 +159,27 @@ class Upstreams:
 
     # -- connections --------------------------------------------------------------------------
 
-    async def _client(self, server: str) -> Any:
-        connection = self._connections.get(server)
+    async def _client(self, identity: str, server: str) -> Any:
+        key = (identity, server)
+        connection = self._connections.get(key)
         if connection is None or connection.broken:
             connection = _Connection(server, self.settings.mcp_servers[server])
-            self._connections[server] = connection
-            self._tools.pop(server, None)
+            self._connections[key] = connection
+            self._tools.pop(key, None)
         return await connection.open()
 
-    async def tools(self, server: str) -> dict[str, Any]:
-        """``server``'s tools by name (listed once per connection)."""
-        listed = self._tools.get(server)
+    async def tools(self, identity: str, server: str) -> dict[str, Any]:
+        """``server``'s tools by name, on ``identity``'s connection (listed once per
+        connection)."""
+        key = (identity, server)
+        listed = self._tools.get(key)
         if listed is None:
-            client = await self._client(server)
+            client = await self._client(identity, server)
             try:
                 found = await client.list_tools()
             except Exception as exc:
                 raise UpstreamUnavailable(f"MCP server {server!r}: {exc}") from None
-            listed = self._tools[server] = {tool.name: tool for tool in found}
+            listed = self._tools[key] = {tool.name: tool for tool in found}
         return listed
 
     async def close(self) -> None:
@@ -208,7 +215,7 @@ class Upstreams:
         return answer, (noted if op == "call" else None)
 
     async def _listing(self, identity: str, server: str) -> list[dict[str, Any]]:
-        tools = await self.tools(self._server(identity, server))
+        tools = await self.tools(identity, self._server(identity, server))
         return [
             {
                 "name": tool.name,
@@ -229,22 +236,24 @@ class Upstreams:
             "raykernel.upstream", session_id=record.qualified, server=server, tool=name
         ) as span:
             try:
-                tool = (await self.tools(server)).get(name)
+                tool = (await self.tools(record.owner, server)).get(name)
                 if tool is None:
                     raise UpstreamNotFound(f"MCP server {server!r} has no tool {name!r}")
                 if self.needs_approval(server, tool):
                     noted["approval"] = await self._approve(
                         record, server, name, arguments, interactive
                     )
-                value = await self._invoke(server, tool, arguments)
+                value = await self._invoke(record.owner, server, tool, arguments)
             except RaykernelError as exc:
                 telemetry.set_attributes(span, outcome=exc.kind, approval=noted.get("approval"))
                 raise
             telemetry.set_attributes(span, outcome="ok", approval=noted.get("approval"))
             return value
 
-    async def _invoke(self, server: str, tool: Any, arguments: dict[str, Any]) -> Any:
-        client = await self._client(server)
+    async def _invoke(
+        self, identity: str, server: str, tool: Any, arguments: dict[str, Any]
+    ) -> Any:
+        client = await self._client(identity, server)
         try:
             result = await client.call_tool(tool.name, arguments, raise_on_error=False)
         except Exception as exc:

@@ -1,6 +1,8 @@
 """Code mode and identities, over streamable HTTP against a real server with two named tokens:
-alice may call the upstream server (mcp_server_access lists it for her), bob may not (an
-identity not listed gets none); a session tool belongs to who registered it."""
+alice and carol may call the upstream server (mcp_server_access lists it for them), bob may not
+(an identity not listed gets none); each identity has its own connection to a stateful server
+(a note alice leaves there is not carol's to read); a session tool belongs to who registered
+it."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from tests.helpers import REPO, call, http_server_process, run
 
 pytestmark = pytest.mark.subprocess
 
-TOKENS = {"alice": "alice-secret", "bob": "bob-secret"}
+TOKENS = {"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"}
 
 
 async def test_only_identities_given_a_server_call_it_and_session_tools_are_their_owners(
@@ -33,13 +35,16 @@ async def test_only_identities_given_a_server_call_it_and_session_tools_are_thei
     env = {
         "RAYKERNEL_AUTH_TOKENS": json.dumps({n: token_hash(t) for n, t in TOKENS.items()}),
         "RAYKERNEL_MCP_SERVERS": json.dumps(upstream),
-        "RAYKERNEL_MCP_SERVER_ACCESS": json.dumps({"token:alice": ["calc"]}),
+        "RAYKERNEL_MCP_SERVER_ACCESS": json.dumps(
+            {"token:alice": ["calc"], "token:carol": ["calc"]}
+        ),
         "RAYKERNEL_WARM_POOL_SIZE": "0",
     }
     with http_server_process(tmp_path, **env) as (url, *_):
         async with (
             Client(url, auth=TOKENS["alice"]) as alice,
             Client(url, auth=TOKENS["bob"]) as bob,
+            Client(url, auth=TOKENS["carol"]) as carol,
         ):
             code = (
                 "import raykernel_tools\n"
@@ -53,6 +58,12 @@ async def test_only_identities_given_a_server_call_it_and_session_tools_are_thei
             refused = (await run(bob, code))["result"]
             assert refused.startswith("([], \"UpstreamNotFound: no MCP server 'calc'"), refused
             assert "(it may call: none)" in refused
+
+            # A stateful upstream server: alice's note stays on alice's connection.
+            await run(alice, "import raykernel_tools\nraykernel_tools.calc.note(text='alice-note')")
+            read = "import raykernel_tools\nraykernel_tools.calc.read_note()"
+            assert (await run(alice, read))["result"] == "'alice-note'"
+            assert (await run(carol, read))["result"] == "''"
 
             await run(alice, "def twice(x: int) -> int:\n    return 2 * x")
             await call(alice, "register_session_tool", name="twice", function="twice")
