@@ -1,8 +1,8 @@
 """A small upstream MCP server the code-mode tests start over stdio: ``add`` (read-only),
 ``drop`` (destructive: its annotations say so), ``fail`` (answers with a tool error) and
 ``wait`` (sleeps), and ``note``/``read_note`` (state this server process keeps: what one
-connection left, the next caller on it reads). ``drop`` appends the name it dropped to the file named by
-``UPSTREAM_DROPPED`` (the tests read it to see whether it ran)."""
+connection left, the next caller on it reads). ``drop`` appends the name it dropped to the file
+named by ``UPSTREAM_DROPPED`` (the tests read it to see whether it ran)."""
 
 from __future__ import annotations
 
