@@ -86,8 +86,12 @@ class App:
             return active if self.visible(active) else qualify(identity, DEFAULT_SESSION)
         own = identity + "/"
         if identity != LOCAL and isinstance(session_id, str) and session_id.startswith(own):
-            # The caller's own session, qualified (a service resolving what a tool resolved).
-            return qualify(identity, validate_session_id(session_id.removeprefix(own)))
+            # The caller's own session, qualified (a service resolving what a tool resolved);
+            # what follows is a plain id, never another qualified one (no identity holds "/").
+            plain = session_id.removeprefix(own)
+            if "/" in plain:
+                raise SessionNotFound(f"session {session_id[:120]!r} does not exist")
+            return qualify(identity, validate_session_id(plain))
         validate_session_id(session_id)
         if "/" not in session_id:
             return qualify(identity, session_id)

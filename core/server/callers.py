@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from raykernel.sessions.record import LOCAL, split
+from raykernel.sessions.record import LOCAL, identity_part, split
 
 from .http_security import is_named_token
 
@@ -40,7 +40,9 @@ def caller_identity() -> str:
     if is_named_token(token):
         return token.client_id  # the server's own local token, or a named one
     subject = (token.claims or {}).get("sub")
-    return f"jwt:{subject}" if subject else f"jwt-client:{token.client_id}"
+    if subject:
+        return f"jwt:{identity_part(str(subject))}"
+    return f"jwt-client:{identity_part(str(token.client_id))}"
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,16 @@ from raykernel.workspace import LOCAL as LOCAL  # the identity without authentic
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 RULE = "use 1-64 letters, digits, '_', '.', '-' (not '.' or '..')"
-# The identities server/identity.py makes: token, token:<name>, jwt:<subject>, jwt-client:<id>.
-OWNER_PATTERN = re.compile(r"token(:[A-Za-z0-9_.@-]{1,64})?|jwt(-client)?:[^\x00-\x1f]{1,200}")
+# The identities server/callers.py makes: token, token:<name>, jwt:<subject>, jwt-client:<id>.
+# None holds a "/" (a JWT's subject has its own escaped: see ``identity_part``), so a qualified
+# id splits at its one separator and no identity can name ids that extend another's.
+OWNER_PATTERN = re.compile(r"token(:[A-Za-z0-9_.@-]{1,64})?|jwt(-client)?:[^\x00-\x1f/]{1,200}")
+
+
+def identity_part(text: str) -> str:
+    """``text`` (a JWT's subject or client id) as a part of an identity: ``%`` and ``/``
+    escaped as in a URL, everything else as it is (``auth0|42`` stays ``auth0|42``)."""
+    return text.replace("%", "%25").replace("/", "%2F")
 
 
 def _valid(name: object) -> bool:
@@ -50,9 +58,9 @@ def _valid(name: object) -> bool:
 
 
 def validate_session_id(session_id: object) -> str:
-    """A plain session id, or a qualified one (``<owner>/<id>``)."""
+    """A plain session id, or a qualified one (``<owner>/<id>``: one separator, no more)."""
     if isinstance(session_id, str) and "/" in session_id:
-        owner, _, plain = session_id.rpartition("/")
+        owner, _, plain = session_id.partition("/")
         if OWNER_PATTERN.fullmatch(owner) and _valid(plain):
             return session_id
     elif _valid(session_id):
@@ -74,9 +82,14 @@ def qualify(owner: str, session_id: str) -> str:
 
 
 def split(qualified: str) -> tuple[str, str]:
-    """``(owner, plain id)`` of a qualified id."""
-    owner, _, plain = qualified.rpartition("/")
-    return (owner or LOCAL), plain
+    """``(owner, plain id)`` of a qualified id (split at its one separator: an owner holds
+    none)."""
+    owner, sep, plain = qualified.partition("/")
+    if not sep:
+        return LOCAL, qualified
+    if "/" in plain:
+        raise InvalidSessionId(f"invalid session id {qualified[:80]!r}: one '/' at most")
+    return owner, plain
 
 
 class Slot:

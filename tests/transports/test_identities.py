@@ -101,6 +101,9 @@ async def test_two_jwt_subjects_never_see_each_other(tmp_path: Path) -> None:
     claims = {"issuer": "https://issuer.test", "audience": "raykernel"}
     alice_jwt = keys.create_token(subject="alice@example.com", **claims)
     bob_jwt = keys.create_token(subject="bob@example.com", **claims)
+    # A subject that extends alice's with a "/": jwt:alice@example.com/... named its sessions
+    # as if they were alice's own ids (#38, break 7).
+    longer_jwt = keys.create_token(subject="alice@example.com/jwt:bob", **claims)
     env = {
         "RAYKERNEL_JWT_PUBLIC_KEY": keys.public_key,
         "RAYKERNEL_JWT_ISSUER": "https://issuer.test",
@@ -124,6 +127,27 @@ async def test_two_jwt_subjects_never_see_each_other(tmp_path: Path) -> None:
             )
             assert set(alices["sessions"]) == set(bobs["sessions"]) == {"default", "shared-name"}
             assert (await run(alice, "owner", session_id="shared-name"))["result"] == "'alice'"
+
+            async with Client(url, auth=longer_jwt) as longer:
+                await call(longer, "create_session", session_id="vault")
+                await run(longer, "secret = 'not alice'", session_id="vault")
+                # No identity holds a "/" (the subject's own is escaped): a qualified id has
+                # one, and the longer subject's sessions are its own, not alice's.
+                for name in ("jwt:alice@example.com%2Fjwt:bob/vault", "jwt:bob/vault"):
+                    await _refused(
+                        alice, "run_python_code", "SessionNotFound", code="1", session_id=name
+                    )
+                extended = "jwt:alice@example.com/jwt:bob/vault"
+                await _refused(
+                    alice, "run_python_code", "InvalidSessionId", code="1", session_id=extended
+                )
+                await _refused(alice, "create_session", "InvalidSessionId", session_id=extended)
+                listed = (await call(longer, "list_sessions"))["sessions"]
+                assert set(listed) == {"default", "vault"}, listed
+                assert set((await call(alice, "list_sessions"))["sessions"]) == {
+                    "default",
+                    "shared-name",
+                }
 
 
 async def test_each_identity_has_a_workspace_of_its_own(tmp_path: Path) -> None:
