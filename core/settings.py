@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     # install_dependencies takes wheels only: building a source package runs its own code.
     # True lets sdists build, in the session's sandbox (its folders, the cache, a temp folder).
     allow_source_builds: bool = False
+    # transfer_variable and fork_session move pickles, and a pickle can carry code: between two
+    # identities' sessions (an admin's included) they are refused unless this is true, so one
+    # tenant's bytes are never unpickled in another's kernel.
+    allow_pickles_across_identities: bool = False
 
     # Plugins: entry points in group "raykernel" load unless blocked; an allow-list narrows them.
     blocked_plugins: list[str] = Field(default_factory=list)

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raykernel.errors import InvalidArgument, KernelDied, RaykernelError, SessionUnavailable
+from raykernel.errors import (
+    InvalidArgument,
+    KernelDied,
+    NotAllowed,
+    RaykernelError,
+    SessionUnavailable,
+)
 from raykernel.protocol import SessionStatus
 from raykernel.replies import without_image_data
 from raykernel.sessions.handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
@@ -68,10 +74,24 @@ class StateMoves:
         )
         return {"snapshot": name, "session_id": session_id, "created": created, **report}
 
+    def _one_identity(self, source: str, target: str, what: str) -> None:
+        """A pickle stays with its identity: unpickling one identity's bytes in another's
+        kernel would run the first identity's code there (a pickle's ``__reduce__``), with the
+        second one's files and tokens. Refused unless the server opts in."""
+        owner, other = split(source)[0], split(target)[0]
+        if owner != other and not self.settings.allow_pickles_across_identities:
+            raise NotAllowed(
+                f"{what} from a session of {owner} to one of {other}: a pickle can carry code, "
+                "so values move only between one identity's sessions (the server's setting "
+                "allow_pickles_across_identities allows it, for identities that trust each "
+                "other); nothing was moved"
+            )
+
     async def fork(self, session_id: str, new_session_id: str) -> dict[str, Any]:
         """A new session holding a copy of ``session_id``'s picklable state, passed through the
         object store (never through this process)."""
         router = self.router
+        self._one_identity(session_id, new_session_id, "fork_session")
         source = await router.lookup(session_id)
         validate_session_id(new_session_id)
         if new_session_id in router.sessions:
@@ -103,6 +123,7 @@ class StateMoves:
     ) -> dict[str, Any]:
         """Copy one variable between sessions through the object store (cloudpickle)."""
         router = self.router
+        self._one_identity(from_session, to_session, "transfer_variable")
         source = await router.lookup(from_session)
         target = await router.lookup(to_session)
         async with router.slot(source):
