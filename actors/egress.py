@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from raykernel.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -194,6 +196,18 @@ class Policy:
         if any(rule.allows_address(address, port) for rule in self.rules):
             return False
         return any(address.version == n.version and address in n for n in DENIED)
+
+
+def host_addresses() -> list[Address]:
+    """Every address of this machine's interfaces, IPv4 and IPv6: the node the proxy runs on
+    is reached at each of them (Ray's ports too), whichever one Ray names it by."""
+    found: list[Address] = []
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(ValueError):
+                    found.append(ipaddress.ip_address(entry.address.split("%", 1)[0]))
+    return found
 
 
 def _plain(address: Address) -> Address:
@@ -456,7 +470,8 @@ class SessionNetwork:
         if not isinstance(self.network, list):
             self.stop()
             return
-        policy = Policy(parse_rules(self.network), map(ipaddress.ip_address, self.cluster_nodes))
+        nodes = [*map(ipaddress.ip_address, self.cluster_nodes), *host_addresses()]
+        policy = Policy(parse_rules(self.network), nodes)
         if self.proxy is None:
             self.proxy = EgressProxy(policy, self.socket, self._session_id())
             self.proxy.start()
