@@ -280,8 +280,10 @@ class SessionHost:
         started = time.time()
         try:
             reply = await kernel.request(op, *args, *([count] if counted else []))
-            if counted and reply.get("success"):
-                self.state.checkpoint_soon(kernel)
+            if counted and count is not None:
+                reply["execution_count"] = count  # the actor numbers runs, not the kernel
+                if reply.get("success"):
+                    self.state.checkpoint_soon(kernel, count)
             if (refused := self.net.refused_since(refused_before)) is not None:
                 # For the run's trace and its reader: what its list refused meanwhile.
                 reply["network_refused"] = refused

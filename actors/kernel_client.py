@@ -31,12 +31,22 @@ from raykernel.kernel.containment import death_reason
 from raykernel.protocol import KernelOp
 
 from .environments import SessionEnvironment
+from .kernel_replies import Limits, ProtocolViolation, parse
 
 if TYPE_CHECKING:
     from .host import HostConfig
 
 STDERR_TAIL = 8192
 START_TIMEOUT = 60.0
+# The largest frame a kernel may send, by what the actor waits for: pickles (a snapshot, a
+# checkpoint, a variable) up to ``max_message_bytes``; a run's reply (its text is cut to the
+# output limit, but every figure is inlined); any other answer; and, when nothing is asked,
+# the events a kernel sends unasked (its output's tail, code mode's calls).
+PICKLE_OPS = frozenset({KernelOp.SNAPSHOT, KernelOp.CHECKPOINT, KernelOp.GET_BLOB})
+RUN_OPS = frozenset({KernelOp.EXECUTE, KernelOp.RUN_SCRIPT, KernelOp.CALL_FUNCTION})
+RUN_REPLY_BYTES = 512 << 20
+REPLY_BYTES = 64 << 20
+EVENT_BYTES = 16 << 20
 # Environment variables no kernel (nor installer) inherits: Ray's (its address, its token
 # settings) and the server's own (an auth token, a JWT key).
 DROPPED_ENV_PREFIXES = ("RAY_", "RAYKERNEL_")
@@ -80,6 +90,8 @@ class KernelProcess:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._asked: dict[int, KernelOp] = {}  # what each pending request is
+        self.limits = Limits()
         self._ids = itertools.count(1)
         self._tails: dict[str, str] = {}
         self._stderr = bytearray()
@@ -114,6 +126,7 @@ class KernelProcess:
         process group (it leads its own)."""
         kernel = cls({}, max_message_bytes)
         kernel._adopted, kernel._stderr_file = True, stderr_file
+        kernel.limits = Limits(spec.get("max_output_bytes", 100_000))
         kernel._reader, kernel._writer = reader, writer
         kernel.pid, kernel.spec, kernel.isolation = pid, spec, dict(isolation)
         kernel.python_info = dict(source_python or {})
@@ -173,6 +186,7 @@ class KernelProcess:
             await self.spawn()
         assert self._writer is not None and self._reader is not None and self._proc is not None
         self.spec = spec
+        self.limits = Limits(spec.get("max_output_bytes", 100_000))
         reader = self._reader
         try:
             self._writer.write(wire.encode(spec))
@@ -258,18 +272,25 @@ class KernelProcess:
         (``RuntimeError`` for anything else); ``KernelGone`` if the kernel dies meanwhile."""
         if not self.alive or self._writer is None:
             raise KernelGone(self.exit_reason or "the kernel is not running")
+        op = KernelOp(op)
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self._asked[request_id] = op
         try:
-            message = {"id": request_id, "op": KernelOp(op).value, "args": list(args)}
+            message = {"id": request_id, "op": op.value, "args": list(args)}
             self._writer.write(wire.encode(message))
             await self._writer.drain()
             reply = await future
         finally:
             self._pending.pop(request_id, None)
+            self._asked.pop(request_id, None)
         if reply.get("ok"):
-            return reply.get("value")
+            try:
+                return parse(op, reply.get("value"), self.limits)
+            except ProtocolViolation as exc:
+                await self._violated(str(exc))
+                raise KernelGone(self.exit_reason or str(exc)) from None
         if isinstance(reply.get("error"), dict):  # one of the hierarchy, whole
             raise errors.from_kernel(reply["error"])
         raise RuntimeError(f"the kernel failed: {reply.get('message')}")
@@ -278,6 +299,21 @@ class KernelProcess:
         """Ask the kernel to interrupt run ``token`` (no answer: the run's reply tells)."""
         if self.alive and self._writer is not None:
             self._writer.write(wire.encode({"op": KernelOp.INTERRUPT.value, "token": token}))
+
+    async def _violated(self, what: str) -> None:
+        """The kernel sent what no kernel sends: it is ended, and nothing it said is used."""
+        if self.exit_reason is None:
+            self.exit_reason = f"killed: the kernel broke the protocol ({what})"
+        await self.kill()
+
+    def _frame_limit(self) -> int:
+        """The largest frame that may come now (see ``PICKLE_OPS``)."""
+        asked = set(self._asked.values())
+        if asked & PICKLE_OPS:
+            return self.max_message_bytes
+        if asked & RUN_OPS:
+            return min(RUN_REPLY_BYTES, self.max_message_bytes)
+        return min(REPLY_BYTES if asked else EVENT_BYTES, self.max_message_bytes)
 
     def tail(self, token: str) -> str | None:
         """The last output run ``token`` published, if it is running."""
@@ -315,11 +351,17 @@ class KernelProcess:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                message = await wire.areceive(reader, self.max_message_bytes)
+                message = await wire.areceive(reader, self._frame_limit)
                 if not isinstance(message, dict):
                     raise wire.ProtocolError("not a message object")
                 if message.get("event") == "tail":
-                    self._tails = {str(message.get("token")): str(message.get("text"))}
+                    token, text = message.get("token"), message.get("text")
+                    if not isinstance(token, str) or not isinstance(text, str):
+                        raise wire.ProtocolError("a tail that is not text")
+                    if len(text) > Limits.MAX_TAIL_EVENT:
+                        raise wire.ProtocolError(f"a tail of {len(text)} characters")
+                    # The front end polls it while the run lasts: never more than a tail.
+                    self._tails = {token[:256]: self.limits.tail(text)}
                     continue
                 if "event" in message:
                     if self.on_event is not None:

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 import zipfile
 from collections.abc import Awaitable, Callable
@@ -90,6 +91,17 @@ def read_snapshot(path: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
 HISTORY_COMPACT_BYTES = 4 << 20
 
 
+# A pickle's name in the store: its sha256 in hex (the kernel's reply is parsed for it, see
+# kernel_replies; a point file is checked again when read, since it names files to open).
+DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _digest(name: object) -> str:
+    if not isinstance(name, str) or not DIGEST.fullmatch(name):
+        raise ValueError(f"not a checkpoint digest: {str(name)[:80]!r}")
+    return name
+
+
 class CheckpointStore:
     def __init__(self, folder: Path, depth: int = 20, max_bytes: int = 1 << 30) -> None:
         self.folder = folder
@@ -99,14 +111,16 @@ class CheckpointStore:
         self.points = folder / "points"
 
     def save(self, count: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Store checkpoint ``count`` from a ``ChangeTracker.changes``; prune old ones."""
+        """Store checkpoint ``count`` (the actor's own number for the run) from a
+        ``ChangeTracker.changes`` the kernel client parsed; prune old ones."""
+        count = int(count)
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.points.mkdir(parents=True, exist_ok=True)
         for digest, blob in changes["blobs"].items():
-            target = self.blobs / digest
+            target = self.blobs / _digest(digest)
             if not target.exists():
                 _write(target, blob)
-        missing = [d for d in changes["names"].values() if not (self.blobs / d).exists()]
+        missing = [d for d in changes["names"].values() if not (self.blobs / _digest(d)).exists()]
         if missing:  # a pickle handed over before was pruned: this point is not whole
             raise FileNotFoundError(f"{len(missing)} pickles of checkpoint {count} are missing")
         point = {
@@ -136,7 +150,7 @@ class CheckpointStore:
 
     def blobs_of(self, point: dict[str, Any]) -> dict[str, bytes]:
         """The pickles of a checkpoint, by name."""
-        return {name: (self.blobs / d).read_bytes() for name, d in point["names"].items()}
+        return {name: (self.blobs / _digest(d)).read_bytes() for name, d in point["names"].items()}
 
     # -- the session's history, beside its checkpoints (a new actor goes on with it) ---------
 
@@ -282,7 +296,7 @@ class SessionState:
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    def checkpoint_soon(self, kernel: KernelProcess) -> None:
+    def checkpoint_soon(self, kernel: KernelProcess, count: int) -> None:
         """Save what changed in the run that just ended, off the reply's path. The kernel is
         asked now, before the reply leaves: it then takes the checkpoint before any later
         request, so a next run that crashes the kernel cannot overtake it (waiting for the
@@ -291,20 +305,25 @@ class SessionState:
         if store is None:
             return
         asked = asyncio.ensure_future(kernel.request(KernelOp.CHECKPOINT, store.max_bytes))
-        self._off_the_path(self._store_checkpoint(kernel, store, asked))
+        self._off_the_path(self._store_checkpoint(kernel, store, asked, count))
 
     async def _store_checkpoint(
-        self, kernel: KernelProcess, store: CheckpointStore, asked: asyncio.Future[Any]
+        self,
+        kernel: KernelProcess,
+        store: CheckpointStore,
+        asked: asyncio.Future[Any],
+        count: int,
     ) -> dict[str, Any] | None:
         """Store what the kernel pickled (as bytes), one checkpoint at a time, in order."""
         async with self._checkpointing:
             try:
                 changes = await asked
-                return await asyncio.to_thread(store.save, changes["execution_count"], changes)
+                # The run's number is the actor's: the kernel's own count is not asked.
+                return await asyncio.to_thread(store.save, count, changes)
             except FileNotFoundError:  # the store lost pickles: hand everything over again
                 await kernel.request(KernelOp.FORGET_CHECKPOINTS)
                 return None
-            except (KernelGone, OSError) as exc:
+            except (KernelGone, OSError, ValueError) as exc:
                 log.warning("checkpoint of %s failed: %s", self._session_id(), exc)
                 return None
 

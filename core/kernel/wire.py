@@ -14,6 +14,7 @@ import asyncio
 import json
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 _U64 = struct.Struct("!Q")
@@ -83,12 +84,15 @@ class ProtocolError(Exception):
     """A kernel sent something no kernel of ours sends (too large, not our format)."""
 
 
-async def areceive(reader: asyncio.StreamReader, max_bytes: int) -> Any:
+async def areceive(reader: asyncio.StreamReader, max_bytes: int | Callable[[], int]) -> Any:
     """``receive`` for the parent's event loop, refusing a frame above ``max_bytes`` (a kernel
     runs user code: what it sends is bounded and checked before it is trusted with memory).
-    ``EOFError`` when the kernel has gone."""
+    A callable ``max_bytes`` is asked once the frame's first bytes arrive: what may come then
+    depends on what the parent is waiting for. ``EOFError`` when the kernel has gone."""
     try:
         size = _U64.unpack(await reader.readexactly(_U64.size))[0]
+        if callable(max_bytes):
+            max_bytes = max_bytes()
         if size > max_bytes:
             raise ProtocolError(f"a message of {size} bytes")
         text = await reader.readexactly(size)

@@ -1,0 +1,288 @@
+"""The confused deputy (#38): a session's actor runs with more rights than its kernel (the server
+user's, Ray's token), so what the kernel tells it is input. Each test is an attack from alice's
+session code, over HTTP against a real server with three named tokens (alice, bob, and ops, an
+admin), written as the red team ran it: a patched change tracker naming paths, a run count that
+is a path, a pickle with a ``__reduce__``, a tail of 300 MB, the node's IPv6 address."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import ipaddress
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from fastmcp import Client
+
+from raykernel.server.http_security import token_hash
+from raykernel.workspace import identity_folder
+from tests.helpers import HttpServer, call, call_error, http_server_process, run
+
+pytestmark = pytest.mark.subprocess
+
+TOKENS = {"alice": "alice-secret", "bob": "bob-secret", "ops": "ops-secret"}
+
+# Session code that finds its own kernel's service (what a tenant can always do: it is in its
+# own process) to patch what the kernel tells its actor.
+SERVICE = (
+    "import gc\n"
+    "from raykernel.kernel.service import KernelService\n"
+    "svc = next(o for o in gc.get_objects() if isinstance(o, KernelService))\n"
+)
+
+
+class Deputy:
+    def __init__(self, server: HttpServer, workspace: Path) -> None:
+        self.server = server
+        self.workspace = workspace
+
+    def folder(self, name: str) -> Path:
+        return self.workspace / identity_folder(f"token:{name}")
+
+    def client(self, name: str) -> Client:
+        return Client(self.server.url, auth=TOKENS[name])
+
+
+@pytest.fixture(scope="module")
+def deputy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deputy]:
+    workspace = tmp_path_factory.mktemp("deputy")
+    env = {
+        "RAYKERNEL_AUTH_TOKENS": json.dumps({n: token_hash(t) for n, t in TOKENS.items()}),
+        "RAYKERNEL_ADMIN_IDENTITIES": json.dumps(["token:ops"]),
+        "RAYKERNEL_WARM_POOL_SIZE": "0",
+    }
+    with http_server_process(workspace, **env) as server:
+        yield Deputy(server, workspace)
+
+
+@pytest.fixture
+async def alice(deputy: Deputy) -> AsyncIterator[Client]:
+    # Bob's workspace exists (his scripts/ folder is where the attacks aim).
+    async with deputy.client("bob") as bob:
+        await call(bob, "list_files")
+    async with deputy.client("alice") as client:
+        yield client
+
+
+async def test_checkpoint_names_from_the_kernel_never_become_paths(
+    deputy: Deputy, alice: Client, tmp_path: Path
+) -> None:
+    """The change tracker patched to name absolute paths: the actor wrote a pickle's bytes to
+    bob's scripts/ (first on bob's sys.path) and, asked to rewind, read a 0600 file outside
+    every workspace into alice's kernel. Parsed, the reply is a protocol violation: nothing is
+    written or read, and the session is told its process was ended."""
+    planted = deputy.folder("bob") / "scripts" / "planted.py"
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("the server user's secret")
+    secret.chmod(0o600)
+    stolen = "stolen.bin"  # in alice's own workspace: what her patched rewind received
+    await call(alice, "create_session", session_id="ckpt", checkpoint="after_run")
+    await run(alice, "x = 1", session_id="ckpt")  # the tracker exists after one checkpoint
+    patch = SERVICE + (
+        f"PLANT, SECRET = {str(planted)!r}, {str(secret)!r}\n"
+        "from raykernel.protocol import KernelOp\n"
+        "def changes(namespace):\n"
+        "    return {'names': {'x': PLANT, 'y': SECRET},\n"
+        "            'blobs': {PLANT: b'STOLEN = 1\\n'}, 'not_preserved': {}}\n"
+        "svc.tracker.changes = changes\n"
+        "real_rewind = svc.operations[KernelOp.REWIND]\n"
+        "def rewind(blobs, count):\n"
+        f"    open({stolen!r}, 'wb').write(b''.join(blobs.values()))\n"
+        "    return real_rewind(blobs, count)\n"
+        "svc.operations[KernelOp.REWIND] = rewind\n"
+        "y = 2"
+    )
+    poisoned = await run(alice, patch, session_id="ckpt")
+    count = poisoned["execution_count"]
+    # The checkpoint is taken off the reply's path: a later call hears of its end.
+    told = await _told_of_violation(alice, "ckpt")
+    assert not planted.exists()
+    assert "broke the protocol" in told, told
+    error = await call_error(alice, "rewind_session", to_execution=count, session_id="ckpt")
+    assert error.startswith("InvalidArgument: no checkpoint after run"), error
+    assert not planted.exists()
+    stolen_file = deputy.folder("alice") / stolen
+    assert not stolen_file.exists() or b"secret" not in stolen_file.read_bytes()
+    # Bob's next import finds nothing of alice's.
+    async with deputy.client("bob") as bob:
+        reply = await run(bob, "import planted")
+        assert reply["error"]["ename"] == "ModuleNotFoundError", reply
+    # The session goes on from its last good checkpoint.
+    assert (await run(alice, "x", session_id="ckpt"))["result"] == "1"
+    await call(alice, "delete_session", session_id="ckpt")
+
+
+async def _told_of_violation(client: Client, session_id: str) -> str:
+    for _ in range(50):
+        reply = json.dumps(await run(client, "1 + 1", session_id=session_id))
+        if "broke the protocol" in reply:
+            return reply
+        await asyncio.sleep(0.1)
+    return reply
+
+
+async def test_a_run_count_from_the_kernel_is_not_a_file_name(
+    deputy: Deputy, alice: Client
+) -> None:
+    """The kernel's checkpoint patched to say its run count is ``../../<bob>/scripts/x``: the
+    actor named the point file with it. The actor numbers runs itself."""
+    target = deputy.folder("bob") / "scripts" / "counted"
+    await call(alice, "create_session", session_id="count", checkpoint="after_run")
+    await run(alice, "a = 1", session_id="count")
+    patch = SERVICE + (
+        "from raykernel.protocol import KernelOp\n"
+        "real = svc.operations[KernelOp.CHECKPOINT]\n"
+        "def checkpoint(limit):\n"
+        f"    return {{**real(limit), 'execution_count': '../' * 12 + {str(target)!r}[1:]}}\n"
+        "svc.operations[KernelOp.CHECKPOINT] = checkpoint\n"
+        "a = 2"
+    )
+    reply = await run(alice, patch, session_id="count")
+    await run(alice, "a = 3", session_id="count")
+    assert not await asyncio.to_thread(Path(f"{target}.json").exists)
+    rewound = await call(
+        alice, "rewind_session", to_execution=reply["execution_count"], session_id="count"
+    )
+    assert rewound["rewound_to_execution"] == reply["execution_count"]
+    assert (await run(alice, "a", session_id="count"))["result"] == "2"
+    await call(alice, "delete_session", session_id="count")
+
+
+async def test_a_pickle_never_moves_to_another_identity(deputy: Deputy, alice: Client) -> None:
+    """An admin's transfer_variable (or fork_session) from alice's session unpickled alice's
+    object in the admin's kernel, where its ``__reduce__`` ran as the admin. Refused, typed,
+    and nothing ran."""
+    marker = deputy.folder("ops") / "alice-ran-here"
+    payload = f"open({str(marker)!r}, 'w').write('alice')"
+    await run(
+        alice,
+        "class Payload:\n"
+        "    def __reduce__(self):\n"
+        f"        return (exec, ({payload!r},))\n"
+        "payload = Payload()",
+    )
+    async with deputy.client("ops") as ops:
+        error = await call_error(
+            ops,
+            "transfer_variable",
+            from_session="token:alice/default",
+            to_session="default",
+            name="payload",
+        )
+        assert error.startswith("NotAllowed: transfer_variable from a session of token:alice"), (
+            error
+        )
+        assert "allow_pickles_across_identities" in error
+        error = await call_error(
+            ops, "fork_session", session_id="token:alice/default", new_session_id="copied"
+        )
+        assert error.startswith("NotAllowed: fork_session"), error
+        assert "copied" not in (await call(ops, "list_sessions"))["sessions"]
+        # Within one identity values still move (the admin's own sessions).
+        await run(ops, "mine = 41")
+        await call(ops, "create_session", session_id="second")
+        await call(
+            ops, "transfer_variable", from_session="default", to_session="second", name="mine"
+        )
+        assert (await run(ops, "mine + 1", session_id="second"))["result"] == "42"
+        await call(ops, "delete_session", session_id="second")
+    assert not marker.exists()
+
+
+async def test_a_huge_tail_is_not_held_by_the_actor_or_the_front_end(
+    deputy: Deputy, alice: Client
+) -> None:
+    """Session code publishing a 300 MB "tail" of its output: the actor kept it whole and the
+    shared front end pulled it every half second (204 -> 1,706 MiB). A tail that long is no
+    kernel's: the kernel is ended and the reply says why; the front end stays small."""
+    front_end = psutil.Process(deputy.server.proc.pid)
+    before = front_end.memory_info().rss
+    code = SERVICE + (
+        "import time\n"
+        "svc._publish_tail(svc.interpreter.current_token(), 'x' * 300_000_000)\n"
+        "time.sleep(3)"
+    )
+    run_task = asyncio.ensure_future(run(alice, code))
+    async with deputy.client("bob") as bob:
+        await asyncio.sleep(1.0)
+        listed = await call(bob, "list_sessions")
+        assert "default" in listed["sessions"]
+    reply = await run_task
+    assert "broke the protocol" in json.dumps(reply), reply
+    assert front_end.memory_info().rss - before < 150 << 20
+
+
+def _global_address(family: int) -> str | None:
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family != family:
+                continue
+            address = ipaddress.ip_address(entry.address.split("%", 1)[0])
+            if address.is_global or (address.is_private and not address.is_link_local):
+                if not address.is_loopback:
+                    return str(address)
+    return None
+
+
+@contextlib.contextmanager
+def _page_on(host: str) -> Iterator[int]:
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"reached the node")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = Server((host, 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_nodes_ipv6_address_is_denied_like_its_ipv4_one(
+    deputy: Deputy, alice: Client
+) -> None:
+    """An allow-list naming the node's networks, ``[<its IPv4>/24, <its IPv6>/64]``: every
+    port of the node was refused on its IPv4 address and reached on its IPv6 one (Ray's gRPC
+    among them). The node is refused at each of its addresses unless a rule names that very
+    address."""
+    v4, v6 = _global_address(socket.AF_INET), _global_address(socket.AF_INET6)
+    if v6 is None or v4 is None:
+        pytest.skip("this machine has no non-loopback IPv6 (or IPv4) address to test with")
+    rules = [
+        str(ipaddress.ip_network(f"{v4}/24", strict=False)),
+        str(ipaddress.ip_network(f"{v6}/64", strict=False)),
+    ]
+    await call(alice, "create_session", session_id="v6", network=rules)
+    fetch = (
+        "import urllib.request, urllib.error\n"
+        "def fetch(url):\n"
+        "    try:\n"
+        "        return urllib.request.urlopen(url, timeout=10).read().decode()\n"
+        "    except urllib.error.HTTPError as exc:\n"
+        "        return f'{exc.code} {exc.read().decode()[:200]}'\n"
+    )
+    with _page_on(v6) as port6, _page_on(v4) as port4:
+        code = fetch + f"[fetch('http://[{v6}]:{port6}/'), fetch('http://{v4}:{port4}/')]"
+        reply = await run(alice, code, session_id="v6")
+    six, four = eval(reply["result"])
+    assert four.startswith("403"), four
+    assert six.startswith("403") and "node of this cluster" in six, six
+    await call(alice, "delete_session", session_id="v6")
