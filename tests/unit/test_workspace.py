@@ -55,12 +55,16 @@ def test_symlink_pointing_outside_is_refused_and_target_unchanged(
     os.symlink(outside, ws.root / "outputs" / "link.txt")
     os.symlink(tmp_path, ws.root / "escape")
     for path in ("outputs/link.txt", "escape/outside.txt"):
-        with pytest.raises(PathOutsideWorkspace):
+        with pytest.raises(PathOutsideWorkspace, match="symbolic link"):
             ws.write(path, "overwritten")
-        with pytest.raises(PathOutsideWorkspace):
+        with pytest.raises(PathOutsideWorkspace, match="symbolic link"):
             ws.read(path)
-        with pytest.raises(PathOutsideWorkspace):
-            ws.delete(path)
+    with pytest.raises(PathOutsideWorkspace, match="symbolic link"):
+        ws.delete("escape/outside.txt")
+    assert outside.read_text() == "original"
+    # Deleting a link removes the link, never what it points to.
+    ws.delete("outputs/link.txt")
+    assert not os.path.lexists(ws.root / "outputs" / "link.txt")
     assert outside.read_text() == "original"
 
 
@@ -126,5 +130,6 @@ def test_the_servers_store_is_closed_to_file_operations(ws: Workspace, path: str
 def test_a_symlink_into_the_store_is_closed_too(ws: Workspace) -> None:
     (ws.root / ".raykernel").mkdir()
     os.symlink(ws.root / ".raykernel", ws.root / "outputs" / "door")
-    with pytest.raises(PathOutsideWorkspace, match="store"):
+    with pytest.raises(PathOutsideWorkspace, match="symbolic link"):
         ws.write("outputs/door/evil.pkl", "x")
+    assert not (ws.root / ".raykernel" / "evil.pkl").exists()
