@@ -21,7 +21,7 @@ from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
 from raykernel.memory import refuse_if_full
 from raykernel.protocol import Claim, KernelOp, Network, RunKind
 from raykernel.replies import kernel_died_reply, revival_notice
-from raykernel.workspace import OPERATIONS, Workspace, WorkspaceOp
+from raykernel.workspace import Workspace, WorkspaceOp, perform
 
 from .egress import SessionNetwork
 from .forks import Forks
@@ -474,9 +474,7 @@ class SessionHost:
 
     async def workspace(self, op: WorkspaceOp, args: list[Any]) -> dict[str, Any]:
         """A file operation on the workspace as this node sees it."""
-        if op not in OPERATIONS:
-            raise ValueError(f"unknown workspace operation {op!r}")
-        return await asyncio.to_thread(op, self._workspace, *args)
+        return await perform(op, self._workspace, *args)
 
     async def recycle(self) -> None:
         """Forget the session and become a fresh, unclaimed host (a new kernel process waiting

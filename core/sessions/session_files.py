@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from raykernel.errors import SessionUnavailable
-from raykernel.workspace import OPERATIONS, WorkspaceOp, Workspaces
+from raykernel.workspace import OPERATIONS, WorkspaceOp, Workspaces, perform
 
 from .cluster import Nodes
 from .handle import ActorDied
@@ -52,7 +52,8 @@ class SessionFiles:
             if record.resident and not self.nodes.is_local(record.node_id):
                 node_id = record.node_id
         if node_id is None:
-            reply = op(self.workspaces.of(owner), *args)
+            # Off the event loop (a walk of 300k files must not stall every other identity).
+            reply = await perform(op, self.workspaces.of(owner), *args)
             reply["node_id"] = self.nodes.local_id
             return reply
         assert session_id is not None
