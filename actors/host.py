@@ -17,10 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raykernel.errors import InvalidArgument, SessionMoved, SessionUnavailable
+from raykernel.errors import (
+    InvalidArgument,
+    RaykernelError,
+    SessionMoved,
+    SessionUnavailable,
+)
 from raykernel.memory import refuse_if_full
 from raykernel.protocol import Claim, KernelOp, Network, RunKind
-from raykernel.replies import kernel_died_reply, revival_notice
+from raykernel.replies import kernel_died_reply, revival_notice, run_error, run_reply
 from raykernel.workspace import Workspace, WorkspaceOp, perform
 
 from .egress import SessionNetwork
@@ -219,11 +224,29 @@ class SessionHost:
         return await self._run(KernelOp.EXECUTE, (code, token), token, code=code)
 
     async def run_script(self, path: str, args: list[str], token: str) -> dict[str, Any]:
-        try:  # for the history: what ran (the script may change later)
-            source = await asyncio.to_thread(Path(path).read_text, "utf-8", "replace")
-        except OSError:
-            source = f"# run_script {path}"
-        return await self._run(KernelOp.RUN_SCRIPT, (path, args, token), token, code=source)
+        """Run the owner's workspace file ``path``: read here once, beneath the workspace's
+        root and following no link, when the run starts; that text is what the kernel runs
+        and what the history keeps (the kernel never reads the path itself, so a script
+        swapped for a link while the session was busy leads nowhere)."""
+        try:
+            script = await perform(Workspace.script, self._workspace, path)
+        except RaykernelError as exc:
+            return self._unread(path, exc, token)
+        filename, source = script["path"], script["source"]
+        return await self._run(
+            KernelOp.RUN_SCRIPT, (filename, source, args, token), token, code=source
+        )
+
+    def _unread(self, path: str, exc: RaykernelError, token: str) -> dict[str, Any]:
+        """A run of a script that could not be read: its reply says why, in the timeline."""
+        history = self.history
+        history.execution_count += 1
+        history.last_execution_time = time.time()
+        reply = run_reply(
+            self.session_id, history.execution_count, 0.0, error=run_error(exc.kind, exc.message)
+        )
+        self.state.keep(history.record(f"# run_script {path}", dict(reply), time.time()))
+        return dict(reply)
 
     async def call_function(
         self, payload: bytes, max_result_bytes: int, token: str

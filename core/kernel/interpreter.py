@@ -125,13 +125,21 @@ class Interpreter:
         return self._run(count, code, token, body, last, self.namespace)
 
     def run_script(
-        self, path: Path, args: list[str], token: str | None = None, count: int | None = None
+        self,
+        path: str | Path,
+        source: str,
+        args: list[str],
+        token: str | None = None,
+        count: int | None = None,
     ) -> RunReply:
-        """Run a script file in this session like IPython's ``%run``: as ``__main__``, with
-        ``sys.argv`` set, and its top-level names merged into the namespace afterwards."""
+        """Run a script in this session like IPython's ``%run``: as ``__main__``, with
+        ``__file__`` and ``sys.argv`` its ``path``, and its top-level names merged into the
+        namespace afterwards. ``source`` is its text as the session's actor read it (once:
+        what runs is what the history shows); the file is not read again here."""
         count = self._number(count)
-        source = Path(path).read_text(encoding="utf-8")
         filename = str(path)
+        # Tracebacks show the lines that ran, not what the file holds by then.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
             body = compile(source, filename, "exec")
         except SyntaxError as exc:

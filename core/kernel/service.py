@@ -214,10 +214,10 @@ class KernelService:
         killed = self.children.killed
         return self.children.annotate(self.interpreter.execute(code, token, count), killed)
 
-    def op_run_script(self, path: str, args: list[str], token: str, count: int) -> Any:
+    def op_run_script(self, path: str, source: str, args: list[str], token: str, count: int) -> Any:
         self.children.run_starting()
         killed = self.children.killed
-        reply = self.interpreter.run_script(Path(path), args, token, count)
+        reply = self.interpreter.run_script(path, source, args, token, count)
         return self.children.annotate(reply, killed)
 
     def op_call_function(self, payload: bytes, max_result_bytes: int, token: str) -> Any:

@@ -29,6 +29,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import cloudpickle
@@ -109,9 +110,12 @@ class Sessions:
         ``sys.argv`` the file's path and ``args``, its names left in the namespace; a run, as
         ``execute`` makes one."""
         qualified = self.resolve(session_id)
-        # Inside the owner's workspace and out of the store, like every file tool's path: the
-        # session's actor reads the script (for the history) with more rights than its kernel.
-        script = self.workspace_of(qualified).resolve(path)
+        # An early, clear refusal of a path outside the owner's workspace or in the store. What
+        # protects is elsewhere: the session's actor reads the script once, when the run
+        # starts, beneath the workspace's root and following no link (Workspace.script).
+        workspace = self.workspace_of(qualified)
+        workspace.resolve(path)
+        script = Path(*workspace.parts(path))  # relative to the owner's workspace
         async with self._progress(progress) as on_start:
             return await self.router.run_script(
                 qualified, script, list(args), self.timeout_for(timeout), on_start

@@ -201,9 +201,9 @@ async def test_internal_errors_are_masked_at_the_mcp_boundary(
 
 
 async def test_a_plugin_runs_only_scripts_inside_the_workspace(app) -> None:
-    """app.sessions.run_script takes a path as the file tools do: the session's actor reads the
-    script (for the history) with more rights than its kernel, so nothing outside the owner's
-    workspace, or in the server's store, is read or run."""
+    """app.sessions.run_script takes a path as the file tools do (an early refusal; the
+    session's actor then reads the script beneath the owner's workspace, following no link):
+    nothing outside the owner's workspace, or in the server's store, is read or run."""
     for path in ("../outside.py", "/etc/passwd", ".raykernel/pool.py"):
         with pytest.raises(PathOutsideWorkspace):
             await app.sessions.run_script(None, path)

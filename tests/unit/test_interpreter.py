@@ -119,13 +119,16 @@ def test_figures_are_saved_and_returned(interp: Interpreter, tmp_path: Path) -> 
 
 def test_run_script_sets_argv_and_merges_names(interp: Interpreter, tmp_path: Path) -> None:
     script = tmp_path / "job.py"
-    script.write_text(
-        "import sys\nRESULT = sys.argv[1:]\nprint(__name__)\n"
+    source = (
+        "import sys\nRESULT = sys.argv[1:]\nFILE = __file__\nprint(__name__)\n"
         "if __name__ == '__main__':\n    print('main')\n"
     )
-    reply = interp.run_script(script, ["--n", "3"])
+    # The text is the actor's (read once); the file on disk by then is not read again.
+    script.write_text("raise SystemExit('the file was read again')\n")
+    reply = interp.run_script(script, source, ["--n", "3"])
     assert reply["stdout"] == "__main__\nmain\n"
     assert interp.execute("RESULT")["result"] == "['--n', '3']"
+    assert interp.execute("FILE")["result"] == repr(str(script))
 
 
 def test_variables_lists_user_names(interp: Interpreter) -> None:
