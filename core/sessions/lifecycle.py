@@ -69,6 +69,10 @@ class Lifecycle:
         build, when builds are allowed, must not plant what another's install would take."""
         return self.settings.store / "cache" / owner_folder(record.owner)
 
+    def snapshot_dir(self, owner: str) -> Path:
+        """Where identity ``owner``'s snapshots are kept (in the server's store: theirs only)."""
+        return self.settings.store / "snapshots" / owner_folder(owner)
+
     def checkpoints_dir(self, record: SessionRecord) -> Path:
         return self.settings.store / "checkpoints" / owner_folder(record.owner) / record.session_id
 

@@ -29,7 +29,6 @@ from raykernel.errors import (
 from raykernel.protocol import SessionStatus
 from raykernel.replies import without_image_data
 from raykernel.sessions.handle import CONTROL_TIMEOUT, ActorDied, SessionHandle
-from raykernel.sessions.lifecycle import owner_folder
 from raykernel.sessions.record import (
     SessionRecord,
     qualify,
@@ -46,8 +45,7 @@ class StateMoves:
         self.settings = router.settings
 
     def snapshot_dir(self, owner: str) -> Path:
-        """Where identity ``owner``'s snapshots are kept (in the server's store: theirs only)."""
-        return self.settings.store / "snapshots" / owner_folder(owner)
+        return self.router.lifecycle.snapshot_dir(owner)
 
     def snapshot_path(self, owner: str, name: str) -> Path:
         return self.snapshot_dir(owner) / f"{validate_snapshot_name(name)}.zip"
