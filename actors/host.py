@@ -12,11 +12,13 @@ the kernel is busy: interrupts, the live output tail, health and files never wai
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raykernel.deputy import Deputy, deputy_for
 from raykernel.errors import (
     InvalidArgument,
     RaykernelError,
@@ -61,6 +63,24 @@ class HostConfig:
     interrupt_grace: float = 5.0
     # Past this share of the node's memory no session is claimed here (0: no check).
     memory_high_water: float = 0.0
+
+
+_SECRETS = {"home": "~", "ray_token": "~/.ray/auth_token"}
+
+
+def _deputy_of(folders: list[str]) -> Deputy:
+    """The threads that do a session's file work in the store: made here, with the server
+    user's rights, the folders they are confined to must exist first."""
+    for folder in folders:
+        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+    deputy = deputy_for(*(Path(f) for f in folders))
+    # Ray's token and the home it lives in, as the deputy's threads find them.
+    found = deputy.probe(os.path.expanduser(path) for path in _SECRETS.values())
+    deputy.report = {
+        "by": deputy.confinement["by"],
+        "probed": dict(zip(_SECRETS, found.values(), strict=True)),
+    }
+    return deputy
 
 
 class SessionHost:
@@ -175,6 +195,7 @@ class SessionHost:
             raise RuntimeError(f"this actor already serves session {self.session_id!r}")
         config = self.config
         refuse_if_full(config.memory_high_water)
+        self.state.deputy = await asyncio.to_thread(_deputy_of, claim.state_folders)
         if claim.checkpoints_dir:
             self.state.checkpoints = CheckpointStore(
                 Path(claim.checkpoints_dir), config.checkpoint_depth, config.checkpoint_max_bytes
@@ -208,7 +229,10 @@ class SessionHost:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "kernel_pid": kernel.pid if kernel is not None else None,
-            "isolation": kernel.isolation if kernel is not None else {},
+            "isolation": {
+                **(kernel.isolation if kernel is not None else {}),
+                "deputy": self.state.deputy.report if self.state.deputy is not None else None,
+            },
             "network": self.net.network,
             "checkpoint": "after_run" if self.state.checkpoints is not None else "off",
             "placement": self.placement,

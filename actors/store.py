@@ -26,8 +26,9 @@ import time
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from raykernel.deputy import Deputy
 from raykernel.errors import SessionUnavailable
 from raykernel.protocol import KernelOp
 
@@ -35,6 +36,7 @@ from .kernel_client import KernelGone, KernelProcess
 from .runbook import History, RunBook
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 
@@ -258,6 +260,13 @@ class SessionState:
         self._measure = measure  # the kernel's, to find its child processes
         self._checkpointing = asyncio.Lock()
         self._background: set[asyncio.Future[Any]] = set()
+        # The threads that touch its files, confined to its owner's folders (set by the claim).
+        self.deputy: Deputy | None = None
+
+    async def _on_disk(self, work: Callable[..., T], *args: Any) -> T:
+        if self.deputy is None:
+            raise SessionUnavailable("this host serves no session yet")
+        return await self.deputy.run(work, *args)
 
     async def go_on(self, count: int) -> None:
         """The timeline goes on: from the front end's ``count`` (a new actor after the old one
@@ -265,7 +274,7 @@ class SessionState:
         history = self._history
         history.execution_count = max(history.execution_count, count)
         if self.checkpoints is not None:
-            kept = await asyncio.to_thread(self.checkpoints.history)
+            kept = await self._on_disk(self.checkpoints.history)
             if kept:
                 history.load(kept)
                 counts = [e["execution_count"] for e in kept if e.get("execution_count")]
@@ -277,7 +286,7 @@ class SessionState:
         """Write the kernel's picklable state to ``path`` (the kernel cannot reach the store;
         its pickles are written here as the bytes they are, never loaded)."""
         snap = await self._call(KernelOp.SNAPSHOT)
-        size = await asyncio.to_thread(
+        size = await self._on_disk(
             write_snapshot, Path(path), self._session_id(), snap["blobs"], snap["not_preserved"]
         )
         return {
@@ -288,7 +297,7 @@ class SessionState:
 
     async def load_snapshot(self, path: str) -> dict[str, Any]:
         """Read a snapshot file here and hand its pickles to the kernel to load."""
-        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
+        blobs, manifest = await self._on_disk(read_snapshot, Path(path))
         report = await self._call(KernelOp.RESTORE, blobs)
         report["not_preserved"].update(manifest.get("not_preserved", {}))
         report["snapshot_of"] = manifest.get("session_id")
@@ -319,7 +328,7 @@ class SessionState:
             try:
                 changes = await asked
                 # The run's number is the actor's: the kernel's own count is not asked.
-                return await asyncio.to_thread(store.save, count, changes)
+                return await self._on_disk(store.save, count, changes)
             except FileNotFoundError:  # the store lost pickles: hand everything over again
                 await kernel.request(KernelOp.FORGET_CHECKPOINTS)
                 return None
@@ -334,7 +343,7 @@ class SessionState:
         store = self.checkpoints
         if entry is None or store is None:
             return
-        self._off_the_path(asyncio.to_thread(store.add_history, dict(entry)))
+        self._off_the_path(self._on_disk(store.add_history, dict(entry)))
 
     def _off_the_path(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -349,10 +358,10 @@ class SessionState:
             return None
         # The checkpoint of the last run may be on its way.
         await asyncio.gather(*list(self._background), return_exceptions=True)
-        point = await asyncio.to_thread(store.point, count)
+        point = await self._on_disk(store.point, count)
         if point is None:
             return None
-        blobs = await asyncio.to_thread(store.blobs_of, point)
+        blobs = await self._on_disk(store.blobs_of, point)
         report = await self._call(KernelOp.REWIND, blobs, point["execution_count"])
         report["not_preserved"].update(point.get("not_preserved", {}))
         if count is not None:  # asked for (rewind_session), not a revival
@@ -388,7 +397,7 @@ class SessionState:
                 "last_execution_time": self._history.last_execution_time,
             }
             extra = {"history": history, "session": session, "runs": book.export()}
-            size = await asyncio.to_thread(
+            size = await self._on_disk(
                 write_snapshot,
                 Path(path),
                 self._session_id(),
@@ -407,7 +416,7 @@ class SessionState:
     async def resume(self, path: str) -> dict[str, Any]:
         """Load an image ``hibernate`` wrote: variables (imports re-done as they unpickle) and
         history; the report names what could not be carried."""
-        blobs, manifest = await asyncio.to_thread(read_snapshot, Path(path))
+        blobs, manifest = await self._on_disk(read_snapshot, Path(path))
         report = await self._call(KernelOp.RESTORE, blobs)
         saved = manifest.get("history") or {}
         history = self._history

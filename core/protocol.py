@@ -9,7 +9,7 @@ Plain Python (the kernel imports it too): no Ray, no front end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -88,3 +88,6 @@ class Claim:
     # The session's Python environment (actors.environments.Environment.as_dict); None: the
     # server's.
     environment: dict[str, str] | None = None
+    # The owner's folders in the server's store that this session's actor reads and writes
+    # (its snapshots, hibernation images, checkpoints): the only ones its deputy may touch.
+    state_folders: list[str] = field(default_factory=list)

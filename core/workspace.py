@@ -12,9 +12,7 @@ which is exact once no link is followed.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import functools
 import hashlib
 import os
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import beneath
+from .deputy import deputy_for
 from .errors import FileNotFound, FileTooLarge, InvalidArgument, PathOutsideWorkspace
 
 MAX_PATH_LENGTH = 1024
@@ -376,6 +375,8 @@ class Workspace:
             "disk_free": usage.f_bavail * usage.f_frsize,
             "max_file_bytes": self.max_file_bytes,
             "file_access": beneath.method(),
+            # How the thread doing this is held (the deputy's, as ``raykernel.deputy`` says).
+            "file_confinement": deputy_for(self.root).confinement["by"],
         }
 
 
@@ -406,21 +407,14 @@ OPERATIONS = frozenset(
 )
 WorkspaceOp = Callable[..., dict[str, Any]]
 
-# The threads workspace operations run on, apart from asyncio's default ones (which the front
-# end uses for Ray's calls): one identity's 300k-file delete must not hold the event loop, nor
-# the threads everything else waits on.
-_FILE_THREADS = concurrent.futures.ThreadPoolExecutor(
-    max_workers=4, thread_name_prefix="raykernel-files"
-)
-
 
 async def perform(op: WorkspaceOp, workspace: Workspace, *args: Any) -> dict[str, Any]:
-    """``op(workspace, *args)`` off the event loop: the one place a workspace operation is
-    handed to a thread (the front end's file tools and the session's actor both come here)."""
+    """``op(workspace, *args)`` on a thread of the workspace's deputy (``raykernel.deputy``:
+    confined to this workspace, off the event loop): the one place a workspace operation is
+    handed on (the front end's file tools and the session's actor both come here)."""
     if op not in OPERATIONS:
         raise ValueError(f"unknown workspace operation {op!r}")
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_FILE_THREADS, functools.partial(op, workspace, *args))
+    return await deputy_for(workspace.root).run(op, workspace, *args)
 
 
 class Workspaces:

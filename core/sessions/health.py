@@ -91,7 +91,8 @@ class SessionHealth:
                 hibernated_at=iso_time(record.hibernated_at), image_bytes=record.image_bytes
             )
         report["isolation"] = {
-            key: record.isolation.get(key) for key in ("mode", "files", "network", "processes")
+            key: record.isolation.get(key)
+            for key in ("mode", "files", "network", "processes", "deputy")
         }
         extra: dict[str, Any] = {}
         if self.hooks is not None:

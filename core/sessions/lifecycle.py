@@ -73,6 +73,12 @@ class Lifecycle:
         """Where identity ``owner``'s snapshots are kept (in the server's store: theirs only)."""
         return self.settings.store / "snapshots" / owner_folder(owner)
 
+    def state_folders(self, owner: str) -> tuple[Path, ...]:
+        """Every folder of ``owner``'s in the store that a session's actor writes."""
+        store = self.settings.store
+        folder = owner_folder(owner)
+        return (self.snapshot_dir(owner), store / "images" / folder, store / "checkpoints" / folder)
+
     def checkpoints_dir(self, record: SessionRecord) -> Path:
         return self.settings.store / "checkpoints" / owner_folder(record.owner) / record.session_id
 
@@ -231,6 +237,7 @@ class Lifecycle:
                 str(self.workspaces.root_of(record.owner)),
                 record.execution_count,
                 record.environment,
+                [str(folder) for folder in self.state_folders(record.owner)],
             )
             info = await handle.claim(claim, CREATE_TIMEOUT)
         except BaseException as exc:

@@ -156,6 +156,24 @@ async def test_a_run_count_from_the_kernel_is_not_a_file_name(
     await call(alice, "delete_session", session_id="count")
 
 
+async def test_the_threads_doing_a_tenants_file_work_cannot_open_the_token(
+    deputy: Deputy, alice: Client
+) -> None:
+    """A fooled deputy (a check that is wrong some day) must still reach nothing: the threads
+    that do alice's file work, in the front end and in her session's actor, are confined to
+    her folders. What they found when they tried the server's home and Ray's token is in the
+    reports; the actor's is in the session's isolation report."""
+    info = await call(alice, "get_workspace_info")
+    assert info["file_confinement"].startswith("landlock ABI "), info
+    await call(alice, "create_session", session_id="held")
+    await run(alice, "1", session_id="held")
+    health = await call(alice, "get_kernel_health", session_id="held")
+    held = health["isolation"]["deputy"]
+    assert held["by"].startswith("landlock ABI "), held
+    assert held["probed"] == {"home": "denied", "ray_token": "denied"}, held
+    await call(alice, "delete_session", session_id="held")
+
+
 async def test_a_pickle_never_moves_to_another_identity(deputy: Deputy, alice: Client) -> None:
     """An admin's transfer_variable (or fork_session) from alice's session unpickled alice's
     object in the admin's kernel, where its ``__reduce__`` ran as the admin. Refused, typed,
