@@ -304,3 +304,128 @@ async def test_the_nodes_ipv6_address_is_denied_like_its_ipv4_one(
     assert four.startswith("403"), four
     assert six.startswith("403") and "node of this cluster" in six, six
     await call(alice, "delete_session", session_id="v6")
+
+
+# Session code that keeps swapping workspace names between a file and a link out (a daemon
+# thread in alice's kernel: it goes on between runs, while her file tools are called).
+FLIPPER = (
+    "import os, threading\n"
+    "stop = threading.Event()\n"
+    "def flip(name, target):\n"
+    "    while not stop.is_set():\n"
+    "        for make in (lambda: open(name, 'w').write('inside'),\n"
+    "                     lambda: os.symlink(target, name)):\n"
+    "            try:\n"
+    "                os.unlink(name)\n"
+    "            except FileNotFoundError:\n"
+    "                pass\n"
+    "            try:\n"
+    "                make()\n"
+    "            except OSError:\n"
+    "                pass\n"
+)
+
+
+async def _tolerant(client: Client, tool: str, **arguments: Any) -> str:
+    """What a file tool answered, its error's text included: the flip makes some calls fail."""
+    result = await client.call_tool(tool, arguments, raise_on_error=False)
+    return json.dumps(result.structured_content) if not result.is_error else str(result.content)
+
+
+async def test_file_tools_racing_a_symlink_flip_stay_inside(
+    deputy: Deputy, alice: Client, tmp_path: Path
+) -> None:
+    """Session code flipping names between a file and a link out while alice's file tools
+    use them: read_file leaked an outside file 14 times in 300, write_file landed in bob's
+    scripts/ on try 14, delete_file removed outside files. A path is opened beneath the
+    workspace, following no link, once."""
+    secret = tmp_path / "outside-secret.txt"
+    secret.write_text("OUTSIDE-SECRET")
+    secret.chmod(0o600)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    planted = deputy.folder("bob") / "scripts" / "planted.py"
+    await call(alice, "create_session", session_id="flip")
+    start = FLIPPER + "".join(
+        f"threading.Thread(target=flip, args=({name!r}, {str(target)!r}), daemon=True).start()\n"
+        for name, target in (("r.txt", secret), ("w.txt", planted), ("d.txt", victim))
+    )
+    await run(alice, start, session_id="flip")
+    try:
+        reads = [await _tolerant(alice, "read_file", path="r.txt") for _ in range(300)]
+        writes = [
+            await _tolerant(alice, "write_file", path="w.txt", content="import os  # alice's")
+            for _ in range(100)
+        ]
+        deletes = [await _tolerant(alice, "delete_file", path="d.txt") for _ in range(300)]
+    finally:
+        await run(alice, "stop.set()", session_id="flip")
+        await call(alice, "delete_session", session_id="flip")
+    assert not [r for r in reads if "OUTSIDE-SECRET" in r]
+    assert any('"inside"' in r for r in reads), reads[:5]  # the race was run, not avoided
+    assert not await asyncio.to_thread(planted.exists)
+    assert any('"size"' in w for w in writes), writes[:5]
+    assert await asyncio.to_thread(victim.read_text) == "keep me"
+    assert any('"deleted"' in d for d in deletes), deletes[:5]
+
+
+async def test_run_script_swapped_for_a_link_while_busy_reads_nothing_outside(
+    deputy: Deputy, alice: Client
+) -> None:
+    """The script is checked when run_script is called and read when its run starts: session
+    code that swapped it for a link to Ray's token (or bob's file) while the session was busy
+    got that file's text into get_history. The actor reads it once, when the run starts,
+    following no link."""
+    bobs = deputy.folder("bob") / "scripts" / "bobs_secret.py"
+    await asyncio.to_thread(bobs.write_text, "BOBS_SECRET = 'bob-only'\n")
+    await call(alice, "create_session", session_id="swap")
+    await call(alice, "save_script", name="job", content="print('alice job')\n")
+    busy = (
+        "import os, threading, time\n"
+        "def swap():\n"
+        "    time.sleep(1.5)\n"
+        "    os.unlink('scripts/job.py')\n"
+        f"    os.symlink({str(bobs)!r}, 'scripts/job.py')\n"
+        "threading.Thread(target=swap).start()\n"
+        "time.sleep(3)\n"
+    )
+    running = asyncio.ensure_future(run(alice, busy, session_id="swap"))
+    await asyncio.sleep(0.5)  # the run above holds the session; the script is still a file
+    script = await alice.call_tool(
+        "run_script", {"name": "job", "session_id": "swap"}, raise_on_error=False
+    )
+    await running
+    history = await call(alice, "get_history", session_id="swap")
+    await call(alice, "delete_session", session_id="swap")
+    assert "bob-only" not in json.dumps(history)
+    assert "bob-only" not in str(script.content)
+    assert script.is_error or "PathOutsideWorkspace" in str(script.content), script
+
+
+async def test_a_huge_workspace_stalls_no_other_identity(deputy: Deputy, alice: Client) -> None:
+    """300k files in alice's workspace: get_workspace_info took 1 s and delete_file 3 s on
+    the front end's event loop, and every other identity waited as long. Bob's call now
+    comes back while alice's delete is still under way."""
+    await call(alice, "create_session", session_id="many")
+    await run(
+        alice,
+        "import os\nos.makedirs('many', exist_ok=True)\n"
+        "for i in range(300_000):\n    os.close(os.open(f'many/{i}', os.O_CREAT | os.O_WRONLY))\n",
+        session_id="many",
+        timeout=300,
+    )
+    async with deputy.client("bob") as bob:
+        await call(bob, "list_files")  # bob's connection is up before alice's delete starts
+        done: list[str] = []
+
+        async def delete() -> None:
+            await call(alice, "delete_file", path="many")
+            done.append("alice")
+
+        deleting = asyncio.ensure_future(delete())
+        await asyncio.sleep(0.2)
+        await call(bob, "list_files")
+        done.append("bob")
+        await deleting
+    await call(alice, "delete_session", session_id="many")
+    assert done == ["bob", "alice"]
